@@ -1,0 +1,213 @@
+"""MemoryService servicer: translates between protos and core.memories, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+from google.protobuf import empty_pb2
+from google.rpc import code_pb2
+
+from memgrpc.api import convert
+from memgrpc.core import principal
+from memgrpc.core.errors import DomainError, InvalidArgument, Violations
+from memgrpc.core.idempotency import Idempotency
+from memgrpc.core.memories import BatchOp, MemoryService, SearchMode
+from memgrpc.core.types import Page, Patch
+from memgrpc.v1 import memory_pb2 as pb
+from memgrpc.v1 import memory_pb2_grpc
+
+_MODES: dict[int, SearchMode] = {
+    pb.SEARCH_MODE_UNSPECIFIED: "hybrid",
+    pb.SEARCH_MODE_HYBRID: "hybrid",
+    pb.SEARCH_MODE_SEMANTIC: "semantic",
+    pb.SEARCH_MODE_KEYWORD: "keyword",
+}
+
+
+def _patch(v: Violations, r: pb.UpdateMemoryRequest, prefix: str = "memory") -> Patch:
+    memory = convert.memory_from_pb(v, r.memory, prefix)
+    if r.HasField("update_mask"):
+        paths = frozenset(r.update_mask.paths)
+        if not paths:
+            v.add("update_mask", "must name at least one field")
+    else:
+        paths = convert.set_fields(r.memory)
+        if not paths:
+            v.add("memory", "sets no field to update")
+    return Patch(memory=memory, fields=paths, reason=r.reason)
+
+
+class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
+    def __init__(self, service: MemoryService) -> None:
+        self._svc = service
+        self._idem = Idempotency(service.store)
+
+    async def _once(
+        self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        return await self._idem.run(principal.current().project_id, method, request_id, compute)
+
+    async def CreateMemory(
+        self, request: pb.CreateMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Memory:
+        project = principal.current().project_id
+
+        async def compute() -> bytes:
+            v = Violations()
+            m = convert.memory_from_pb(v, request.memory)
+            v.raise_if_any()
+            return convert.memory_to_pb(await self._svc.create(project, m)).SerializeToString()
+
+        return pb.Memory.FromString(await self._once("CreateMemory", request.request_id, compute))
+
+    async def GetMemory(
+        self, request: pb.GetMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Memory:
+        return convert.memory_to_pb(await self._svc.get(principal.current().project_id, request.id))
+
+    async def UpdateMemory(
+        self, request: pb.UpdateMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Memory:
+        project = principal.current().project_id
+
+        async def compute() -> bytes:
+            v = Violations()
+            patch = _patch(v, request)
+            v.raise_if_any()
+            return convert.memory_to_pb(await self._svc.update(project, patch)).SerializeToString()
+
+        return pb.Memory.FromString(await self._once("UpdateMemory", request.request_id, compute))
+
+    async def ReplaceMemory(
+        self, request: pb.ReplaceMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Memory:
+        project = principal.current().project_id
+
+        async def compute() -> bytes:
+            v = Violations()
+            m = convert.memory_from_pb(v, request.memory)
+            v.raise_if_any()
+            return convert.memory_to_pb(await self._svc.replace(project, m)).SerializeToString()
+
+        return pb.Memory.FromString(await self._once("ReplaceMemory", request.request_id, compute))
+
+    async def DeleteMemory(
+        self, request: pb.DeleteMemoryRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        project = principal.current().project_id
+
+        async def compute() -> bytes:
+            await self._svc.delete(project, request.id)
+            return b""
+
+        await self._once("DeleteMemory", request.request_id, compute)
+        return empty_pb2.Empty()
+
+    async def ListMemories(
+        self, request: pb.ListMemoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMemoriesResponse:
+        v = Violations()
+        q = convert.query_from_pb(v, request)
+        v.raise_if_any()
+        page = await self._svc.list(
+            principal.current().project_id,
+            q,
+            Page(size=request.page_size, token=request.page_token, order_by=request.order_by),
+        )
+        return pb.ListMemoriesResponse(
+            memories=[convert.memory_to_pb(m) for m in page.memories],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
+        )
+
+    async def SearchMemories(
+        self, request: pb.SearchMemoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchMemoriesResponse:
+        v = Violations()
+        q = convert.query_from_pb(v, request)
+        mode = _MODES.get(request.mode)
+        if mode is None:
+            v.add("mode", f"unknown SearchMode value {request.mode}")
+        v.raise_if_any()
+        hits = await self._svc.search(
+            principal.current().project_id,
+            q,
+            request.query,
+            limit=request.limit,
+            mode=mode or "hybrid",
+            min_score=request.min_score,
+        )
+        return pb.SearchMemoriesResponse(
+            results=[
+                pb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score) for h in hits
+            ]
+        )
+
+    async def BatchMemories(
+        self, request: pb.BatchMemoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchMemoriesResponse:
+        project = principal.current().project_id
+
+        if not request.operations:
+            raise InvalidArgument.field("operations", "must not be empty")
+
+        async def compute() -> bytes:
+            ops: list[BatchOp | None] = []
+            pre: dict[int, InvalidArgument] = {}
+            for i, op in enumerate(request.operations):
+                v = Violations()
+                kind = op.WhichOneof("operation")
+                prefix = f"operations[{i}]"
+                if kind == "create":
+                    ops.append(
+                        (
+                            "create",
+                            convert.memory_from_pb(v, op.create.memory, f"{prefix}.create.memory"),
+                        )
+                    )
+                elif kind == "update":
+                    ops.append(("update", _patch(v, op.update, f"{prefix}.update.memory")))
+                elif kind == "delete":
+                    ops.append(("delete", op.delete.id))
+                else:
+                    v.add(prefix, "sets no operation (create, update or delete)")
+                    ops.append(None)
+                try:
+                    v.raise_if_any()
+                except InvalidArgument as exc:
+                    pre[i] = exc
+            valid = [(i, op) for i, op in enumerate(ops) if op is not None and i not in pre]
+            results = await self._svc.batch(project, [op for _, op in valid]) if valid else []
+            out = [pb.BatchOperationResult(index=i) for i in range(len(ops))]
+            for (i, _), res in zip(valid, results, strict=True):
+                out[i].id = res.id
+                if res.memory is not None:
+                    out[i].memory.CopyFrom(convert.memory_to_pb(res.memory))
+                if res.error is not None:
+                    out[i].code, out[i].message, out[i].reason = (
+                        _code(res.error),
+                        res.error.message,
+                        res.error.reason,
+                    )
+            for i, err in pre.items():
+                out[i].code, out[i].message, out[i].reason = _code(err), err.message, err.reason
+            failed = sum(1 for r in out if r.code != 0)
+            resp = pb.BatchMemoriesResponse(
+                results=out, summary=pb.BatchSummary(succeeded=len(out) - failed, failed=failed)
+            )
+            return resp.SerializeToString()
+
+        return pb.BatchMemoriesResponse.FromString(
+            await self._once("BatchMemories", request.request_id, compute)
+        )
+
+    async def ListMemoryVersions(
+        self, request: pb.ListMemoryVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMemoryVersionsResponse:
+        versions = await self._svc.versions(principal.current().project_id, request.id)
+        return pb.ListMemoryVersionsResponse(versions=[convert.version_to_pb(x) for x in versions])
+
+
+def _code(exc: DomainError) -> int:
+    return int(code_pb2.Code.Value(exc.code))

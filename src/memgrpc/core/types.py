@@ -1,0 +1,95 @@
+"""Domain records, as the seeds' docs describe them; no gRPC, no LanceDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MEMORY_TYPES = ("journal", "insight", "observation", "task", "preference", "fact", "message")
+DEFAULT_MEMORY_TYPE = "observation"
+DEFAULT_IMPORTANCE = 0.5
+
+
+@dataclass
+class Memory:
+    id: str = ""
+    user_id: str = ""
+    session_id: str = ""
+    content: str = ""
+    type: str = ""
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
+    importance: float | None = None
+    archived: bool = False
+    source_message_ids: list[str] = field(default_factory=list)
+    version: int = 0
+    event_time: datetime | None = None
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+
+@dataclass
+class MemoryVersion:
+    memory_id: str
+    version: int
+    content: str
+    type: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    create_time: datetime | None
+    expire_time: datetime | None = None
+    expire_reason: str = ""
+
+
+@dataclass
+class SearchHit:
+    memory: Memory
+    score: float
+
+
+@dataclass(frozen=True)
+class MemoryQuery:
+    """Filters shared by list and search (the deterministic part)."""
+
+    user_id: str = ""
+    session_id: str = ""
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    tags_all: bool = False
+    categories: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    include_archived: bool = False
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    size: int = 0
+    token: str = ""
+    order_by: str = ""
+
+
+@dataclass
+class MemoryPage:
+    memories: list[Memory]
+    next_page_token: str
+    total_size: int
+
+
+# fields a patch may touch (UpdateMemory's update_mask paths)
+PATCHABLE = (
+    "content", "type", "tags", "metadata", "categories", "importance", "archived",
+    "session_id", "event_time", "source_message_ids",
+)  # fmt: skip
+
+
+@dataclass
+class Patch:
+    """A partial update: `fields` names what to change, `memory` holds the new values."""
+
+    memory: Memory
+    fields: frozenset[str]
+    reason: str = ""

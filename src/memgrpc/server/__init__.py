@@ -1,0 +1,1 @@
+"""grpc.aio bootstrap, interceptors, health, reflection and shutdown."""

@@ -1,0 +1,1 @@
+"""LanceDB storage: schemas, tables, single writers, indexes, maintenance, filters."""

@@ -1,0 +1,148 @@
+"""The LanceDB connection: long-lived table handles, one writer per table, index set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+import structlog
+from lancedb.index import FTS, BTree, LabelList
+
+from memgrpc.store import schemas
+from memgrpc.store.writer import TableWriter
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    uri: str
+    dim: int
+    storage_options: dict[str, str] = field(default_factory=dict)
+    # how stale a read may be when another process wrote (replicas); 0 = always check
+    read_consistency_s: float = 0.5
+    writer_max_rows: int = 2000
+    writer_max_wait_ms: float = 4.0
+
+
+@dataclass(frozen=True)
+class _Spec:
+    schema: pa.Schema
+    key: str
+    btree: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    fts: str | None = None
+
+
+def _specs(dim: int) -> dict[str, _Spec]:
+    return {
+        "projects": _Spec(schemas.PROJECTS, "id"),
+        "api_keys": _Spec(schemas.API_KEYS, "id", btree=("secret_hash", "project_id")),
+        "users": _Spec(schemas.USERS, "pk", btree=("project_id",)),
+        "memories": _Spec(
+            schemas.memories(dim),
+            "id",
+            btree=("id", "project_id", "user_id", "session_id"),
+            labels=("tags", "categories", "metadata_kv"),
+            fts="content",
+        ),
+        "memory_versions": _Spec(schemas.MEMORY_VERSIONS, "pk", btree=("memory_id",)),
+        "requests": _Spec(schemas.REQUESTS, "pk"),
+    }
+
+
+class Store:
+    """Open once per process; `table(name)` and `writer(name)` are cheap afterwards."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self._db: Any = None
+        self._tables: dict[str, Any] = {}
+        self._writers: dict[str, TableWriter] = {}
+        self._specs = _specs(config.dim)
+
+    @property
+    def specs(self) -> dict[str, _Spec]:
+        return self._specs
+
+    async def open(self) -> None:
+        self._db = await lancedb.connect_async(
+            self.config.uri,
+            storage_options=self.config.storage_options or None,
+            read_consistency_interval=timedelta(seconds=self.config.read_consistency_s),
+        )
+        existing = set(await self._list_tables())
+        for name, spec in self._specs.items():
+            if name in existing:
+                tbl = await self._db.open_table(name)
+                self._check_schema(name, await tbl.schema(), spec.schema)
+            else:
+                tbl = await self._db.create_table(name, schema=spec.schema, exist_ok=True)
+            self._tables[name] = tbl
+            self._writers[name] = TableWriter(
+                tbl,
+                spec.schema,
+                spec.key,
+                max_rows=self.config.writer_max_rows,
+                max_wait_ms=self.config.writer_max_wait_ms,
+            )
+            await self._ensure_indexes(tbl, spec)
+
+    async def _list_tables(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            resp = await self._db.list_tables(page_token=token)
+            names.extend(resp.tables)
+            token = resp.page_token
+            if not token:
+                return names
+
+    @staticmethod
+    def _check_schema(name: str, actual: pa.Schema, wanted: pa.Schema) -> None:
+        missing = [f.name for f in wanted if f.name not in actual.names]
+        if missing:
+            raise RuntimeError(
+                f"table {name} lacks columns {missing}; data dir from a newer memgrpc?"
+            )
+
+    async def _ensure_indexes(self, tbl: Any, spec: _Spec) -> None:
+        have = {tuple(ix.columns) for ix in await tbl.list_indices()}
+        wanted: list[tuple[str, Any]] = [(c, BTree()) for c in spec.btree]
+        wanted += [(c, LabelList()) for c in spec.labels]
+        if spec.fts:
+            wanted.append(
+                (
+                    spec.fts,
+                    FTS(with_position=False, stem=True, remove_stop_words=True, lower_case=True),
+                )
+            )
+        for col, cfg in wanted:
+            if (col,) in have:
+                continue
+            try:
+                await tbl.create_index(col, config=cfg)
+            except Exception as exc:  # another replica may have raced us; indexes are optional
+                log.warning("index_create_failed", column=col, error=str(exc))
+
+    def table(self, name: str) -> Any:
+        return self._tables[name]
+
+    def writer(self, name: str) -> TableWriter:
+        return self._writers[name]
+
+    def writers(self) -> dict[str, TableWriter]:
+        return dict(self._writers)
+
+    async def close(self) -> None:
+        """Flush every writer, then drop the handles."""
+        await asyncio.gather(*(w.close() for w in self._writers.values()), return_exceptions=True)
+        for tbl in self._tables.values():
+            with contextlib.suppress(Exception):
+                tbl.close()
+        self._tables.clear()

@@ -1,0 +1,111 @@
+"""Background upkeep, never on the request path: compaction, index refresh, old-version cleanup.
+
+Lance's `optimize` merges small fragments, folds new rows into the FTS/scalar indexes and removes
+old versions. The vector index is built once a table is large enough (exact search is fast and
+exact below that) and rebuilt when the table has doubled since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from lancedb.index import IvfHnswSq
+
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    interval_s: float = 30.0
+    small_fragments: int = 8  # compact once a table has this many small fragments
+    unindexed_rows: int = 5000  # or this many rows outside the FTS/scalar indexes
+    cleanup_older_than_s: float = 120.0
+    ann_min_rows: int = 50_000
+    request_ttl_s: float = 24 * 3600.0
+
+
+class Maintainer:
+    def __init__(self, store: Store, config: MaintenanceConfig | None = None) -> None:
+        self._store = store
+        self.config = config or MaintenanceConfig()
+        self._task: asyncio.Task[None] | None = None
+        self._ann_rows: int | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintainer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.interval_s)
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # upkeep must never take the server down
+                log.warning("maintenance_failed", error=str(exc))
+
+    async def run_once(self, *, force: bool = False) -> None:
+        """One pass over every table; `force` compacts regardless of thresholds."""
+        await self._expire_requests()
+        for name in self._store.specs:
+            tbl = self._store.table(name)
+            if force or await self._needs_optimize(tbl):
+                stats = await tbl.optimize(
+                    cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
+                )
+                log.info("table_optimized", table=name, stats=str(stats))
+        await self._vector_index(self._store.table("memories"))
+        self.runs += 1
+
+    async def _needs_optimize(self, tbl: Any) -> bool:
+        stats = await tbl.stats()
+        if stats["fragment_stats"]["num_small_fragments"] >= self.config.small_fragments:
+            return True
+        for ix in await tbl.list_indices():
+            ix_stats = await tbl.index_stats(ix.name)
+            if ix_stats is not None and ix_stats.num_unindexed_rows >= self.config.unindexed_rows:
+                return True
+        return False
+
+    async def _vector_index(self, tbl: Any) -> None:
+        rows = int(await tbl.count_rows())
+        if rows < self.config.ann_min_rows:
+            return
+        has_index = any(ix.columns == ["vector"] for ix in await tbl.list_indices())
+        if has_index and self._ann_rows is not None and rows < 2 * self._ann_rows:
+            return
+        if has_index and self._ann_rows is None:
+            self._ann_rows = rows  # built by an earlier run or another replica
+            return
+        partitions = max(1, rows // 8192)
+        await tbl.create_index(
+            "vector",
+            config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+            replace=True,
+        )
+        self._ann_rows = rows
+        log.info("vector_index_built", rows=rows, partitions=partitions)
+
+    async def _expire_requests(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.request_ttl_s)
+        tbl = self._store.table("requests")
+        where = str(Where().cmp("create_time", "<", cutoff))
+        if await tbl.count_rows(where):
+            await self._store.writer("requests").delete(where)

@@ -1,0 +1,161 @@
+"""Memory rows in LanceDB: filters, lookups, pages and the two search legs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+
+# every column but the vector: what reads return
+ROW_COLUMNS = [
+    "id", "project_id", "user_id", "session_id", "content", "type", "tags", "categories",
+    "metadata", "importance", "archived", "source_message_ids", "version", "event_time",
+    "create_time", "update_time", "version_time",
+]  # fmt: skip
+ORDER_COLUMNS = ("create_time", "update_time", "event_time")
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    """Deterministic filters, as plain values; turned into SQL only here."""
+
+    project_id: str
+    user_id: str = ""
+    session_id: str = ""
+    types: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    tags_all: bool = False
+    categories: tuple[str, ...] = ()
+    metadata_kv: tuple[str, ...] = ()
+    include_archived: bool = False
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    ids: tuple[str, ...] = field(default=())
+
+    def where(self) -> Where:
+        w = Where().eq("project_id", self.project_id)
+        if self.user_id:
+            w.eq("user_id", self.user_id)
+        if self.session_id:
+            w.eq("session_id", self.session_id)
+        if self.ids:
+            w.is_in("id", self.ids)
+        if self.types:
+            w.is_in("type", self.types)
+        if self.tags:
+            (w.has_all if self.tags_all else w.has_any)("tags", self.tags)
+        if self.categories:
+            w.has_any("categories", self.categories)
+        if self.metadata_kv:
+            w.has_all("metadata_kv", self.metadata_kv)
+        if not self.include_archived:
+            w.not_true("archived")
+        if self.start_time is not None:
+            w.cmp("event_time", ">=", self.start_time)
+        if self.end_time is not None:
+            w.cmp("event_time", "<", self.end_time)
+        return w
+
+
+class MemoryTable:
+    """Read helpers over the `memories` table plus its writer."""
+
+    def __init__(self, store: Store) -> None:
+        self._tbl = store.table("memories")
+        self.writer = store.writer("memories")
+
+    async def get(self, project_id: str, memory_id: str) -> dict[str, Any] | None:
+        rows = await self.get_many(project_id, [memory_id])
+        return rows[0] if rows else None
+
+    async def get_many(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        where = Where().eq("project_id", project_id).is_in("id", list(ids))
+        tbl = await self._tbl.query().where(str(where)).select(ROW_COLUMNS).to_arrow()
+        rows: list[dict[str, Any]] = tbl.to_pylist()
+        return rows
+
+    async def get_with_vectors(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        where = Where().eq("project_id", project_id).is_in("id", list(ids))
+        rows: list[dict[str, Any]] = (
+            await self._tbl.query().where(str(where)).to_arrow()
+        ).to_pylist()
+        return rows
+
+    async def count(self, flt: MemoryFilter) -> int:
+        return int(await self._tbl.count_rows(str(flt.where())))
+
+    async def page(
+        self,
+        flt: MemoryFilter,
+        order_col: str,
+        desc: bool,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Keyset page: rows strictly after `after` in (order_col, id) order."""
+        if order_col not in ORDER_COLUMNS:
+            raise ValueError(order_col)
+        where = flt.where()
+        if after is not None:
+            where.after(order_col, after[0], "id", after[1], desc=desc)
+        keys: pa.Table = (
+            await self._tbl.query().where(str(where)).select(["id", order_col]).to_arrow()
+        )
+        if keys.num_rows == 0:
+            return []
+        direction = "descending" if desc else "ascending"
+        idx = pc.sort_indices(keys, sort_keys=[(order_col, direction), ("id", direction)])
+        ids = keys.column("id").take(idx[:limit]).to_pylist()
+        rows = {r["id"]: r for r in await self.get_many(flt.project_id, ids)}
+        return [rows[i] for i in ids if i in rows]
+
+    async def vector_search(
+        self, flt: MemoryFilter, vector: np.ndarray, k: int
+    ) -> list[tuple[dict[str, Any], float]]:
+        """Exact or ANN cosine search with the filters as a prefilter; (row, similarity)."""
+        q = (
+            self._tbl.vector_search(vector.astype(np.float32))
+            .distance_type("cosine")
+            .where(str(flt.where()))  # a prefilter by default in the async API
+            .select([*ROW_COLUMNS, "_distance"])
+            .limit(k)
+        )
+        tbl: pa.Table = await q.to_arrow()
+        out = []
+        for row in tbl.to_pylist():
+            dist = float(row.pop("_distance"))
+            out.append((row, 1.0 - dist))
+        return out
+
+    async def text_search(
+        self, flt: MemoryFilter, query: str, k: int
+    ) -> list[tuple[dict[str, Any], float]]:
+        """BM25 full-text search over content with the filters applied first; (row, bm25)."""
+        q = (
+            self._tbl.query()
+            .nearest_to_text(query, columns="content")
+            .where(str(flt.where()))
+            .select([*ROW_COLUMNS, "_score"])
+            .limit(k)
+        )
+        try:
+            tbl: pa.Table = await q.to_arrow()
+        except Exception as exc:  # a query of only stop words / punctuation has no terms
+            if "no tokens" in str(exc).lower() or "empty" in str(exc).lower():
+                return []
+            raise
+        out = []
+        for row in tbl.to_pylist():
+            score = float(row.pop("_score"))
+            out.append((row, score))
+        return out

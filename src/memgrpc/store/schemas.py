@@ -1,0 +1,98 @@
+"""Explicit pyarrow schemas of every table. Columns added later must be nullable."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+STRS = pa.list_(pa.string())
+
+
+def _f(name: str, typ: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable)
+
+
+PROJECTS = pa.schema(
+    [_f("id", pa.string(), False), _f("display_name", pa.string()), _f("create_time", TS)]
+)
+
+API_KEYS = pa.schema(
+    [
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("name", pa.string()),
+        _f("prefix", pa.string()),
+        _f("secret_hash", pa.string()),
+        _f("scopes", STRS),
+        _f("bootstrap", pa.bool_()),
+        _f("create_time", TS),
+        _f("revoke_time", TS),
+    ]
+)
+
+USERS = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("id", pa.string(), False),
+        _f("metadata", pa.string()),
+        _f("create_time", TS),
+        _f("last_active_time", TS),
+    ]
+)
+
+
+def memories(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            _f("id", pa.string(), False),
+            _f("project_id", pa.string(), False),
+            _f("user_id", pa.string(), False),
+            _f("session_id", pa.string()),
+            _f("content", pa.string()),
+            _f("type", pa.string()),
+            _f("tags", STRS),
+            _f("categories", STRS),
+            _f("metadata", pa.string()),
+            # "key=<canonical json>" per top-level metadata key, for exact-match filters
+            _f("metadata_kv", STRS),
+            _f("importance", pa.float32()),
+            _f("archived", pa.bool_()),
+            _f("source_message_ids", STRS),
+            _f("version", pa.int32()),
+            _f("event_time", TS),
+            _f("create_time", TS),
+            _f("update_time", TS),
+            # when the current content version began
+            _f("version_time", TS),
+            _f("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+MEMORY_VERSIONS = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string()),
+        _f("memory_id", pa.string(), False),
+        _f("version", pa.int32()),
+        _f("content", pa.string()),
+        _f("type", pa.string()),
+        _f("tags", STRS),
+        _f("metadata", pa.string()),
+        _f("create_time", TS),
+        _f("expire_time", TS),
+        _f("expire_reason", pa.string()),
+    ]
+)
+
+REQUESTS = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("method", pa.string()),
+        _f("response", pa.binary()),
+        _f("create_time", TS),
+    ]
+)

@@ -1,0 +1,198 @@
+"""One writer per table: coalesces concurrent writes into few LanceDB commits.
+
+Every `add` is a new fragment and version in LanceDB, and concurrent `merge_insert`s of the same
+new key create duplicates. So all mutations of a table go through one task that drains its queue,
+groups consecutive operations of the same kind into one commit, and resolves each caller's future
+only after that commit (acknowledged = durable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+import structlog
+
+log = structlog.get_logger(__name__)
+
+OpKind = Literal["insert", "upsert", "insert_absent", "delete"]
+
+
+@dataclass
+class _Op:
+    kind: OpKind
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    where: str = ""
+    future: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class WriterStats:
+    commits: int = 0
+    rows: int = 0
+    last_flush_rows: int = 0
+    queue_depth: int = 0
+
+
+class TableWriter:
+    """Serialises and batches the writes of one table."""
+
+    def __init__(
+        self,
+        table: Any,
+        schema: pa.Schema,
+        key: str,
+        *,
+        max_rows: int = 2000,
+        max_wait_ms: float = 4.0,
+    ) -> None:
+        self._table = table
+        self._schema = schema
+        self._key = key
+        self._max_rows = max_rows
+        self._max_wait = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = WriterStats()
+
+    # -- public API: each returns once the rows are committed ---------------------------------
+    async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows whose keys are new (server-generated ids)."""
+        await self._submit(_Op("insert", rows=list(rows)))
+
+    async def upsert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or fully replace rows by key."""
+        await self._submit(_Op("upsert", rows=list(rows)))
+
+    async def insert_absent(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows whose key is not there yet; existing rows are left alone."""
+        await self._submit(_Op("insert_absent", rows=list(rows)))
+
+    async def delete(self, where: str) -> None:
+        if not where:
+            raise ValueError("refusing to delete without a filter")
+        await self._submit(_Op("delete", where=where))
+
+    async def close(self) -> None:
+        """Flush what is queued, then stop."""
+        self._closed = True
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- internals ----------------------------------------------------------------------------
+    async def _submit(self, op: _Op) -> None:
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        if op.kind != "delete" and not op.rows:
+            return
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="table-writer")
+        await self._queue.put(op)
+        self.stats.queue_depth = self._queue.qsize()
+        # shield: a cancelled caller must not cancel a commit that others share
+        await asyncio.shield(op.future)
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            nrows = len(first.rows)
+            deadline = time.monotonic() + self._max_wait
+            while nrows < self._max_rows:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+                nrows += len(item.rows)
+            self.stats.queue_depth = self._queue.qsize()
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[_Op]) -> None:
+        # group consecutive ops of the same kind: order between kinds is preserved
+        groups: list[list[_Op]] = []
+        for op in batch:
+            if groups and groups[-1][0].kind == op.kind:
+                groups[-1].append(op)
+            else:
+                groups.append([op])
+        for group in groups:
+            try:
+                nrows = await self._commit_with_retry(group)
+                self.stats.commits += 1
+                self.stats.rows += nrows
+                self.stats.last_flush_rows = nrows
+                for op in group:
+                    if not op.future.done():
+                        op.future.set_result(None)
+            except Exception as exc:  # every caller of the failed commit sees the error
+                log.error("store_commit_failed", kind=group[0].kind, error=str(exc))
+                for op in group:
+                    if not op.future.done():
+                        op.future.set_exception(exc)
+
+    def _dedup(self, group: list[_Op]) -> list[dict[str, Any]]:
+        """Last write per key wins, so a commit never holds one key twice."""
+        by_key: dict[Any, dict[str, Any]] = {}
+        for op in group:
+            for row in op.rows:
+                by_key[row[self._key]] = row
+        return list(by_key.values())
+
+    async def _commit_with_retry(self, group: list[_Op]) -> int:
+        """Retry commits that lost a race (compaction or another replica committed first)."""
+        for attempt in range(4):
+            try:
+                return await self._commit(group)
+            except Exception as exc:
+                if attempt == 3 or not _retryable(exc):
+                    raise
+                log.info("store_commit_retry", attempt=attempt + 1, error=str(exc))
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _commit(self, group: list[_Op]) -> int:
+        kind = group[0].kind
+        if kind == "delete":
+            await self._table.checkout_latest()
+            await self._table.delete(" OR ".join(f"({op.where})" for op in group))
+            return 0
+        rows = self._dedup(group)
+        data = pa.Table.from_pylist(rows, schema=self._schema)
+        if kind == "insert":
+            await self._table.add(data)
+        else:
+            await self._table.checkout_latest()
+            merge = self._table.merge_insert(self._key)
+            if kind == "upsert":
+                merge = merge.when_matched_update_all()
+            await merge.when_not_matched_insert_all().execute(data)
+        return len(rows)
+
+
+def _retryable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "conflict" in text or "retryable" in text or "concurrent" in text
