@@ -211,6 +211,16 @@ async def test_aclose_fails_pending_and_rejects_new(local_embedder: LocalEmbedde
     await b.aclose()  # idempotent
 
 
+async def test_aclose_while_gathering(local_embedder: LocalEmbedder) -> None:
+    b = BatchingEmbedder(local_embedder, max_batch=1000, max_wait_ms=3_600_000)
+    waiting = asyncio.ensure_future(b.embed_one("gathered, never run"))
+    await asyncio.sleep(0.01)  # the collector holds it, waiting for company
+    await asyncio.wait_for(b.aclose(), WAIT)
+    with pytest.raises(EmbedderError, match="closed"):
+        await asyncio.wait_for(waiting, WAIT)
+    assert b.batches == 0
+
+
 async def test_rejects_bad_arguments(local_embedder: LocalEmbedder) -> None:
     with pytest.raises(ValueError):
         BatchingEmbedder(local_embedder, max_batch=0)

@@ -15,7 +15,7 @@ from memgrpc.core.principal import Scope
 from memgrpc.v1 import admin_pb2 as pb
 from memgrpc.v1 import admin_pb2_grpc
 
-_SCOPES: dict[int, Scope] = {
+_SCOPES: dict[pb.ApiKeyScope.ValueType, Scope] = {
     pb.API_KEY_SCOPE_READ: Scope.READ,
     pb.API_KEY_SCOPE_WRITE: Scope.WRITE,
     pb.API_KEY_SCOPE_ADMIN: Scope.ADMIN,
@@ -27,7 +27,7 @@ _KEY_FIELDS = frozenset({"name", "scopes"})
 def _scopes(v: Violations, field: str, values: Iterable[int]) -> tuple[Scope, ...]:
     out: list[Scope] = []
     for i, value in enumerate(values):
-        scope = _SCOPES.get(value)
+        scope = _SCOPES.get(pb.ApiKeyScope.ValueType(value))
         if scope is None:
             v.add(f"{field}[{i}]", f"unknown or unspecified ApiKeyScope value {value}")
         else:

@@ -41,7 +41,8 @@ SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 
 class AsyncEmbedder(Protocol):
-    dim: int
+    @property
+    def dim(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -30,9 +30,11 @@ class BatchingEmbedder:
     One background task (started lazily in the running loop) collects requests until
     ``max_batch`` texts wait or ``max_wait_ms`` passed since the first; the batch runs
     in a single dedicated thread, since the model already uses every core itself.
+    The default wait is 0: an idle embedder starts at once (a lone query pays no wait),
+    and requests that arrive while a batch runs form the next batch by themselves.
     """
 
-    def __init__(self, inner: Embedder, max_batch: int = 64, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, inner: Embedder, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:
@@ -93,11 +95,11 @@ class BatchingEmbedder:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._queue is not None:
+        if self._queue is not None:  # the collector drains it, unless it never ran
+            pending = []
             while not self._queue.empty():
-                req = self._queue.get_nowait()
-                if not req.future.done():
-                    req.future.set_exception(EmbedderError("embedder closed"))
+                pending.append(self._queue.get_nowait())
+            _fail(pending, EmbedderError("embedder closed"))
         # Waits for a batch still in the thread without blocking the loop.
         await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
@@ -118,26 +120,36 @@ class BatchingEmbedder:
     async def _collect(self, queue: asyncio.Queue[_Request]) -> None:
         """Forever: take one request, gather more briefly, run the batch, hand out rows."""
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await queue.get()]
-            waiting = len(batch[0].texts)
-            deadline = loop.time() + self.max_wait
-            while waiting < self.max_batch:
-                if queue.empty():
-                    timeout = deadline - loop.time()
-                    if timeout <= 0:
-                        break
-                    try:
-                        req = await asyncio.wait_for(queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                else:
-                    req = queue.get_nowait()
-                batch.append(req)
-                waiting += len(req.texts)
-            await self._run(loop, [r for r in batch if not r.future.done()])
+        batch: list[_Request] = []
+        try:
+            while True:
+                batch = [await queue.get()]
+                waiting = len(batch[0].texts)
+                deadline = loop.time() + self.max_wait
+                while waiting < self.max_batch:
+                    if queue.empty():
+                        timeout = deadline - loop.time()
+                        if timeout <= 0:
+                            break
+                        try:
+                            req = await asyncio.wait_for(queue.get(), timeout)
+                        except TimeoutError:
+                            break
+                    else:
+                        req = queue.get_nowait()
+                    batch.append(req)
+                    waiting += len(req.texts)
+                await self._run(loop, [r for r in batch if not r.future.done()])
+                batch = []
+        except BaseException:
+            # Closed (or a bug): nobody may be left awaiting a future that will never resolve.
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            _fail(batch, EmbedderError("embedder closed"))
+            raise
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+        """One inner call for the whole batch; each caller gets its slice or the error."""
         if not batch:  # every caller gave up while queued
             return
         texts = [t for r in batch for t in r.texts]
@@ -150,15 +162,8 @@ class BatchingEmbedder:
                     f"{type(self.inner).__name__} returned {vectors.shape[0]} vectors "
                     f"for {len(texts)} texts"
                 )
-        except asyncio.CancelledError:  # aclose() while the batch was running
-            for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(EmbedderError("embedder closed"))
-            raise
         except Exception as exc:
-            for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(exc)
+            _fail(batch, exc)
             return
         offset = 0
         for r in batch:
@@ -166,3 +171,9 @@ class BatchingEmbedder:
             if not r.future.done():  # a caller cancelled mid-batch just misses its rows
                 r.future.set_result(vectors[offset : offset + n].copy())
             offset += n
+
+
+def _fail(batch: list[_Request], exc: BaseException) -> None:
+    for r in batch:
+        if not r.future.done():
+            r.future.set_exception(exc)

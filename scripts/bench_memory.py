@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Memory benchmark: ingestion and search of the real server, as ratios of same-run baselines.
+
+Measured in one run, on the same texts (LoCoMo dev turns, varied to reach the sizes):
+  - raw embedder throughput (in-process, length-sorted batches): the ingestion baseline;
+  - BatchMemories and 16 concurrent CreateMemory callers, as ratios of it;
+  - fragments left by 1000 CreateMemory calls (all in flight at once) and by the 16-caller run;
+  - SearchMemories p50/p99 at 5k and 50k memories (50 users) against a floor: the same query
+    embedded in-process + a direct LanceDB hybrid query with the user prefilter.
+Usage: .venv/bin/python scripts/bench_memory.py [--sizes 5000,50000] [--queries 200] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import lancedb
+
+from memgrpc.config import ServerConfig
+from memgrpc.embed import LocalEmbedder
+from memgrpc.server.app import start
+from memgrpc.v1 import memory_pb2 as pb
+from memgrpc.v1 import memory_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCOMO = ROOT.parent / "shared" / "bench" / "locomo_dev.json"
+KEY = "mgk_bench_bootstrap_key_0123456789abcdef"
+USERS = 50
+MD = (("x-api-key", KEY),)
+
+
+def load_texts() -> tuple[list[str], list[str]]:
+    data = json.loads(LOCOMO.read_text())
+    turns, questions = [], []
+    for conv in data:
+        c = conv["conversation"]
+        for k, v in c.items():
+            if k.startswith("session_") and isinstance(v, list):
+                turns += [f'{t["speaker"]} said, "{t["text"]}"' for t in v]
+        questions += [q["question"] for q in conv["qa"]]
+    return turns, questions
+
+
+def corpus(turns: list[str], n: int, seed: int = 7) -> list[str]:
+    """n texts: the turns, then recombinations of them (same style and length mix)."""
+    rng = random.Random(seed)
+    out = list(turns[:n])
+    while len(out) < n:
+        a, b = rng.choice(turns), rng.choice(turns)
+        out.append(
+            a.split('"')[0] + '"' + " ".join(b.split('"')[1].split()[: rng.randint(6, 30)]) + '"'
+        )
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+async def ingest_batch(stub: Any, texts: list[str], offset: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 250):
+        ops = [
+            pb.BatchOperation(
+                create=pb.CreateMemoryRequest(
+                    memory=pb.Memory(user_id=f"u{(offset + i + j) % USERS}", content=t)
+                )
+            )
+            for j, t in enumerate(texts[i : i + 250])
+        ]
+        resp = await stub.BatchMemories(pb.BatchMemoriesRequest(operations=ops), metadata=MD)
+        assert resp.summary.failed == 0
+    return len(texts) / (time.perf_counter() - t0)
+
+
+async def ingest_concurrent(stub: Any, texts: list[str], callers: int, offset: int) -> float:
+    queue = list(enumerate(texts))
+    queue.reverse()
+
+    async def worker() -> None:
+        while queue:
+            i, t = queue.pop()
+            await stub.CreateMemory(
+                pb.CreateMemoryRequest(
+                    memory=pb.Memory(user_id=f"u{(offset + i) % USERS}", content=t)
+                ),
+                metadata=MD,
+            )
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(callers)))
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def fragments(data: Path) -> int:
+    tbl = lancedb.connect(str(data)).open_table("memories")
+    return int(tbl.stats()["fragment_stats"]["num_fragments"])
+
+
+async def search_latency(stub: Any, questions: list[str]) -> list[float]:
+    out = []
+    for i, q in enumerate(questions):
+        t0 = time.perf_counter()
+        await stub.SearchMemories(
+            pb.SearchMemoriesRequest(user_id=f"u{i % USERS}", query=q, limit=10), metadata=MD
+        )
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def floor_latency(data: Path, emb: LocalEmbedder, questions: list[str]) -> list[float]:
+    """In-process embed + LanceDB's own hybrid query (vector + FTS, RRF) with the user prefilter."""
+    tbl = lancedb.connect(str(data), read_consistency_interval=None).open_table("memories")
+    out = []
+    for i, q in enumerate(questions):
+        t0 = time.perf_counter()
+        vec = emb.embed_sync([q])[0]
+        (
+            tbl.search(query_type="hybrid", fts_columns="content")
+            .vector(vec)
+            .text(q)
+            .distance_type("cosine")
+            .where(f"project_id = 'default' AND user_id = 'u{i % USERS}'", prefilter=True)
+            .select(["id", "content"])
+            .limit(10)
+            .to_list()
+        )
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="5000,50000")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    turns, questions = load_texts()
+    texts = corpus(turns, max(sizes) + 5000)
+    rng = random.Random(11)
+    qs = rng.sample(questions, min(args.queries, len(questions)))
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    emb = LocalEmbedder()
+    sample = texts[:2000]
+    emb.embed_sync(sample[:64])  # warm-up
+    t0 = time.perf_counter()
+    emb.embed_sync(sample)
+    raw = len(sample) / (time.perf_counter() - t0)
+    report(f"raw embedder (in-process, sorted batches): {raw:.0f} texts/s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        cfg = ServerConfig(
+            addr="127.0.0.1:0", data=str(data), admin_key=KEY, maintenance_interval_s=3600
+        )
+        server = await start(cfg, embedder=emb)
+        try:
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                stub = memory_pb2_grpc.MemoryServiceStub(ch)
+                done = 0
+                rate_b = await ingest_batch(stub, texts[done : done + 2000], done)
+                done += 2000
+                report(
+                    f"BatchMemories (250 per call): {rate_b:.0f} memories/s"
+                    f" = {rate_b / raw:.2f}x raw embedder"
+                )
+                f0 = fragments(data)
+                rate_c = await ingest_concurrent(stub, texts[done : done + 1000], 16, done)
+                done += 1000
+                f1 = fragments(data)
+                report(
+                    f"CreateMemory, 16 concurrent callers: {rate_c:.0f} memories/s"
+                    f" = {rate_c / raw:.2f}x raw embedder"
+                    f" ({f1 - f0} fragments for 1000 creates)"
+                )
+                t0 = time.perf_counter()
+                await ingest_concurrent(stub, texts[done : done + 1000], 1000, done)
+                done += 1000
+                f2 = fragments(data)
+                report(
+                    f"1000 CreateMemory calls in flight at once: {f2 - f1} fragments"
+                    " before compaction"
+                    f" ({1000 / (time.perf_counter() - t0):.0f} memories/s)"
+                )
+                for size in sizes:
+                    if done < size:
+                        await ingest_batch(stub, texts[done:size], done)
+                        done = size
+                    await server.app.maintainer.run_once(
+                        force=True
+                    )  # what the background task does
+                    await search_latency(stub, qs[:20])  # warm-up
+                    svc = await search_latency(stub, qs)
+                    floor_latency(data, emb, qs[:20])
+                    flo = floor_latency(data, emb, qs)
+                    p50, p99, f50, f99 = pct(svc, 50), pct(svc, 99), pct(flo, 50), pct(flo, 99)
+                    report(
+                        f"SearchMemories at {size} memories ({USERS} users):"
+                        f" p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
+                        f" floor p50 {f50:.1f} ms, p99 {f99:.1f} ms;"
+                        f" p50 ratio {p50 / f50:.2f}x floor"
+                    )
+        finally:
+            await server.stop(5)
+    if args.write:
+        out = ROOT / "docs" / "BENCHMARKS.md"
+        cmd = "python scripts/bench_memory.py " + " ".join(sys.argv[1:])
+        block = "\n".join(f"- {x}" for x in lines)
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with out.open("a") as fh:
+            fh.write(f"\n### bench_memory ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

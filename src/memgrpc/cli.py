@@ -1,0 +1,78 @@
+"""`memgrpc` command line. Flags override MEMGRPC_* env vars, which override defaults.
+
+Secrets (MEMGRPC_ADMIN_KEY, MEMGRPC_EMBED_API_KEY) are env-only: a flag would show up in `ps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from memgrpc import __version__
+from memgrpc.config import ENV, ConfigError, ServerConfig
+
+# flag -> (setting, help)
+_SERVE_FLAGS: dict[str, tuple[str, str]] = {
+    "--addr": ("addr", "HOST:PORT to listen on (default 127.0.0.1:50051; port 0 = any free)"),
+    "--data": ("data", "data directory or object-store URI such as s3://bucket/path (./data)"),
+    "--storage-options": ("storage_options", "JSON object passed to LanceDB storage_options"),
+    "--log-level": ("log_level", "debug, info, warning or error (info)"),
+    "--embedder": ("embedder", "local (bundled MiniLM, offline) or openai (compatible endpoint)"),
+    "--embed-url": ("embed_url", "base URL of the OpenAI-compatible embeddings endpoint"),
+    "--embed-model": ("embed_model", "embedding model name"),
+    "--max-message-bytes": ("max_message_bytes", "max gRPC message size in bytes (8 MiB)"),
+    "--grace-period": ("grace_period_s", "seconds in-flight RPCs get at shutdown (10)"),
+    "--read-consistency": ("read_consistency_s", "max staleness of reads across replicas (0.5)"),
+    "--maintenance-interval": ("maintenance_interval_s", "seconds between compactions (30)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memgrpc", description="Self-hosted memory layer for AI apps, served over gRPC."
+    )
+    parser.add_argument("--version", action="version", version=f"memgrpc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description="Run the gRPC server until SIGTERM/SIGINT.",
+        epilog="Secrets come from the environment only: MEMGRPC_ADMIN_KEY (bootstrap key; "
+        "generated into <data>/admin.key when unset), MEMGRPC_EMBED_API_KEY.",
+    )
+    for flag, (setting, help_text) in _SERVE_FLAGS.items():
+        serve.add_argument(flag, dest=setting, default=None, help=f"{help_text} [{ENV[setting]}]")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from memgrpc.server.app import serve
+    from memgrpc.server.logging import configure_logging
+
+    overrides = {setting: getattr(args, setting) for setting, _ in _SERVE_FLAGS.values()}
+    try:
+        config = ServerConfig.load(overrides)
+    except ConfigError as exc:
+        print(f"memgrpc: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 130
+    except Exception as exc:
+        import structlog
+
+        structlog.get_logger("memgrpc").error("server_failed", error=str(exc), exc_info=True)
+        print(f"memgrpc: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others

@@ -1,0 +1,225 @@
+"""Builds and runs the whole server: store, embedder, services, interceptors, health, reflection.
+
+Shutdown order is what makes "acknowledged = durable" hold at exit: health goes NOT_SERVING so
+load balancers stop routing, in-flight RPCs drain within the grace period, and only then are the
+background maintainer, the store writers (flushed) and the embedder closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from memgrpc.api.admin import AdminServicer
+from memgrpc.api.memory import MemoryServicer
+from memgrpc.config import ServerConfig
+from memgrpc.core.admin import AdminService, Authenticator
+from memgrpc.core.idempotency import Idempotency
+from memgrpc.core.memories import MemoryService
+from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
+from memgrpc.server.interceptors import interceptors
+from memgrpc.store.db import Store, StoreConfig
+from memgrpc.store.keys import KeyStore
+from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
+from memgrpc.v1 import admin_pb2, admin_pb2_grpc, memory_pb2, memory_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+KEY_FILE = "admin.key"
+SERVICE_NAMES = (
+    memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """Message limits and keepalive: detect dead peers, tolerate clients pinging every 10 s."""
+    return [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        # two servers must never silently share a port
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def key_file_path(config: ServerConfig) -> Path:
+    """`<data>/admin.key` for a local data dir, `./admin.key` for object storage."""
+    local = config.local_data_path
+    return Path(local) / KEY_FILE if local is not None else Path(KEY_FILE)
+
+
+@dataclass
+class App:
+    """Everything one server process holds; tests reach in through `RunningServer.app`."""
+
+    config: ServerConfig
+    store: Store
+    embedder: BatchingEmbedder
+    keys: KeyStore
+    authenticator: Authenticator
+    admin: AdminService
+    memories: MemoryService
+    maintainer: Maintainer
+    health: HealthServicer = field(default_factory=HealthServicer)
+
+
+class RunningServer:
+    def __init__(self, server: grpc.aio.Server, app: App, port: int) -> None:
+        self.server = server
+        self.app = app
+        self.port = port
+        self.address = f"{app.config.host}:{port}"
+        self._stop_lock = asyncio.Lock()
+        self._done = asyncio.Event()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: NOT_SERVING, drain for `grace` s (default from config), then close."""
+        async with self._stop_lock:
+            if self._done.is_set():
+                return
+            grace = self.app.config.grace_period_s if grace is None else grace
+            log.info("shutdown_started", grace_s=grace)
+            await self.app.health.enter_graceful_shutdown()
+            await self.server.stop(grace)
+            await _close(self.app)
+            self._done.set()
+            log.info("shutdown_complete")
+
+    async def force(self) -> None:
+        """Cancel in-flight RPCs now; a running `stop` then finishes its clean-up."""
+        await self.server.stop(0)
+
+    async def wait(self) -> None:
+        """Until `stop` has completed."""
+        await self._done.wait()
+
+
+async def _close(app: App) -> None:
+    await app.maintainer.stop()
+    await app.store.close()  # flushes every writer's queue
+    await app.embedder.aclose()
+
+
+async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
+    if embedder is None:
+        embedder = await asyncio.to_thread(
+            load_embedder,
+            config.embedder,
+            url=config.embed_url,
+            api_key=config.embed_api_key,
+            model=config.embed_model,
+        )
+    inner = embedder
+    dim = await asyncio.to_thread(lambda: inner.dim)  # a remote endpoint may have to be asked
+    store = Store(
+        StoreConfig(
+            uri=config.data,
+            dim=dim,
+            storage_options=dict(config.storage_options),
+            read_consistency_s=config.read_consistency_s,
+        )
+    )
+    await store.open()
+    batching = BatchingEmbedder(inner)
+    keys = KeyStore(store)
+    authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
+    maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
+    app = App(
+        config=config,
+        store=store,
+        embedder=batching,
+        keys=keys,
+        authenticator=authenticator,
+        admin=AdminService(keys, authenticator),
+        memories=MemoryService(store, batching),
+        maintainer=maintainer,
+    )
+    try:
+        await app.admin.bootstrap(config.admin_key, key_file_path(config))
+    except BaseException:
+        await _close(app)
+        raise
+    return app
+
+
+async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> RunningServer:
+    """Open everything and start serving on `config.addr` (port 0 = any free port).
+
+    `embedder` lets several servers in one process (tests) share a loaded model; it is wrapped
+    in a BatchingEmbedder of this server and not closed by it.
+    """
+    app = await _build(config, embedder)
+    try:
+        server = grpc.aio.server(
+            interceptors=interceptors(app.authenticator), options=grpc_options(config)
+        )
+        memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(app.memories), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(app.admin, Idempotency(app.store)), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server
+        )
+        port = server.add_insecure_port(config.addr)
+        if port == 0:
+            raise OSError(f"could not bind {config.addr}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await app.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    except BaseException:
+        await _close(app)
+        raise
+    running = RunningServer(server, app, port)
+    app.maintainer.start()
+    log.info(
+        "server_started",
+        address=running.address,
+        port=port,
+        embedder=app.embedder.model_id,
+        config=config.redacted(),
+    )
+    return running
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully; a second signal cancels in-flight RPCs."""
+    running = await start(config)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    forcing: set[asyncio.Task[None]] = set()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stopping.is_set():
+            log.info("signal_received", signal=sig.name)
+            stopping.set()
+            return
+        log.warning("signal_received_again", signal=sig.name, action="cancelling in-flight RPCs")
+        task = loop.create_task(running.force())
+        forcing.add(task)
+        task.add_done_callback(forcing.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await stopping.wait()
+        await running.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,82 @@
+"""Which scope each RPC needs, and where a call carries its API key.
+
+Reads need `read`, mutations `write`, the rest of AdminService `admin`. A memgrpc method missing
+from the table needs `admin`: a newly added RPC is locked down until someone classifies it.
+Health and reflection are open so probes and `grpcurl list` work without a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from memgrpc.core.principal import Scope
+
+EXEMPT_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+
+_MEMORY = "/memgrpc.v1.MemoryService/"
+_ADMIN = "/memgrpc.v1.AdminService/"
+
+METHOD_SCOPES: Mapping[str, Scope] = {
+    # MemoryService
+    _MEMORY + "GetMemory": Scope.READ,
+    _MEMORY + "ListMemories": Scope.READ,
+    _MEMORY + "SearchMemories": Scope.READ,
+    _MEMORY + "ListMemoryVersions": Scope.READ,
+    _MEMORY + "CreateMemory": Scope.WRITE,
+    _MEMORY + "UpdateMemory": Scope.WRITE,
+    _MEMORY + "ReplaceMemory": Scope.WRITE,
+    _MEMORY + "DeleteMemory": Scope.WRITE,
+    _MEMORY + "BatchMemories": Scope.WRITE,
+    # AdminService (project and key rules beyond the scope live in core.admin)
+    _ADMIN + "GetProject": Scope.READ,
+    _ADMIN + "CreateProject": Scope.ADMIN,
+    _ADMIN + "ListProjects": Scope.ADMIN,
+    _ADMIN + "CreateApiKey": Scope.ADMIN,
+    _ADMIN + "ListApiKeys": Scope.ADMIN,
+    _ADMIN + "UpdateApiKey": Scope.ADMIN,
+    _ADMIN + "RevokeApiKey": Scope.ADMIN,
+}
+
+API_KEY_HEADER = "x-api-key"
+AUTHORIZATION_HEADER = "authorization"
+_BEARER = "bearer "
+
+
+def service_of(method: str) -> str:
+    """`/pkg.Service/Method` -> `pkg.Service`."""
+    return method.lstrip("/").split("/", 1)[0]
+
+
+def required_scope(method: str) -> Scope | None:
+    """The scope `method` needs; None for exempt services (no key needed)."""
+    if service_of(method) in EXEMPT_SERVICES:
+        return None
+    return METHOD_SCOPES.get(method, Scope.ADMIN)
+
+
+def credentials(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    """The API key of a call: a non-empty `x-api-key` (even if invalid), else a Bearer token.
+
+    None means no credential at all; "" means an `authorization` of another scheme.
+    """
+    api_key: str | None = None
+    bearer: str | None = None
+    for key, value in metadata:
+        if isinstance(value, bytes):
+            continue
+        name = key.lower()
+        if name == API_KEY_HEADER and api_key is None and value.strip():
+            api_key = value.strip()
+        elif name == AUTHORIZATION_HEADER and bearer is None:
+            # another scheme ("" = a credential, but not one we accept)
+            is_bearer = value[: len(_BEARER)].lower() == _BEARER
+            bearer = value[len(_BEARER) :].strip() if is_bearer else ""
+    if api_key is not None:
+        return api_key
+    return bearer
