@@ -28,6 +28,7 @@ import lancedb
 from memgrpc.config import ServerConfig
 from memgrpc.embed import LocalEmbedder
 from memgrpc.server.app import start
+from memgrpc.server.logging import configure_logging
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
@@ -145,6 +146,7 @@ async def main() -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
     args = ap.parse_args()
+    configure_logging("warning")
     sizes = [int(s) for s in args.sizes.split(",")]
     turns, questions = load_texts()
     texts = corpus(turns, max(sizes) + 5000)

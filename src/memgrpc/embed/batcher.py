@@ -34,7 +34,7 @@ class BatchingEmbedder:
     and requests that arrive while a batch runs form the next batch by themselves.
     """
 
-    def __init__(self, inner: Embedder, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, inner: Embedder, max_batch: int = 128, max_wait_ms: float = 0.0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:

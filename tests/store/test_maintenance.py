@@ -1,0 +1,79 @@
+"""Background upkeep: compaction, index refresh, the ANN index, request expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from memgrpc.store.db import Store, StoreConfig
+from memgrpc.store.maintenance import MaintenanceConfig, Maintainer
+from memgrpc.store.memories import MemoryFilter, MemoryTable
+
+DIM = 8
+
+
+def _memory(i: int, vec: np.ndarray) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "id": f"mem_{i:05d}", "project_id": "p", "user_id": f"u{i % 3}", "content": f"note number {i}",
+        "type": "fact", "tags": [], "categories": [], "metadata": "{}", "metadata_kv": [],
+        "importance": 0.5, "archived": False, "source_message_ids": [], "version": 1,
+        "event_time": now, "create_time": now, "update_time": now, "version_time": now,
+        "vector": vec.tolist(),
+    }  # fmt: skip
+
+
+async def test_compaction_ann_index_and_late_rows(tmp_path: Path) -> None:
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(1200, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    table = MemoryTable(store)
+    for start in range(0, 1000, 100):  # ten commits: ten small fragments
+        await table.writer.insert([_memory(i, vecs[i]) for i in range(start, start + 100)])
+    tbl = store.table("memories")
+    assert (await tbl.stats())["fragment_stats"]["num_fragments"] == 10
+
+    m = Maintainer(store, MaintenanceConfig(ann_min_rows=500, small_fragments=4))
+    await m.run_once()
+    stats = await tbl.stats()
+    assert stats["fragment_stats"]["num_fragments"] == 1
+    assert any(ix.columns == ["vector"] for ix in await tbl.list_indices())
+
+    # rows added after the index build are still found (no fast_search)
+    await table.writer.insert([_memory(i, vecs[i]) for i in range(1000, 1200)])
+    flt = MemoryFilter(project_id="p", user_id="u1")
+    hits = await table.vector_search(flt, vecs[1150], 5)  # 1150 % 3 == 1
+    assert hits[0][0]["id"] == "mem_01150" and hits[0][1] > 0.99
+    found = await table.text_search(flt, "1150", 5)
+    assert [r["id"] for r, _ in found][:1] == ["mem_01150"]
+    # and the indexed ones too, with the user prefilter honoured
+    hits = await table.vector_search(flt, vecs[4], 5)  # 4 % 3 == 1
+    assert hits[0][0]["id"] == "mem_00004"
+    assert all(r["user_id"] == "u1" for r, _ in hits)
+    await store.close()
+
+
+async def test_expired_request_ids_are_dropped(tmp_path: Path) -> None:
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    old = datetime.now(UTC) - timedelta(days=3)
+    await store.writer("requests").insert(
+        [
+            {"pk": "old", "project_id": "p", "method": "m", "response": b"x", "create_time": old},
+            {
+                "pk": "new",
+                "project_id": "p",
+                "method": "m",
+                "response": b"y",
+                "create_time": datetime.now(UTC),
+            },
+        ]
+    )
+    await Maintainer(store).run_once()
+    rows = (await store.table("requests").query().to_arrow()).to_pylist()
+    assert [r["pk"] for r in rows] == ["new"]
+    await store.close()

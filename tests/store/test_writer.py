@@ -1,0 +1,93 @@
+"""The single writer per table: coalescing, ordering, uniqueness, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from memgrpc.store.db import Store, StoreConfig
+from memgrpc.store.filters import Where
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(StoreConfig(uri=str(tmp_path / "db"), dim=4))
+    await s.open()
+    yield s
+    await s.close()
+
+
+def _user(pk: str, meta: str = "{}") -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "pk": pk,
+        "project_id": "p",
+        "id": pk,
+        "metadata": meta,
+        "create_time": now,
+        "last_active_time": now,
+    }
+
+
+async def _rows(store: Store) -> dict[str, str]:
+    tbl = store.table("users")
+    await tbl.checkout_latest()
+    return {r["pk"]: r["metadata"] for r in (await tbl.query().to_arrow()).to_pylist()}
+
+
+async def test_concurrent_inserts_coalesce_into_few_commits(store: Store) -> None:
+    w = store.writer("users")
+    await asyncio.gather(*(w.insert([_user(f"u{i}")]) for i in range(300)))
+    assert len(await _rows(store)) == 300
+    stats = await store.table("users").stats()
+    assert stats["fragment_stats"]["num_fragments"] <= 10
+    assert w.stats.commits <= 10 and w.stats.rows == 300
+
+
+async def test_insert_absent_is_unique_under_races(store: Store) -> None:
+    w = store.writer("users")
+    await asyncio.gather(*(w.insert_absent([_user("same", meta=str(i))]) for i in range(50)))
+    await asyncio.gather(*(w.insert_absent([_user("same", meta="later")]) for _ in range(5)))
+    rows = await _rows(store)
+    assert list(rows) == ["same"]
+    assert rows["same"] != "later"  # existing rows are left alone
+
+
+async def test_order_between_upserts_and_deletes_is_kept(store: Store) -> None:
+    w = store.writer("users")
+    await w.insert([_user("a"), _user("b")])
+    where_a = str(Where().eq("pk", "a"))
+    await asyncio.gather(
+        w.upsert([_user("a", meta="v2")]),
+        w.delete(where_a),
+        w.upsert([_user("a", meta="v3")]),
+        w.upsert([_user("b", meta="b2")]),
+        w.delete(str(Where().eq("pk", "b"))),
+    )
+    assert await _rows(store) == {"a": "v3"}
+
+
+async def test_failed_commit_reaches_its_callers_and_writer_survives(store: Store) -> None:
+    w = store.writer("users")
+    bad = _user("x")
+    bad["create_time"] = "not a timestamp"
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's own conversion error
+        await w.insert([bad])
+    await w.insert([_user("ok")])
+    assert list(await _rows(store)) == ["ok"]
+
+
+async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
+    s = Store(StoreConfig(uri=str(tmp_path / "db"), dim=4))
+    await s.open()
+    tasks = [asyncio.create_task(s.writer("users").insert([_user(f"q{i}")])) for i in range(20)]
+    await asyncio.sleep(0)
+    await s.close()
+    await asyncio.gather(*tasks)
+    s2 = Store(StoreConfig(uri=str(tmp_path / "db"), dim=4))
+    await s2.open()
+    assert len(await _rows(s2)) == 20
+    await s2.close()
