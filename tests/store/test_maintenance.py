@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from memgrpc.store.db import Store, StoreConfig
-from memgrpc.store.maintenance import MaintenanceConfig, Maintainer
+from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 
 DIM = 8

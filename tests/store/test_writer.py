@@ -91,3 +91,23 @@ async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
     await s2.open()
     assert len(await _rows(s2)) == 20
     await s2.close()
+
+
+async def test_open_adds_new_nullable_columns_to_old_tables(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    from memgrpc.store import schemas
+
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema([f for f in schemas.USERS if f.name != "last_active_time"])
+    tbl = await db.create_table("users", schema=old)
+    await tbl.add([{"pk": "x", "project_id": "p", "id": "x", "metadata": "{}", "create_time": None}])
+    s = Store(StoreConfig(uri=uri, dim=4))
+    await s.open()
+    rows = (await s.table("users").query().to_arrow()).to_pylist()
+    assert rows == [{**rows[0], "last_active_time": None}] and rows[0]["pk"] == "x"
+    await s.writer("users").insert([_user("y")])
+    assert set(await _rows(s)) == {"x", "y"}
+    await s.close()

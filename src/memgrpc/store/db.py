@@ -80,7 +80,7 @@ class Store:
         for name, spec in self._specs.items():
             if name in existing:
                 tbl = await self._db.open_table(name)
-                self._check_schema(name, await tbl.schema(), spec.schema)
+                await self._migrate(name, tbl, spec.schema)
             else:
                 tbl = await self._db.create_table(name, schema=spec.schema, exist_ok=True)
             self._tables[name] = tbl
@@ -104,12 +104,18 @@ class Store:
                 return names
 
     @staticmethod
-    def _check_schema(name: str, actual: pa.Schema, wanted: pa.Schema) -> None:
-        missing = [f.name for f in wanted if f.name not in actual.names]
-        if missing:
-            raise RuntimeError(
-                f"table {name} lacks columns {missing}; data dir from a newer memgrpc?"
-            )
+    async def _migrate(name: str, tbl: Any, wanted: pa.Schema) -> None:
+        """Add columns this version has and the data does not; only nullable ones may be added,
+        since rows written by an older replica carry no value for them."""
+        actual = await tbl.schema()
+        missing = [f for f in wanted if f.name not in actual.names]
+        if not missing:
+            return
+        required = [f.name for f in missing if not f.nullable]
+        if required:
+            raise RuntimeError(f"table {name}: cannot add NOT NULL columns {required}")
+        await tbl.add_columns(missing)
+        log.info("table_migrated", table=name, added=[f.name for f in missing])
 
     async def _ensure_indexes(self, tbl: Any, spec: _Spec) -> None:
         have = {tuple(ix.columns) for ix in await tbl.list_indices()}
