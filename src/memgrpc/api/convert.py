@@ -78,6 +78,7 @@ def memory_from_pb(v: Violations, m: pb.Memory, prefix: str = "memory") -> Memor
         archived=m.archived,
         source_message_ids=list(m.source_message_ids),
         event_time=opt_timestamp(v, f"{prefix}.event_time", m, "event_time"),
+        speaker=m.speaker,
     )
 
 
@@ -108,6 +109,7 @@ def memory_to_pb(m: Memory) -> pb.Memory:
         event_time=to_ts(m.event_time),
         create_time=to_ts(m.create_time),
         update_time=to_ts(m.update_time),
+        speaker=m.speaker,
     )
     if m.importance is not None:
         out.importance = m.importance

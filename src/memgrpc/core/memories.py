@@ -101,8 +101,19 @@ class MemoryService:
         await self._insert(project_id, [ready])
         return ready
 
-    async def _insert(self, project_id: str, memories: list[Memory]) -> None:
-        vectors = await self._embedder.embed([m.content for m in memories])
+    async def create_many(
+        self, project_id: str, memories: Sequence[Memory], *, prefix: str = "memories"
+    ) -> builtins.list[Memory]:
+        """All or nothing: one embedding batch and one commit (messages indexed as memories)."""
+        v = Violations()
+        ready = [self._prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
+        v.raise_if_any()
+        if ready:
+            await self._insert(project_id, ready)
+        return ready
+
+    async def _insert(self, project_id: str, memories: builtins.list[Memory]) -> None:
+        vectors = await self._embedder.embed([embed_text(m) for m in memories])
         await self._users.ensure(project_id, {m.user_id for m in memories})
         await self._table.writer.insert(
             [
@@ -191,7 +202,7 @@ class MemoryService:
         if updated.content != current.content:
             # old content first: a crash in between leaves an extra version row, never a lost one
             await self._versions.upsert([rows.version_row(project_id, row, now, reason)])
-            vector = await self._embedder.embed_one(updated.content)
+            vector = await self._embedder.embed_one(embed_text(updated))
             updated = replace(updated, version=current.version + 1)
             version_time = now
         updated = replace(updated, update_time=now)
@@ -370,6 +381,11 @@ class MemoryService:
                 await self.delete(project_id, op[1])
         except DomainError as exc:
             out.error = exc
+
+
+def embed_text(m: Memory) -> str:
+    """What gets embedded: a message reads better to the model with its speaker in it."""
+    return f'{m.speaker} said, "{m.content}"' if m.speaker else m.content
 
 
 async def _no_hits() -> builtins.list[tuple[dict[str, Any], float]]:

@@ -32,6 +32,8 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "create_time": m.create_time,
         "update_time": m.update_time,
         "version_time": version_time,
+        "speaker": m.speaker or None,
+        "seq": m.seq,
         "vector": vec,
     }
 
@@ -53,6 +55,8 @@ def from_row(row: dict[str, Any]) -> Memory:
         event_time=row.get("event_time"),
         create_time=row.get("create_time"),
         update_time=row.get("update_time"),
+        speaker=row.get("speaker") or "",
+        seq=row.get("seq"),
     )
 
 

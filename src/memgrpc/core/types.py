@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-MEMORY_TYPES = ("journal", "insight", "observation", "task", "preference", "fact", "message")
+# in the order of the MemoryType enum (MEMORY_TYPE_JOURNAL = 1, ...)
+MEMORY_TYPES = (
+    "journal", "insight", "observation", "task", "preference", "fact", "message", "summary",
+)  # fmt: skip
 DEFAULT_MEMORY_TYPE = "observation"
 DEFAULT_IMPORTANCE = 0.5
 
@@ -28,6 +31,9 @@ class Memory:
     event_time: datetime | None = None
     create_time: datetime | None = None
     update_time: datetime | None = None
+    # for memories made from messages: who said it and the message's position in its session
+    speaker: str = ""
+    seq: int | None = None
 
 
 @dataclass
@@ -82,7 +88,7 @@ class MemoryPage:
 # fields a patch may touch (UpdateMemory's update_mask paths)
 PATCHABLE = (
     "content", "type", "tags", "metadata", "categories", "importance", "archived",
-    "session_id", "event_time", "source_message_ids",
+    "session_id", "event_time", "source_message_ids", "speaker",
 )  # fmt: skip
 
 

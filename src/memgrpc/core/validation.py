@@ -94,6 +94,8 @@ def check_memory(
         check_content(v, f"{prefix}.content", m.content)
     if want("type") and m.type and m.type not in MEMORY_TYPES:
         v.add(f"{prefix}.type", "unknown memory type")
+    if want("speaker"):
+        check_id(v, f"{prefix}.speaker", m.speaker, required=False)
     if want("session_id"):
         check_id(v, f"{prefix}.session_id", m.session_id, required=False)
     if want("tags"):

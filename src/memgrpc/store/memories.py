@@ -18,7 +18,7 @@ from memgrpc.store.filters import Where
 ROW_COLUMNS = [
     "id", "project_id", "user_id", "session_id", "content", "type", "tags", "categories",
     "metadata", "importance", "archived", "source_message_ids", "version", "event_time",
-    "create_time", "update_time", "version_time",
+    "create_time", "update_time", "version_time", "speaker", "seq",
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 

@@ -65,6 +65,9 @@ def memories(dim: int) -> pa.Schema:
             _f("update_time", TS),
             # when the current content version began
             _f("version_time", TS),
+            # memories made from messages: the speaker and the message's order in its session
+            _f("speaker", pa.string()),
+            _f("seq", pa.int64()),
             _f("vector", pa.list_(pa.float32(), dim)),
         ]
     )

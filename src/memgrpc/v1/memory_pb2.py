@@ -28,57 +28,57 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/memory.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x03\n\x06Memory\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncategories\x18\x08 \x03(\t\x12\x17\n\nimportance\x18\t \x01(\x02H\x00\x88\x01\x01\x12\x10\n\x08\x61rchived\x18\n \x01(\x08\x12\x1a\n\x12source_message_ids\x18\x0b \x03(\t\x12\x0f\n\x07version\x18\x0c \x01(\x05\x12.\n\nevent_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_importance\"\x9c\x02\n\rMemoryVersion\x12\x11\n\tmemory_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rexpire_reason\x18\t \x01(\t\"M\n\x13\x43reateMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x10GetMemoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8e\x01\n\x13UpdateMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"N\n\x14ReplaceMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"5\n\x13\x44\x65leteMemoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x88\x03\n\x13ListMemoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12%\n\x05types\x18\x04 \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\'\n\ttag_match\x18\x06 \x01(\x0e\x32\x14.memgrpc.v1.TagMatch\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x18\n\x10include_archived\x18\x08 \x01(\x08\x12\x12\n\ncategories\x18\t \x03(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_by\x18\x0c \x01(\t\x12)\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\"i\n\x14ListMemoriesResponse\x12$\n\x08memories\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.Memory\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xa8\x03\n\x15SearchMemoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12$\n\x04mode\x18\x04 \x01(\x0e\x32\x16.memgrpc.v1.SearchMode\x12%\n\x05types\x18\x05 \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\'\n\ttag_match\x18\x07 \x01(\x0e\x32\x14.memgrpc.v1.TagMatch\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncategories\x18\x0c \x03(\t\x12\x18\n\x10include_archived\x18\r \x01(\x08\x12\x11\n\tmin_score\x18\x0e \x01(\x02\"A\n\x0cSearchResult\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\r\n\x05score\x18\x02 \x01(\x02\"C\n\x16SearchMemoriesResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\"\xb6\x01\n\x0e\x42\x61tchOperation\x12\x31\n\x06\x63reate\x18\x01 \x01(\x0b\x32\x1f.memgrpc.v1.CreateMemoryRequestH\x00\x12\x31\n\x06update\x18\x02 \x01(\x0b\x32\x1f.memgrpc.v1.UpdateMemoryRequestH\x00\x12\x31\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1f.memgrpc.v1.DeleteMemoryRequestH\x00\x42\x0b\n\toperation\"\x84\x01\n\x14\x42\x61tchOperationResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\"\n\x06memory\x18\x05 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\n\n\x02id\x18\x06 \x01(\t\"1\n\x0c\x42\x61tchSummary\x12\x11\n\tsucceeded\x18\x01 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x05\"Z\n\x14\x42\x61tchMemoriesRequest\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.memgrpc.v1.BatchOperation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"u\n\x15\x42\x61tchMemoriesResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .memgrpc.v1.BatchOperationResult\x12)\n\x07summary\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.BatchSummary\"\'\n\x19ListMemoryVersionsRequest\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x1aListMemoryVersionsResponse\x12+\n\x08versions\x18\x01 \x03(\x0b\x32\x19.memgrpc.v1.MemoryVersion*\xd9\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13MEMORY_TYPE_JOURNAL\x10\x01\x12\x17\n\x13MEMORY_TYPE_INSIGHT\x10\x02\x12\x1b\n\x17MEMORY_TYPE_OBSERVATION\x10\x03\x12\x14\n\x10MEMORY_TYPE_TASK\x10\x04\x12\x1a\n\x16MEMORY_TYPE_PREFERENCE\x10\x05\x12\x14\n\x10MEMORY_TYPE_FACT\x10\x06\x12\x17\n\x13MEMORY_TYPE_MESSAGE\x10\x07*K\n\x08TagMatch\x12\x19\n\x15TAG_MATCH_UNSPECIFIED\x10\x00\x12\x11\n\rTAG_MATCH_ANY\x10\x01\x12\x11\n\rTAG_MATCH_ALL\x10\x02*t\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x18\n\x14SEARCH_MODE_SEMANTIC\x10\x02\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x03\x32\xcf\x05\n\rMemoryService\x12\x43\n\x0c\x43reateMemory\x12\x1f.memgrpc.v1.CreateMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12=\n\tGetMemory\x12\x1c.memgrpc.v1.GetMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12\x43\n\x0cUpdateMemory\x12\x1f.memgrpc.v1.UpdateMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12\x45\n\rReplaceMemory\x12 .memgrpc.v1.ReplaceMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12G\n\x0c\x44\x65leteMemory\x12\x1f.memgrpc.v1.DeleteMemoryRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListMemories\x12\x1f.memgrpc.v1.ListMemoriesRequest\x1a .memgrpc.v1.ListMemoriesResponse\x12W\n\x0eSearchMemories\x12!.memgrpc.v1.SearchMemoriesRequest\x1a\".memgrpc.v1.SearchMemoriesResponse\x12T\n\rBatchMemories\x12 .memgrpc.v1.BatchMemoriesRequest\x1a!.memgrpc.v1.BatchMemoriesResponse\x12\x63\n\x12ListMemoryVersions\x12%.memgrpc.v1.ListMemoryVersionsRequest\x1a&.memgrpc.v1.ListMemoryVersionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/memory.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x03\n\x06Memory\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12$\n\x04type\x18\x05 \x01(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncategories\x18\x08 \x03(\t\x12\x17\n\nimportance\x18\t \x01(\x02H\x00\x88\x01\x01\x12\x10\n\x08\x61rchived\x18\n \x01(\x08\x12\x1a\n\x12source_message_ids\x18\x0b \x03(\t\x12\x0f\n\x07version\x18\x0c \x01(\x05\x12.\n\nevent_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07speaker\x18\x10 \x01(\tB\r\n\x0b_importance\"\x9c\x02\n\rMemoryVersion\x12\x11\n\tmemory_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rexpire_reason\x18\t \x01(\t\"M\n\x13\x43reateMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x10GetMemoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x8e\x01\n\x13UpdateMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"N\n\x14ReplaceMemoryRequest\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"5\n\x13\x44\x65leteMemoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x88\x03\n\x13ListMemoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12%\n\x05types\x18\x04 \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\'\n\ttag_match\x18\x06 \x01(\x0e\x32\x14.memgrpc.v1.TagMatch\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x18\n\x10include_archived\x18\x08 \x01(\x08\x12\x12\n\ncategories\x18\t \x03(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_by\x18\x0c \x01(\t\x12)\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\"i\n\x14ListMemoriesResponse\x12$\n\x08memories\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.Memory\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xa8\x03\n\x15SearchMemoriesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12$\n\x04mode\x18\x04 \x01(\x0e\x32\x16.memgrpc.v1.SearchMode\x12%\n\x05types\x18\x05 \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\'\n\ttag_match\x18\x07 \x01(\x0e\x32\x14.memgrpc.v1.TagMatch\x12\x12\n\nsession_id\x18\x08 \x01(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncategories\x18\x0c \x03(\t\x12\x18\n\x10include_archived\x18\r \x01(\x08\x12\x11\n\tmin_score\x18\x0e \x01(\x02\"A\n\x0cSearchResult\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\r\n\x05score\x18\x02 \x01(\x02\"C\n\x16SearchMemoriesResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\"\xb6\x01\n\x0e\x42\x61tchOperation\x12\x31\n\x06\x63reate\x18\x01 \x01(\x0b\x32\x1f.memgrpc.v1.CreateMemoryRequestH\x00\x12\x31\n\x06update\x18\x02 \x01(\x0b\x32\x1f.memgrpc.v1.UpdateMemoryRequestH\x00\x12\x31\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x1f.memgrpc.v1.DeleteMemoryRequestH\x00\x42\x0b\n\toperation\"\x84\x01\n\x14\x42\x61tchOperationResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\"\n\x06memory\x18\x05 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\n\n\x02id\x18\x06 \x01(\t\"1\n\x0c\x42\x61tchSummary\x12\x11\n\tsucceeded\x18\x01 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x05\"Z\n\x14\x42\x61tchMemoriesRequest\x12.\n\noperations\x18\x01 \x03(\x0b\x32\x1a.memgrpc.v1.BatchOperation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"u\n\x15\x42\x61tchMemoriesResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .memgrpc.v1.BatchOperationResult\x12)\n\x07summary\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.BatchSummary\"\'\n\x19ListMemoryVersionsRequest\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x1aListMemoryVersionsResponse\x12+\n\x08versions\x18\x01 \x03(\x0b\x32\x19.memgrpc.v1.MemoryVersion*\xf2\x01\n\nMemoryType\x12\x1b\n\x17MEMORY_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13MEMORY_TYPE_JOURNAL\x10\x01\x12\x17\n\x13MEMORY_TYPE_INSIGHT\x10\x02\x12\x1b\n\x17MEMORY_TYPE_OBSERVATION\x10\x03\x12\x14\n\x10MEMORY_TYPE_TASK\x10\x04\x12\x1a\n\x16MEMORY_TYPE_PREFERENCE\x10\x05\x12\x14\n\x10MEMORY_TYPE_FACT\x10\x06\x12\x17\n\x13MEMORY_TYPE_MESSAGE\x10\x07\x12\x17\n\x13MEMORY_TYPE_SUMMARY\x10\x08*K\n\x08TagMatch\x12\x19\n\x15TAG_MATCH_UNSPECIFIED\x10\x00\x12\x11\n\rTAG_MATCH_ANY\x10\x01\x12\x11\n\rTAG_MATCH_ALL\x10\x02*t\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x18\n\x14SEARCH_MODE_SEMANTIC\x10\x02\x12\x17\n\x13SEARCH_MODE_KEYWORD\x10\x03\x32\xcf\x05\n\rMemoryService\x12\x43\n\x0c\x43reateMemory\x12\x1f.memgrpc.v1.CreateMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12=\n\tGetMemory\x12\x1c.memgrpc.v1.GetMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12\x43\n\x0cUpdateMemory\x12\x1f.memgrpc.v1.UpdateMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12\x45\n\rReplaceMemory\x12 .memgrpc.v1.ReplaceMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12G\n\x0c\x44\x65leteMemory\x12\x1f.memgrpc.v1.DeleteMemoryRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListMemories\x12\x1f.memgrpc.v1.ListMemoriesRequest\x1a .memgrpc.v1.ListMemoriesResponse\x12W\n\x0eSearchMemories\x12!.memgrpc.v1.SearchMemoriesRequest\x1a\".memgrpc.v1.SearchMemoriesResponse\x12T\n\rBatchMemories\x12 .memgrpc.v1.BatchMemoriesRequest\x1a!.memgrpc.v1.BatchMemoriesResponse\x12\x63\n\x12ListMemoryVersions\x12%.memgrpc.v1.ListMemoryVersionsRequest\x1a&.memgrpc.v1.ListMemoryVersionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.memory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEMORYTYPE']._serialized_start=3048
-  _globals['_MEMORYTYPE']._serialized_end=3265
-  _globals['_TAGMATCH']._serialized_start=3267
-  _globals['_TAGMATCH']._serialized_end=3342
-  _globals['_SEARCHMODE']._serialized_start=3344
-  _globals['_SEARCHMODE']._serialized_end=3460
+  _globals['_MEMORYTYPE']._serialized_start=3065
+  _globals['_MEMORYTYPE']._serialized_end=3307
+  _globals['_TAGMATCH']._serialized_start=3309
+  _globals['_TAGMATCH']._serialized_end=3384
+  _globals['_SEARCHMODE']._serialized_start=3386
+  _globals['_SEARCHMODE']._serialized_end=3502
   _globals['_MEMORY']._serialized_start=166
-  _globals['_MEMORY']._serialized_end=604
-  _globals['_MEMORYVERSION']._serialized_start=607
-  _globals['_MEMORYVERSION']._serialized_end=891
-  _globals['_CREATEMEMORYREQUEST']._serialized_start=893
-  _globals['_CREATEMEMORYREQUEST']._serialized_end=970
-  _globals['_GETMEMORYREQUEST']._serialized_start=972
-  _globals['_GETMEMORYREQUEST']._serialized_end=1002
-  _globals['_UPDATEMEMORYREQUEST']._serialized_start=1005
-  _globals['_UPDATEMEMORYREQUEST']._serialized_end=1147
-  _globals['_REPLACEMEMORYREQUEST']._serialized_start=1149
-  _globals['_REPLACEMEMORYREQUEST']._serialized_end=1227
-  _globals['_DELETEMEMORYREQUEST']._serialized_start=1229
-  _globals['_DELETEMEMORYREQUEST']._serialized_end=1282
-  _globals['_LISTMEMORIESREQUEST']._serialized_start=1285
-  _globals['_LISTMEMORIESREQUEST']._serialized_end=1677
-  _globals['_LISTMEMORIESRESPONSE']._serialized_start=1679
-  _globals['_LISTMEMORIESRESPONSE']._serialized_end=1784
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=1787
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=2211
-  _globals['_SEARCHRESULT']._serialized_start=2213
-  _globals['_SEARCHRESULT']._serialized_end=2278
-  _globals['_SEARCHMEMORIESRESPONSE']._serialized_start=2280
-  _globals['_SEARCHMEMORIESRESPONSE']._serialized_end=2347
-  _globals['_BATCHOPERATION']._serialized_start=2350
-  _globals['_BATCHOPERATION']._serialized_end=2532
-  _globals['_BATCHOPERATIONRESULT']._serialized_start=2535
-  _globals['_BATCHOPERATIONRESULT']._serialized_end=2667
-  _globals['_BATCHSUMMARY']._serialized_start=2669
-  _globals['_BATCHSUMMARY']._serialized_end=2718
-  _globals['_BATCHMEMORIESREQUEST']._serialized_start=2720
-  _globals['_BATCHMEMORIESREQUEST']._serialized_end=2810
-  _globals['_BATCHMEMORIESRESPONSE']._serialized_start=2812
-  _globals['_BATCHMEMORIESRESPONSE']._serialized_end=2929
-  _globals['_LISTMEMORYVERSIONSREQUEST']._serialized_start=2931
-  _globals['_LISTMEMORYVERSIONSREQUEST']._serialized_end=2970
-  _globals['_LISTMEMORYVERSIONSRESPONSE']._serialized_start=2972
-  _globals['_LISTMEMORYVERSIONSRESPONSE']._serialized_end=3045
-  _globals['_MEMORYSERVICE']._serialized_start=3463
-  _globals['_MEMORYSERVICE']._serialized_end=4182
+  _globals['_MEMORY']._serialized_end=621
+  _globals['_MEMORYVERSION']._serialized_start=624
+  _globals['_MEMORYVERSION']._serialized_end=908
+  _globals['_CREATEMEMORYREQUEST']._serialized_start=910
+  _globals['_CREATEMEMORYREQUEST']._serialized_end=987
+  _globals['_GETMEMORYREQUEST']._serialized_start=989
+  _globals['_GETMEMORYREQUEST']._serialized_end=1019
+  _globals['_UPDATEMEMORYREQUEST']._serialized_start=1022
+  _globals['_UPDATEMEMORYREQUEST']._serialized_end=1164
+  _globals['_REPLACEMEMORYREQUEST']._serialized_start=1166
+  _globals['_REPLACEMEMORYREQUEST']._serialized_end=1244
+  _globals['_DELETEMEMORYREQUEST']._serialized_start=1246
+  _globals['_DELETEMEMORYREQUEST']._serialized_end=1299
+  _globals['_LISTMEMORIESREQUEST']._serialized_start=1302
+  _globals['_LISTMEMORIESREQUEST']._serialized_end=1694
+  _globals['_LISTMEMORIESRESPONSE']._serialized_start=1696
+  _globals['_LISTMEMORIESRESPONSE']._serialized_end=1801
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=1804
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=2228
+  _globals['_SEARCHRESULT']._serialized_start=2230
+  _globals['_SEARCHRESULT']._serialized_end=2295
+  _globals['_SEARCHMEMORIESRESPONSE']._serialized_start=2297
+  _globals['_SEARCHMEMORIESRESPONSE']._serialized_end=2364
+  _globals['_BATCHOPERATION']._serialized_start=2367
+  _globals['_BATCHOPERATION']._serialized_end=2549
+  _globals['_BATCHOPERATIONRESULT']._serialized_start=2552
+  _globals['_BATCHOPERATIONRESULT']._serialized_end=2684
+  _globals['_BATCHSUMMARY']._serialized_start=2686
+  _globals['_BATCHSUMMARY']._serialized_end=2735
+  _globals['_BATCHMEMORIESREQUEST']._serialized_start=2737
+  _globals['_BATCHMEMORIESREQUEST']._serialized_end=2827
+  _globals['_BATCHMEMORIESRESPONSE']._serialized_start=2829
+  _globals['_BATCHMEMORIESRESPONSE']._serialized_end=2946
+  _globals['_LISTMEMORYVERSIONSREQUEST']._serialized_start=2948
+  _globals['_LISTMEMORYVERSIONSREQUEST']._serialized_end=2987
+  _globals['_LISTMEMORYVERSIONSRESPONSE']._serialized_start=2989
+  _globals['_LISTMEMORYVERSIONSRESPONSE']._serialized_end=3062
+  _globals['_MEMORYSERVICE']._serialized_start=3505
+  _globals['_MEMORYSERVICE']._serialized_end=4224
 # @@protoc_insertion_point(module_scope)

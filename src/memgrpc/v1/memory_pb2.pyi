@@ -36,6 +36,8 @@ class _MemoryTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemoryType
     MEMORY_TYPE_PREFERENCE: _MemoryType.ValueType  # 5
     MEMORY_TYPE_FACT: _MemoryType.ValueType  # 6
     MEMORY_TYPE_MESSAGE: _MemoryType.ValueType  # 7
+    MEMORY_TYPE_SUMMARY: _MemoryType.ValueType  # 8
+    """A summary of a session, written by ProcessSession."""
 
 class MemoryType(_MemoryType, metaclass=_MemoryTypeEnumTypeWrapper):
     """What kind of memory this is."""
@@ -48,6 +50,8 @@ MEMORY_TYPE_TASK: MemoryType.ValueType  # 4
 MEMORY_TYPE_PREFERENCE: MemoryType.ValueType  # 5
 MEMORY_TYPE_FACT: MemoryType.ValueType  # 6
 MEMORY_TYPE_MESSAGE: MemoryType.ValueType  # 7
+MEMORY_TYPE_SUMMARY: MemoryType.ValueType  # 8
+"""A summary of a session, written by ProcessSession."""
 Global___MemoryType: _TypeAlias = MemoryType  # noqa: Y015
 
 class _TagMatch:
@@ -123,6 +127,7 @@ class Memory(_message.Message):
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SPEAKER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned, `mem_...`."""
     user_id: _builtins.str
@@ -138,6 +143,8 @@ class Memory(_message.Message):
     archived: _builtins.bool
     version: _builtins.int
     """Starts at 1; grows by one with every content change."""
+    speaker: _builtins.str
+    """Who said it, for memories made from messages (the message's name, else its role)."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -172,10 +179,11 @@ class Memory(_message.Message):
         event_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        speaker: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "create_time", b"create_time", "event_time", b"event_time", "importance", b"importance", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "archived", b"archived", "categories", b"categories", "content", b"content", "create_time", b"create_time", "event_time", b"event_time", "id", b"id", "importance", b"importance", "metadata", b"metadata", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "archived", b"archived", "categories", b"categories", "content", b"content", "create_time", b"create_time", "event_time", b"event_time", "id", b"id", "importance", b"importance", "metadata", b"metadata", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "speaker", b"speaker", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__importance: _TypeAlias = _typing.Literal["importance"]  # noqa: Y015
     _WhichOneofArgType__importance: _TypeAlias = _typing.Literal["_importance", b"_importance"]  # noqa: Y015
