@@ -46,7 +46,7 @@ def shared_embedder() -> Embedder:
     return load_embedder("local")
 
 
-def make_config(data_dir: Path, admin_key: str, **overrides: object) -> ServerConfig:
+def make_config(data_dir: Path, admin_key: str | None, **overrides: object) -> ServerConfig:
     """A loopback config on a free port; short grace so module teardown is quick."""
     settings: dict[str, object] = {
         "addr": "127.0.0.1:0",

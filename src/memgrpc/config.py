@@ -62,26 +62,28 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _check_addr(self.addr)
         if not self.data.strip():
-            raise ConfigError(f"{ENV['data']}: must not be empty")
+            raise ConfigError(f"{_label('data')}: must not be empty")
         if self.admin_key is not None and (
             len(self.admin_key) < MIN_ADMIN_KEY_CHARS or any(c.isspace() for c in self.admin_key)
         ):
             raise ConfigError(
-                f"{ENV['admin_key']}: must be at least {MIN_ADMIN_KEY_CHARS} characters "
+                f"{_label('admin_key')}: must be at least {MIN_ADMIN_KEY_CHARS} characters "
                 "without whitespace"
             )
         if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"{ENV['log_level']}: {self.log_level!r} is not one of {LOG_LEVELS}")
+            raise ConfigError(
+                f"{_label('log_level')}: {self.log_level!r} is not one of {LOG_LEVELS}"
+            )
         if self.embedder not in EMBEDDERS:
-            raise ConfigError(f"{ENV['embedder']}: {self.embedder!r} is not one of {EMBEDDERS}")
+            raise ConfigError(f"{_label('embedder')}: {self.embedder!r} is not one of {EMBEDDERS}")
         if not 1024 <= self.max_message_bytes <= 1024 * MiB:
-            raise ConfigError(f"{ENV['max_message_bytes']}: must be between 1 KiB and 1 GiB")
+            raise ConfigError(f"{_label('max_message_bytes')}: must be between 1 KiB and 1 GiB")
         for name in ("grace_period_s", "read_consistency_s", "maintenance_interval_s"):
             value = getattr(self, name)
             if not 0 <= value <= 86400:
-                raise ConfigError(f"{ENV[name]}: must be between 0 and 86400 seconds")
+                raise ConfigError(f"{_label(name)}: must be between 0 and 86400 seconds")
         if self.maintenance_interval_s == 0:
-            raise ConfigError(f"{ENV['maintenance_interval_s']}: must be > 0")
+            raise ConfigError(f"{_label('maintenance_interval_s')}: must be > 0")
 
     @property
     def host(self) -> str:
@@ -133,6 +135,13 @@ class ServerConfig:
         return cls(**{name: _parse(name, value) for name, value in raw.items()})
 
 
+def _label(name: str) -> str:
+    """How a setting is named in messages: its env var, plus its flag when it has one."""
+    if name in _SECRET_SETTINGS:
+        return ENV[name]
+    return f"{ENV[name]} / --{name.removesuffix('_s').replace('_', '-')}"
+
+
 def _parse(name: str, value: Any) -> Any:
     """Turn a string (env or flag) into the setting's type; non-strings pass through."""
     if not isinstance(value, str):
@@ -145,18 +154,20 @@ def _parse(name: str, value: Any) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise ConfigError(f"{ENV[name]}: {value!r} is not an integer number of bytes") from None
+            raise ConfigError(
+                f"{_label(name)}: {value!r} is not an integer number of bytes"
+            ) from None
     if name.endswith("_s"):
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"{ENV[name]}: {value!r} is not a number of seconds") from None
+            raise ConfigError(f"{_label(name)}: {value!r} is not a number of seconds") from None
     return value
 
 
 def parse_storage_options(text: str) -> dict[str, str]:
     """JSON object -> str->str dict (LanceDB's storage_options are all strings)."""
-    var = ENV["storage_options"]
+    var = _label("storage_options")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -177,6 +188,6 @@ def parse_storage_options(text: str) -> dict[str, str]:
 def _check_addr(addr: str) -> None:
     m = _HOST_PORT.match(addr)
     if m is None:
-        raise ConfigError(f"{ENV['addr']}: {addr!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+        raise ConfigError(f"{_label('addr')}: {addr!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
     if int(m["port"]) > 65535:
-        raise ConfigError(f"{ENV['addr']}: port {m['port']} is out of range")
+        raise ConfigError(f"{_label('addr')}: port {m['port']} is out of range")

@@ -3,10 +3,12 @@ and the bootstrap key (configured, or generated into <data>/admin.key)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import stat
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -19,11 +21,12 @@ from memgrpc.server.app import start
 from memgrpc.server.logging import set_stream
 from memgrpc.v1 import admin_pb2 as pb
 from memgrpc.v1 import admin_pb2_grpc
-from tests.conftest import NewKey, make_config
+from tests.conftest import NewKey, ServerHandle, make_config
 from tests.helpers import md
 
 Stub = admin_pb2_grpc.AdminServiceStub
 READ, WRITE, ADMIN = pb.API_KEY_SCOPE_READ, pb.API_KEY_SCOPE_WRITE, pb.API_KEY_SCOPE_ADMIN
+ScopeValue: TypeAlias = pb.ApiKeyScope.ValueType
 
 
 async def fails(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
@@ -46,7 +49,11 @@ def violations(err: grpc.aio.AioRpcError) -> set[str]:
 
 
 async def create_key(
-    stub: Stub, key: str, project_id: str = "", name: str = "k", scopes: tuple[int, ...] = (READ,)
+    stub: Stub,
+    key: str,
+    project_id: str = "",
+    name: str = "k",
+    scopes: tuple[ScopeValue, ...] = (READ,),
 ) -> pb.CreateApiKeyResponse:
     request = pb.CreateApiKeyRequest(
         project_id=project_id, api_key=pb.ApiKey(name=name, scopes=list(scopes))
@@ -225,7 +232,7 @@ async def test_key_paging(admin_stub: Stub, new_key: NewKey) -> None:
 async def test_key_validation(admin_stub: Stub, admin_key: str) -> None:
     cases = [
         (pb.ApiKey(name="ok"), {"api_key.scopes"}),
-        (pb.ApiKey(name="ok", scopes=[READ, 7]), {"api_key.scopes[1]"}),
+        (pb.ApiKey(name="ok", scopes=[READ, ScopeValue(7)]), {"api_key.scopes[1]"}),
         (pb.ApiKey(name="bad\x00name", scopes=[READ]), {"api_key.name"}),
         (pb.ApiKey(name="n" * 201, scopes=[READ]), {"api_key.name"}),
     ]
@@ -264,7 +271,7 @@ async def test_retry_returns_the_same_key_and_secret(admin_stub: Stub, new_key: 
 
 
 async def test_secrets_are_hashed_at_rest(
-    admin_stub: Stub, new_key: NewKey, server: object, admin_key: str
+    admin_stub: Stub, new_key: NewKey, server: ServerHandle, admin_key: str
 ) -> None:
     _, admin = await new_key(scopes=("admin",))
     secrets = [
@@ -278,8 +285,12 @@ async def test_secrets_are_hashed_at_rest(
         admin,
         admin_key,
     ]
-    data_dir: Path = server.data_dir  # type: ignore[attr-defined]
-    blobs = [p.read_bytes() for p in data_dir.rglob("*") if p.is_file()]
+    data_dir: Path = server.data_dir
+
+    def read_all() -> list[bytes]:
+        return [p.read_bytes() for p in data_dir.rglob("*") if p.is_file()]
+
+    blobs = await asyncio.to_thread(read_all)
     assert blobs
     for secret in secrets:
         assert not any(secret.encode() in b for b in blobs), "a secret is stored in clear"

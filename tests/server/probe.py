@@ -33,9 +33,7 @@ async def server_stream(request: bytes, context: grpc.aio.ServicerContext) -> As
         yield _act(b"") + f":{i}".encode()
 
 
-async def client_stream(
-    requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-) -> bytes:
+async def client_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
     parts = [_act(r) for r in [r async for r in requests]]
     return b",".join(parts)
 

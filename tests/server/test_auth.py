@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
@@ -24,11 +27,11 @@ def reason(err: grpc.aio.AioRpcError) -> str:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             assert info.domain == "memgrpc"
-            return info.reason
+            return str(info.reason)
     raise AssertionError("no ErrorInfo")
 
 
-def get_default(stub: admin_pb2_grpc.AdminServiceStub, metadata: object = None) -> object:
+def get_default(stub: admin_pb2_grpc.AdminServiceStub, metadata: Any = None) -> Any:
     return stub.GetProject(admin_pb2.GetProjectRequest(id="default"), metadata=metadata)
 
 
@@ -167,36 +170,59 @@ async def test_health_and_reflection_need_no_key(channel: grpc.aio.Channel) -> N
 
 
 # -- streaming calls, through the Probe service behind the same interceptors ------------------
-def _calls(ch: grpc.aio.Channel) -> dict[str, object]:
-    path = f"/{probe.SERVICE}/"
-    return {
-        "unary": ch.unary_unary(path + "Unary"),
-        "server_stream": ch.unary_stream(path + "ServerStream"),
-        "client_stream": ch.stream_unary(path + "ClientStream"),
-        "bidi": ch.stream_stream(path + "Bidi"),
-    }
-
-
-async def _invoke(ch: grpc.aio.Channel, kind: str, metadata: object, req: bytes = b"") -> list[bytes]:
-    call = _calls(ch)[kind]
-    if kind == "unary":
-        return [await call(req, metadata=metadata)]  # type: ignore[operator]
-    if kind == "server_stream":
-        return [r async for r in call(req, metadata=metadata)]  # type: ignore[operator]
-    if kind == "client_stream":
-        return [await call(iter([req, req]), metadata=metadata)]  # type: ignore[operator]
-    return [r async for r in call(iter([req, req]), metadata=metadata)]  # type: ignore[operator]
-
-
 KINDS = ["unary", "server_stream", "client_stream", "bidi"]
+
+
+async def _run(
+    ch: grpc.aio.Channel, kind: str, metadata: Any, *, send: bool = True
+) -> tuple[grpc.StatusCode, list[bytes], str]:
+    """(final code, responses, ErrorInfo reason) of one Probe call of the given kind.
+
+    With `send=False` a request stream stays empty and open: a call the server rejects up front
+    is then observed without racing a client-side write against the rejection (which grpc may
+    report as INTERNAL on the client).
+    """
+    req = b""
+    path = f"/{probe.SERVICE}/"
+    call: Any
+    if kind == "unary":
+        call = ch.unary_unary(path + "Unary")(req, metadata=metadata)
+    elif kind == "server_stream":
+        call = ch.unary_stream(path + "ServerStream")(req, metadata=metadata)
+    else:
+        method = ch.stream_unary if kind == "client_stream" else ch.stream_stream
+        call = method(path + ("ClientStream" if kind == "client_stream" else "Bidi"))(
+            metadata=metadata
+        )
+        if send:
+            for r in (req, req):
+                await call.write(r)
+            await call.done_writing()
+    responses: list[bytes] = []
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        if kind in ("unary", "client_stream"):
+            responses.append(await call)
+        else:
+            responses += [r async for r in call]
+    trailers = await call.trailing_metadata()
+    return await call.code(), responses, reason_in(trailers)
+
+
+def reason_in(trailers: Any) -> str:
+    for key, value in trailers or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return ""
 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_streaming_calls_need_a_key(probe_channel: grpc.aio.Channel, kind: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await _invoke(probe_channel, kind, None)
-    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert reason(exc.value) == "API_KEY_MISSING"
+    code, responses, why = await _run(probe_channel, kind, None, send=False)
+    assert (code, responses, why) == (grpc.StatusCode.UNAUTHENTICATED, [], "API_KEY_MISSING")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -204,10 +230,10 @@ async def test_streaming_calls_bind_the_principal(
     probe_channel: grpc.aio.Channel, new_key: NewKey, kind: str
 ) -> None:
     project, key = await new_key(scopes=("admin",))
-    got = await _invoke(probe_channel, kind, md(key))
+    code, got, _ = await _run(probe_channel, kind, md(key))
+    assert code == grpc.StatusCode.OK
     assert got and all(r.startswith(project.encode()) for r in got)
     # an unclassified memgrpc method needs admin
     _, reader = await new_key(scopes=("read", "write"), project_id=project)
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await _invoke(probe_channel, kind, md(reader))
-    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    code, got, why = await _run(probe_channel, kind, md(reader), send=False)
+    assert (code, got, why) == (grpc.StatusCode.PERMISSION_DENIED, [], "SCOPE_MISSING")

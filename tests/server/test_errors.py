@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf import message
 from google.rpc import code_pb2, error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from memgrpc.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
@@ -129,9 +130,7 @@ async def test_unexpected_exception_is_internal_without_details_leak(
     assert any(r["event"] == "rpc" and r["code"] == "INTERNAL" for r in logged)
 
 
-async def test_error_mid_stream_is_mapped(
-    probe_channel: grpc.aio.Channel, new_key: NewKey
-) -> None:
+async def test_error_mid_stream_is_mapped(probe_channel: grpc.aio.Channel, new_key: NewKey) -> None:
     _, key = await new_key()
     call = probe_channel.unary_stream(f"/{probe.SERVICE}/ServerStream")
     got: list[bytes] = []
@@ -192,3 +191,29 @@ async def test_access_log_is_one_json_line_per_rpc(
     assert unauth["code"] == "UNAUTHENTICATED"
     assert unauth["project"] is None
     assert sum(1 for r in records if r.get("request_id") == "log-ok" and r["event"] == "rpc") == 1
+
+
+async def test_handler_abort_keeps_request_id_and_is_logged(
+    channel: grpc.aio.Channel, log_lines: io.StringIO
+) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await health.Check(
+            health_pb2.HealthCheckRequest(service="no.such.Service"),
+            metadata=(("x-request-id", "abort-1"),),
+        )
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    assert trailer(exc.value.trailing_metadata(), "x-request-id") == "abort-1"
+    logged = [r for r in _records(log_lines) if r.get("request_id") == "abort-1"]
+    assert [r["code"] for r in logged if r["event"] == "rpc"] == ["NOT_FOUND"]
+
+
+async def test_oversized_message_is_rejected(
+    admin_stub: admin_pb2_grpc.AdminServiceStub, admin_key: str
+) -> None:
+    huge = admin_pb2.CreateProjectRequest(project=admin_pb2.Project(display_name="x" * (9 << 20)))
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await admin_stub.CreateProject(huge, metadata=md(admin_key))
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # and the server is fine afterwards
+    await admin_stub.GetProject(admin_pb2.GetProjectRequest(id="default"), metadata=md(admin_key))

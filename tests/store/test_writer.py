@@ -103,7 +103,9 @@ async def test_open_adds_new_nullable_columns_to_old_tables(tmp_path: Path) -> N
     db = await lancedb.connect_async(uri)
     old = pa.schema([f for f in schemas.USERS if f.name != "last_active_time"])
     tbl = await db.create_table("users", schema=old)
-    await tbl.add([{"pk": "x", "project_id": "p", "id": "x", "metadata": "{}", "create_time": None}])
+    await tbl.add(
+        [{"pk": "x", "project_id": "p", "id": "x", "metadata": "{}", "create_time": None}]
+    )
     s = Store(StoreConfig(uri=uri, dim=4))
     await s.open()
     rows = (await s.table("users").query().to_arrow()).to_pylist()

@@ -40,11 +40,10 @@ def request_id_from(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     return uuid.uuid4().hex
 
 
-def _final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def _final_code(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> grpc.StatusCode:
+    """The code the handler set itself (set_code / abort), if any."""
     code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    return grpc.StatusCode.UNKNOWN
+    return code if isinstance(code, grpc.StatusCode) else default
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -73,7 +72,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             yield
         except grpc.aio.AbortError:  # the handler ended the call itself
-            code = _final_code(context)
+            code = _final_code(context, grpc.StatusCode.UNKNOWN)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = grpc.StatusCode.CANCELLED
@@ -82,7 +81,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             code = errors.grpc_code(exc)
             await errors.abort(context, exc, trailing)
         else:
-            code = _final_code(context) if context.code() is not None else grpc.StatusCode.OK
+            code = _final_code(context, grpc.StatusCode.OK)
         finally:
             bound = structlog.contextvars.get_contextvars()
             log.info(

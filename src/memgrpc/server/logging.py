@@ -11,6 +11,7 @@ import sys
 from typing import TextIO
 
 import structlog
+import structlog.tracebacks
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -52,7 +53,10 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.dict_tracebacks,
+            # tracebacks as data, without local variables (they may hold secrets or user data)
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
