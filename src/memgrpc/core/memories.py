@@ -340,6 +340,14 @@ class MemoryService:
         hits = _fuse(dense, text, mode)
         return [SearchHit(rows.from_row(r), s) for r, s in hits if s >= min_score][:k]
 
+    async def find(
+        self, project_id: str, q: MemoryQuery, seqs: Sequence[int]
+    ) -> builtins.list[Memory]:
+        """Memories of one session at the given message positions (neighbouring turns)."""
+        flt = replace(self._filter(project_id, q, Violations()), seqs=tuple(seqs))
+        found = await self._table.page(flt, "event_time", False, None, len(seqs) or 1)
+        return [rows.from_row(r) for r in found]
+
     # -- batch ------------------------------------------------------------------------------
     async def batch(self, project_id: str, ops: Sequence[BatchOp]) -> builtins.list[BatchResult]:
         if not ops:

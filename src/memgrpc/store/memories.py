@@ -39,6 +39,7 @@ class MemoryFilter:
     start_time: datetime | None = None
     end_time: datetime | None = None
     ids: tuple[str, ...] = field(default=())
+    seqs: tuple[int, ...] = ()
 
     def where(self) -> Where:
         w = Where().eq("project_id", self.project_id)
@@ -48,6 +49,8 @@ class MemoryFilter:
             w.eq("session_id", self.session_id)
         if self.ids:
             w.is_in("id", self.ids)
+        if self.seqs:
+            w.is_in("seq", self.seqs)
         if self.types:
             w.is_in("type", self.types)
         if self.tags:

@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Conversational recall on LoCoMo (dev split) through the public API, plus ingest and search speed.
+
+Protocol (../shared/bench/README.md): each conversation is one user; each LoCoMo session one
+memgrpc session; each turn one message (id = dia_id, create_time = the session's date, name = the
+speaker) sent with AddMessages. Each question goes verbatim to SearchMemories (that user, limit 10);
+a hit at k = an evidence turn among the top k (results map back through source_message_ids).
+Usage: .venv/bin/python scripts/bench_locomo.py [--data FILE] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from memgrpc.config import ServerConfig
+from memgrpc.embed import load_embedder
+from memgrpc.server.app import start
+from memgrpc.server.logging import configure_logging
+from memgrpc.v1 import memory_pb2 as mpb
+from memgrpc.v1 import memory_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "bench" / "locomo_dev.json"
+KEY = "mgk_bench_locomo_bootstrap_key_0123456789"
+MD = (("x-api-key", KEY),)
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+def session_time(text: str) -> datetime:
+    """'1:56 pm on 8 May, 2023' -> an aware UTC datetime."""
+    return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC)
+
+
+def clean_evidence(raw: list[str], turns: set[str]) -> list[str]:
+    out = []
+    for item in raw:
+        for part in re.split(r"[;,\s]+", item):
+            m = re.fullmatch(r"D:?(\d+):0*(\d+)", part.strip())
+            if m and (dia := f"D{m.group(1)}:{m.group(2)}") in turns:
+                out.append(dia)
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+async def ingest(ch: grpc.aio.Channel, user: str, conv: dict[str, Any]) -> tuple[int, float]:
+    sessions = sessions_pb2_grpc.SessionServiceStub(ch)
+    n, spent = 0, 0.0
+    keys = sorted(
+        (k for k in conv if re.fullmatch(r"session_\d+", k)), key=lambda k: int(k.split("_")[1])
+    )
+    for key in keys:
+        when = timestamp_pb2.Timestamp()
+        when.FromDatetime(session_time(conv[f"{key}_date_time"]))
+        s = await sessions.CreateSession(
+            sessions_pb2.CreateSessionRequest(
+                session=sessions_pb2.Session(user_id=user, title=key)
+            ),
+            metadata=MD,
+        )
+        msgs = [
+            sessions_pb2.Message(
+                id=t["dia_id"], role="user", name=t["speaker"], content=t["text"], create_time=when
+            )
+            for t in conv[key]
+        ]
+        t0 = time.perf_counter()
+        await sessions.AddMessages(
+            sessions_pb2.AddMessagesRequest(session_id=s.id, messages=msgs), metadata=MD
+        )
+        spent += time.perf_counter() - t0
+        n += len(msgs)
+    return n, spent
+
+
+async def run(data: list[dict[str, Any]]) -> list[str]:
+    emb = load_embedder("local")
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = ServerConfig(
+            addr="127.0.0.1:0",
+            data=str(Path(tmp) / "data"),
+            admin_key=KEY,
+            maintenance_interval_s=3600,
+        )
+        server = await start(cfg, embedder=emb)
+        try:
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                total_msgs, total_s = 0, 0.0
+                for i, item in enumerate(data):
+                    n, s = await ingest(ch, f"user{i}", item["conversation"])
+                    total_msgs, total_s = total_msgs + n, total_s + s
+                await server.app.maintainer.run_once(force=True)
+                memories = memory_pb2_grpc.MemoryServiceStub(ch)
+                hits: dict[str, list[list[int]]] = defaultdict(
+                    list
+                )  # category -> [h1, h5, h10, all10]
+                latencies: list[float] = []
+                for i, item in enumerate(data):
+                    conv = item["conversation"]
+                    turns = {t["dia_id"] for k, v in conv.items() if isinstance(v, list) for t in v}
+                    for qa in item["qa"]:
+                        evidence = set(clean_evidence(qa.get("evidence", []), turns))
+                        if not evidence:
+                            continue
+                        t0 = time.perf_counter()
+                        resp = await memories.SearchMemories(
+                            mpb.SearchMemoriesRequest(
+                                user_id=f"user{i}", query=qa["question"], limit=10
+                            ),
+                            metadata=MD,
+                        )
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        ranked = [
+                            r.memory.source_message_ids[0]
+                            for r in resp.results
+                            if r.memory.source_message_ids
+                        ]
+                        row = [int(bool(evidence & set(ranked[:k]))) for k in (1, 5, 10)]
+                        row.append(int(evidence <= set(ranked[:10])))
+                        hits[str(qa["category"])].append(row)
+        finally:
+            await server.stop(5)
+
+    def line(name: str, rows: list[list[int]]) -> str:
+        cols = [100 * statistics.fmean(r[j] for r in rows) for j in range(4)]
+        return f"| {name} | {len(rows)} | {cols[0]:.1f} | {cols[1]:.1f} | {cols[2]:.1f} | {cols[3]:.1f} |"
+
+    scored = [r for c in ("1", "2", "3", "4") for r in hits[c]]
+    lines.append("| set | questions | hit@1 | hit@5 | hit@10 | all-evidence@10 |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines.append(line("**categories 1-4**", scored))
+    for c in ("1", "2", "3", "4", "5"):
+        if hits[c]:
+            lines.append(line(f"{c} {CATEGORIES[int(c)]}", hits[c]))
+    lines.append("")
+    lines.append(
+        f"AddMessages ingest: {total_msgs / total_s:.0f} messages/s ({total_msgs} messages, one call per session)"
+    )
+    lines.append(
+        f"SearchMemories latency over {len(latencies)} questions: p50 {pct(latencies, 50):.1f} ms,"
+        f" p99 {pct(latencies, 99):.1f} ms"
+    )
+    return lines
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
+    args = ap.parse_args()
+    configure_logging("warning")
+    lines = await run(json.loads(args.data.read_text()))
+    print("\n".join(lines))
+    if args.write:
+        cmd = "python scripts/bench_locomo.py " + " ".join(sys.argv[1:])
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with (ROOT / "docs" / "BENCHMARKS.md").open("a") as fh:
+            fh.write(
+                f"\n### bench_locomo ({stamp})\n\nCommand: `{cmd.strip()}`\n\n"
+                + "\n".join(lines)
+                + "\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
