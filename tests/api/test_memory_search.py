@@ -127,11 +127,19 @@ async def test_search_other_user_and_whole_project(memory_stub, corpus) -> None:
 
 async def test_min_score(memory_stub, corpus) -> None:
     key, _ = corpus
-    resp = await memory_stub.SearchMemories(
-        pb.SearchMemoriesRequest(user_id="sam", query="dog", min_score=0.99, limit=10),
-        metadata=md(key),
-    )
-    assert len(resp.results) >= 1 and all(r.score >= 0.99 for r in resp.results)
+
+    async def search(min_score: float) -> list[float]:
+        resp = await memory_stub.SearchMemories(
+            pb.SearchMemoriesRequest(user_id="sam", query="dog", min_score=min_score, limit=10),
+            metadata=md(key),
+        )
+        return [r.score for r in resp.results]
+
+    everything = await search(0.0)
+    assert len(everything) == 10
+    cut = (everything[0] + everything[1]) / 2
+    assert await search(cut) == everything[:1]
+    assert await search(min(1.0, everything[0] + 1e-3)) == []
 
 
 async def test_quotes_and_sql_in_values_are_just_values(memory_stub, corpus) -> None:

@@ -1,16 +1,27 @@
-"""Proto <-> domain conversion for memories; malformed wire values become InvalidArgument."""
+"""Proto <-> domain conversion; malformed wire values become InvalidArgument."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from memgrpc.core.errors import Violations
+from memgrpc.core.records import (
+    JOB_STATES,
+    SESSION_STATUSES,
+    Job,
+    Message,
+    Session,
+    SessionStatus,
+    User,
+)
 from memgrpc.core.types import MEMORY_TYPES, Memory, MemoryQuery, MemoryVersion
 from memgrpc.v1 import memory_pb2 as pb
+from memgrpc.v1 import sessions_pb2 as sessions_pb
+from memgrpc.v1 import users_pb2 as users_pb
 
 # MEMORY_TYPE_JOURNAL = 1 ... in the order of core.types.MEMORY_TYPES
 _TYPE_TO_NAME = {i + 1: name for i, name in enumerate(MEMORY_TYPES)}
@@ -148,4 +159,126 @@ def query_from_pb(
         include_archived=r.include_archived,
         start_time=opt_timestamp(v, "start_time", r, "start_time"),
         end_time=opt_timestamp(v, "end_time", r, "end_time"),
+    )
+
+
+# -- users, sessions, messages, jobs -------------------------------------------------------------
+def _struct_field(msg: Any, name: str) -> dict[str, Any]:
+    return struct_to_dict(getattr(msg, name)) if msg.HasField(name) else {}
+
+
+def duration(v: Violations, field: str, d: duration_pb2.Duration) -> timedelta | None:
+    try:
+        return d.ToTimedelta()
+    except (ValueError, OverflowError):
+        v.add(field, "is not a valid duration")
+        return None
+
+
+def to_duration(td: timedelta | None) -> duration_pb2.Duration | None:
+    if td is None:
+        return None
+    out = duration_pb2.Duration()
+    out.FromTimedelta(td)
+    return out
+
+
+def user_from_pb(u: users_pb.User) -> User:
+    return User(id=u.id, metadata=_struct_field(u, "metadata"))
+
+
+def user_to_pb(u: User) -> users_pb.User:
+    out = users_pb.User(
+        id=u.id, create_time=to_ts(u.create_time), last_active_time=to_ts(u.last_active_time)
+    )
+    if u.metadata:
+        out.metadata.CopyFrom(dict_to_struct(u.metadata))
+    return out
+
+
+def session_status(v: Violations, field: str, value: int) -> SessionStatus | None:
+    if 1 <= value <= len(SESSION_STATUSES):
+        return SESSION_STATUSES[value - 1]
+    v.add(field, f"unknown SessionStatus value {value}")
+    return None
+
+
+def session_from_pb(v: Violations, s: sessions_pb.Session, prefix: str = "session") -> Session:
+    after = (
+        duration(v, f"{prefix}.auto_process_after", s.auto_process_after)
+        if s.HasField("auto_process_after")
+        else None
+    )
+    return Session(
+        id=s.id,
+        user_id=s.user_id,
+        title=s.title,
+        metadata=_struct_field(s, "metadata"),
+        auto_process_after=after,
+    )
+
+
+def session_set_fields(s: sessions_pb.Session) -> frozenset[str]:
+    """The fields an UpdateSession without update_mask touches: those that are set."""
+    return frozenset(f.name for f, _ in s.ListFields()) & {
+        "title",
+        "metadata",
+        "auto_process_after",
+    }
+
+
+def session_to_pb(s: Session) -> sessions_pb.Session:
+    out = sessions_pb.Session(
+        id=s.id,
+        user_id=s.user_id,
+        title=s.title,
+        status=SESSION_STATUSES.index(s.status) + 1,  # type: ignore[arg-type]
+        auto_process_after=to_duration(s.auto_process_after),
+        create_time=to_ts(s.create_time),
+        update_time=to_ts(s.update_time),
+        message_count=s.message_count,
+    )
+    if s.metadata:
+        out.metadata.CopyFrom(dict_to_struct(s.metadata))
+    return out
+
+
+def message_from_pb(v: Violations, m: sessions_pb.Message, prefix: str) -> Message:
+    return Message(
+        id=m.id,
+        role=m.role,
+        name=m.name,
+        content=m.content,
+        metadata=_struct_field(m, "metadata"),
+        create_time=opt_timestamp(v, f"{prefix}.create_time", m, "create_time"),
+        interrupted=m.interrupted,
+    )
+
+
+def message_to_pb(m: Message) -> sessions_pb.Message:
+    out = sessions_pb.Message(
+        id=m.id,
+        session_id=m.session_id,
+        user_id=m.user_id,
+        role=m.role,
+        name=m.name,
+        content=m.content,
+        create_time=to_ts(m.create_time),
+        memory_id=m.memory_id,
+        interrupted=m.interrupted,
+    )
+    if m.metadata:
+        out.metadata.CopyFrom(dict_to_struct(m.metadata))
+    return out
+
+
+def job_to_pb(j: Job) -> sessions_pb.Job:
+    return sessions_pb.Job(
+        id=j.id,
+        session_id=j.session_id,
+        state=JOB_STATES.index(j.state) + 1,  # type: ignore[arg-type]
+        error=j.error,
+        create_time=to_ts(j.create_time),
+        update_time=to_ts(j.update_time),
+        kind=j.kind,
     )

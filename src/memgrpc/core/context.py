@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memgrpc.core import deep, validation
-from memgrpc.core.errors import Violations
+from memgrpc.core.errors import InvalidArgument, Violations
 from memgrpc.core.memories import MemoryService, SearchMode
 from memgrpc.core.types import MemoryQuery, SearchHit
 
@@ -249,3 +249,26 @@ def _fmt(dt: datetime | None, zone: tzinfo) -> str:
 
 async def _none() -> list[RecentMessage]:
     return []
+
+
+class SessionMessages:
+    """The MessageSource over the session and message services."""
+
+    def __init__(self, sessions: Any, messages: Any) -> None:
+        self._sessions = sessions  # core.sessions.SessionService
+        self._messages = messages  # core.messages.MessageService
+
+    async def recent(
+        self, project_id: str, user_id: str, session_id: str, n: int
+    ) -> list[RecentMessage]:
+        if session_id:
+            s = await self._sessions.get(project_id, session_id)  # NOT_FOUND across projects
+            if s.user_id != user_id:
+                raise InvalidArgument.field("session_id", "belongs to another user")
+            found = (await self._messages.all_in_session(project_id, session_id))[-n:]
+        else:
+            found = await self._messages.recent(project_id, user_id, n)
+        return [
+            RecentMessage(m.id, m.session_id, m.role, m.name, m.content, m.create_time, m)
+            for m in found
+        ]

@@ -11,9 +11,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from memgrpc.core import paging, rows, validation
+from memgrpc.core import paging, recall, rows, validation
 from memgrpc.core.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.ids import new_id
+from memgrpc.core.indexcache import CachedUser, IndexCache, matches
 from memgrpc.core.locks import KeyedLocks
 from memgrpc.core.types import (
     DEFAULT_IMPORTANCE,
@@ -77,6 +78,9 @@ class MemoryService:
         self._embedder = embedder
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
+        self.cache = IndexCache(
+            self._table, embedder.dim, refresh_s=store.config.read_consistency_s
+        )
 
     # -- create ---------------------------------------------------------------------------
     def _prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
@@ -115,12 +119,12 @@ class MemoryService:
     async def _insert(self, project_id: str, memories: builtins.list[Memory]) -> None:
         vectors = await self._embedder.embed([embed_text(m) for m in memories])
         await self._users.ensure(project_id, {m.user_id for m in memories})
-        await self._table.writer.insert(
-            [
-                rows.to_row(m, project_id, vec, m.create_time)
-                for m, vec in zip(memories, vectors, strict=True)
-            ]
-        )
+        new_rows = [
+            rows.to_row(m, project_id, vec, m.create_time)
+            for m, vec in zip(memories, vectors, strict=True)
+        ]
+        await self._table.writer.insert(new_rows)
+        await self.cache.written(project_id, new_rows)
 
     # -- read -----------------------------------------------------------------------------
     async def get(self, project_id: str, memory_id: str) -> Memory:
@@ -206,15 +210,18 @@ class MemoryService:
             updated = replace(updated, version=current.version + 1)
             version_time = now
         updated = replace(updated, update_time=now)
-        await self._table.writer.upsert([rows.to_row(updated, project_id, vector, version_time)])
+        new_row = rows.to_row(updated, project_id, vector, version_time)
+        await self._table.writer.upsert([new_row])
+        await self.cache.written(project_id, [new_row])
         return updated
 
     async def delete(self, project_id: str, memory_id: str) -> None:
         async with self._locks.hold(f"{project_id}/{memory_id}"):
-            await self._get_row(project_id, memory_id, with_vector=False)
+            row = await self._get_row(project_id, memory_id, with_vector=False)
             await self._table.writer.delete(
                 str(Where().eq("project_id", project_id).eq("id", memory_id))
             )
+            await self.cache.deleted(project_id, row["user_id"], [memory_id])
             await self._versions.delete(
                 str(Where().eq("project_id", project_id).eq("memory_id", memory_id))
             )
@@ -324,6 +331,10 @@ class MemoryService:
         if not query.strip():  # a filter search: newest first
             found = await self._table.page(flt, "event_time", True, None, k)
             return [SearchHit(rows.from_row(r), 1.0) for r in found]
+        if mode == "hybrid" and q.user_id:
+            cached = await self.cache.get(project_id, q.user_id)
+            if cached is not None:
+                return await self._search_cached(cached, flt, query, k, min_score)
         pool = max(4 * k, 40)
         # the keyword leg needs no embedding: start it first, embed meanwhile, then the vector leg
         text_leg = asyncio.ensure_future(
@@ -339,6 +350,17 @@ class MemoryService:
             text_leg.cancel()
         hits = _fuse(dense, text, mode)
         return [SearchHit(rows.from_row(r), s) for r, s in hits if s >= min_score][:k]
+
+    async def _search_cached(
+        self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
+    ) -> builtins.list[SearchHit]:
+        """Exhaustive ranking of one user's items (see core.recall)."""
+        vector = await self._embedder.embed_one(query)
+        memories = user.memories
+        plain = flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id)
+        allowed = None if plain else {i for i, m in memories.items() if matches(m, flt)}
+        ranked = user.index.search(query, vector, k, filter=allowed)
+        return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
 
     async def find(
         self, project_id: str, q: MemoryQuery, seqs: Sequence[int]
@@ -390,10 +412,44 @@ class MemoryService:
         except DomainError as exc:
             out.error = exc
 
+    # -- for sessions: their memories, vectors and deletion ----------------------------------
+    @property
+    def users(self) -> UserRegistry:
+        """The registry of implicit users; shared so purge and rename can drop cached ids."""
+        return self._users
+
+    async def in_session(self, project_id: str, session_id: str) -> builtins.list[Memory]:
+        """Every memory of a session, archived ones too, oldest first."""
+        flt = MemoryFilter(project_id=project_id, session_id=session_id, include_archived=True)
+        total = await self._table.count(flt)
+        found = await self._table.page(flt, "create_time", False, None, total) if total else []
+        return [rows.from_row(r) for r in found]
+
+    async def vectors(self, project_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored embeddings of memories by id (no re-embedding)."""
+        found = await self._table.get_with_vectors(project_id, list(ids)) if ids else []
+        return {r["id"]: np.asarray(r["vector"], dtype=np.float32) for r in found}
+
+    async def delete_many(self, project_id: str, ids: Sequence[str]) -> None:
+        """Delete memories and their versions by id (a deleted session, a redone summary)."""
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            owners = {r["id"]: r["user_id"] for r in await self._table.get_many(project_id, part)}
+            await self._table.writer.delete(
+                str(Where().eq("project_id", project_id).is_in("id", part))
+            )
+            await self._versions.delete(
+                str(Where().eq("project_id", project_id).is_in("memory_id", part))
+            )
+            for user_id in set(owners.values()):
+                await self.cache.deleted(
+                    project_id, user_id, [i for i, u in owners.items() if u == user_id]
+                )
+
 
 def embed_text(m: Memory) -> str:
     """What gets embedded: a message reads better to the model with its speaker in it."""
-    return f'{m.speaker} said, "{m.content}"' if m.speaker else m.content
+    return recall.embed_text(m.content, m.speaker)
 
 
 async def _no_hits() -> builtins.list[tuple[dict[str, Any], float]]:

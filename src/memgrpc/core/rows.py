@@ -23,7 +23,7 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "tags": list(m.tags),
         "categories": list(m.categories),
         "metadata": canonical_json(m.metadata),
-        "metadata_kv": metadata_pairs(m.metadata),
+        "metadata_kv": metadata_kv(m),
         "importance": m.importance,
         "archived": m.archived,
         "source_message_ids": list(m.source_message_ids),
@@ -36,6 +36,10 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "seq": m.seq,
         "vector": vec,
     }
+
+
+def metadata_kv(m: Memory) -> list[str]:
+    return metadata_pairs(m.metadata)
 
 
 def from_row(row: dict[str, Any]) -> Memory:

@@ -20,17 +20,39 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from memgrpc.api.admin import AdminServicer
+from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
+from memgrpc.api.sessions import SessionServicer
+from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.admin import AdminService, Authenticator
+from memgrpc.core.context import ContextService, SessionMessages
 from memgrpc.core.idempotency import Idempotency
+from memgrpc.core.jobs import AutoProcessor, JobRunner
 from memgrpc.core.memories import MemoryService
+from memgrpc.core.messages import MessageService
+from memgrpc.core.processing import default_steps
+from memgrpc.core.purge import UserData
+from memgrpc.core.session_store import SessionStore
+from memgrpc.core.sessions import SessionService
+from memgrpc.core.user_service import UserService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.server.interceptors import interceptors
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.keys import KeyStore
 from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
-from memgrpc.v1 import admin_pb2, admin_pb2_grpc, memory_pb2, memory_pb2_grpc
+from memgrpc.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    context_pb2,
+    context_pb2_grpc,
+    memory_pb2,
+    memory_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +60,9 @@ KEY_FILE = "admin.key"
 SERVICE_NAMES = (
     memory_pb2.DESCRIPTOR.services_by_name["MemoryService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
 )
 
 
@@ -63,6 +88,36 @@ def key_file_path(config: ServerConfig) -> Path:
 
 
 @dataclass
+class Conversations:
+    """Users, sessions, messages and their processing jobs (plus their background loops)."""
+
+    sessions: SessionService
+    messages: MessageService
+    jobs: JobRunner
+    sweeper: AutoProcessor
+    users: UserService
+    idempotency: Idempotency
+
+    @classmethod
+    def build(
+        cls, store: Store, memories: MemoryService, embedder: BatchingEmbedder
+    ) -> Conversations:
+        idempotency = Idempotency(store)
+        session_store = SessionStore(store)
+        messages = MessageService(store, memories, session_store)
+        jobs = JobRunner(store, session_store, messages, memories, default_steps(embedder))
+        data = UserData(store, memories.users, jobs, idempotency, memories.cache)
+        return cls(
+            sessions=SessionService(store, session_store, messages, jobs, memories),
+            messages=messages,
+            jobs=jobs,
+            sweeper=AutoProcessor(session_store, jobs),
+            users=UserService(store, data, messages),
+            idempotency=idempotency,
+        )
+
+
+@dataclass
 class App:
     """Everything one server process holds; tests reach in through `RunningServer.app`."""
 
@@ -74,6 +129,7 @@ class App:
     admin: AdminService
     memories: MemoryService
     maintainer: Maintainer
+    conversations: Conversations
     health: HealthServicer = field(default_factory=HealthServicer)
 
 
@@ -110,6 +166,9 @@ class RunningServer:
 
 async def _close(app: App) -> None:
     await app.maintainer.stop()
+    await app.conversations.sweeper.stop()
+    await app.conversations.jobs.stop()
+    await app.memories.users.stop()  # flushes pending last_active_time
     await app.store.close()  # flushes every writer's queue
     await app.embedder.aclose()
 
@@ -138,6 +197,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     keys = KeyStore(store)
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
     maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
+    memories = MemoryService(store, batching)
     app = App(
         config=config,
         store=store,
@@ -145,8 +205,9 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         keys=keys,
         authenticator=authenticator,
         admin=AdminService(keys, authenticator),
-        memories=MemoryService(store, batching),
+        memories=memories,
         maintainer=maintainer,
+        conversations=Conversations.build(store, memories, batching),
     )
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
@@ -171,6 +232,21 @@ async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> Ru
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(app.admin, Idempotency(app.store)), server
         )
+        conv = app.conversations
+        users_pb2_grpc.add_UserServiceServicer_to_server(
+            UserServicer(conv.users, conv.idempotency), server
+        )
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server
+        )
+        context_pb2_grpc.add_ContextServiceServicer_to_server(
+            ContextServicer(
+                ContextService(
+                    app.memories, SessionMessages(conv.sessions, conv.messages), app.embedder
+                )
+            ),
+            server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection(
@@ -187,6 +263,8 @@ async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> Ru
         raise
     running = RunningServer(server, app, port)
     app.maintainer.start()
+    app.memories.users.start()
+    app.conversations.sweeper.start()
     log.info(
         "server_started",
         address=running.address,

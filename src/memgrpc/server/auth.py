@@ -21,6 +21,8 @@ EXEMPT_SERVICES = frozenset(
 
 _MEMORY = "/memgrpc.v1.MemoryService/"
 _ADMIN = "/memgrpc.v1.AdminService/"
+_USERS = "/memgrpc.v1.UserService/"
+_SESSIONS = "/memgrpc.v1.SessionService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -33,6 +35,25 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _MEMORY + "ReplaceMemory": Scope.WRITE,
     _MEMORY + "DeleteMemory": Scope.WRITE,
     _MEMORY + "BatchMemories": Scope.WRITE,
+    # UserService
+    _USERS + "GetUser": Scope.READ,
+    _USERS + "ListUsers": Scope.READ,
+    _USERS + "ListRecentMessages": Scope.READ,
+    "/memgrpc.v1.ContextService/GetContext": Scope.READ,
+    _USERS + "CreateUser": Scope.WRITE,
+    _USERS + "UpdateUser": Scope.WRITE,
+    _USERS + "DeleteUser": Scope.WRITE,
+    # SessionService
+    _SESSIONS + "GetSession": Scope.READ,
+    _SESSIONS + "ListSessions": Scope.READ,
+    _SESSIONS + "ListMessages": Scope.READ,
+    _SESSIONS + "GetJob": Scope.READ,
+    _SESSIONS + "CreateSession": Scope.WRITE,
+    _SESSIONS + "UpdateSession": Scope.WRITE,
+    _SESSIONS + "DeleteSession": Scope.WRITE,
+    _SESSIONS + "AddMessages": Scope.WRITE,
+    _SESSIONS + "ProcessSession": Scope.WRITE,
+    _SESSIONS + "LinkMemory": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.admin)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,

@@ -43,7 +43,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
     return {
         "projects": _Spec(schemas.PROJECTS, "id"),
         "api_keys": _Spec(schemas.API_KEYS, "id", btree=("secret_hash", "project_id")),
-        "users": _Spec(schemas.USERS, "pk", btree=("project_id",)),
+        "users": _Spec(schemas.USERS, "pk", btree=("project_id", "id"), labels=("metadata_kv",)),
         "memories": _Spec(
             schemas.memories(dim),
             "id",
@@ -53,6 +53,14 @@ def _specs(dim: int) -> dict[str, _Spec]:
         ),
         "memory_versions": _Spec(schemas.MEMORY_VERSIONS, "pk", btree=("memory_id",)),
         "requests": _Spec(schemas.REQUESTS, "pk"),
+        "sessions": _Spec(
+            schemas.SESSIONS,
+            "id",
+            btree=("id", "project_id", "user_id", "status"),
+            labels=("metadata_kv",),
+        ),
+        "messages": _Spec(schemas.MESSAGES, "pk", btree=("session_id", "user_id")),
+        "jobs": _Spec(schemas.JOBS, "id", btree=("id", "session_id")),
     }
 
 

@@ -94,6 +94,18 @@ class MemoryTable:
         ).to_pylist()
         return rows
 
+    async def user_rows(
+        self, project_id: str, user_id: str, *, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every row of one user with its vector (changed since `since`, when given)."""
+        where = Where().eq("project_id", project_id).eq("user_id", user_id)
+        if since is not None:
+            where.cmp("update_time", ">=", since)
+        rows: list[dict[str, Any]] = (
+            await self._tbl.query().where(str(where)).to_arrow()
+        ).to_pylist()
+        return rows
+
     async def count(self, flt: MemoryFilter) -> int:
         return int(await self._tbl.count_rows(str(flt.where())))
 

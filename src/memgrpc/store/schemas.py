@@ -38,6 +38,8 @@ USERS = pa.schema(
         _f("metadata", pa.string()),
         _f("create_time", TS),
         _f("last_active_time", TS),
+        # "key=<canonical json>" per top-level metadata key, for exact-match filters
+        _f("metadata_kv", STRS),
     ]
 )
 
@@ -97,5 +99,64 @@ REQUESTS = pa.schema(
         _f("method", pa.string()),
         _f("response", pa.binary()),
         _f("create_time", TS),
+        # the end user the recorded response belongs to, so a purge can remove it
+        _f("user_id", pa.string()),
+    ]
+)
+
+SESSIONS = pa.schema(
+    [
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string(), False),
+        _f("title", pa.string()),
+        _f("metadata", pa.string()),
+        _f("metadata_kv", STRS),
+        # active | processing | processed | failed
+        _f("status", pa.string()),
+        _f("auto_process_after_s", pa.float64()),
+        # last message (or creation); idleness is measured from here
+        _f("active_time", TS),
+        # active_time + auto_process_after: the sweeper's pushed-down "due" condition
+        _f("auto_process_at", TS),
+        _f("job_id", pa.string()),
+        _f("message_count", pa.int64()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)
+
+MESSAGES = pa.schema(
+    [
+        # session id + message id: client ids are only unique within their session
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string(), False),
+        _f("session_id", pa.string(), False),
+        _f("id", pa.string(), False),
+        # position in the session, from 0
+        _f("seq", pa.int64()),
+        _f("role", pa.string()),
+        _f("name", pa.string()),
+        _f("content", pa.string()),
+        _f("metadata", pa.string()),
+        _f("create_time", TS),
+        _f("memory_id", pa.string()),
+        _f("interrupted", pa.bool_()),
+    ]
+)
+
+JOBS = pa.schema(
+    [
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string()),
+        _f("session_id", pa.string()),
+        _f("kind", pa.string()),
+        # queued | running | done | failed
+        _f("state", pa.string()),
+        _f("error", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
     ]
 )

@@ -20,7 +20,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-OpKind = Literal["insert", "upsert", "insert_absent", "delete"]
+OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch"]
 
 
 @dataclass
@@ -28,9 +28,18 @@ class _Op:
     kind: OpKind
     rows: list[dict[str, Any]] = field(default_factory=list)
     where: str = ""
-    future: asyncio.Future[None] = field(
+    values: dict[str, Any] = field(default_factory=dict)
+    # None for most kinds; the number of rows changed for `update`
+    future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def group_key(self) -> tuple[str, ...]:
+        """Ops with equal keys may share a commit: same kind and, for patches, same columns."""
+        if self.kind == "patch":
+            return (self.kind, *self.rows[0].keys())
+        return (self.kind,)
 
 
 @dataclass
@@ -81,6 +90,27 @@ class TableWriter:
             raise ValueError("refusing to delete without a filter")
         await self._submit(_Op("delete", where=where))
 
+    async def update(self, where: str, values: dict[str, Any]) -> int:
+        """Set `values` on the rows matching `where`; returns how many rows changed.
+
+        Committed alone (values differ per op). The count makes it a compare-and-set: put the
+        expected old state in `where` and check the result.
+        """
+        if not where or not values:
+            raise ValueError("update needs a filter and values")
+        result: int = await self._submit(_Op("update", where=where, values=dict(values)))
+        return result
+
+    async def patch(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Overwrite the columns present in `rows` (key included) of rows whose key exists.
+
+        Missing keys are ignored, so a late patch (e.g. a hot counter flushed after a purge)
+        never brings a deleted row back. Every row of one call must carry the same columns.
+        """
+        if rows and any(r.keys() != rows[0].keys() for r in rows):
+            raise ValueError("every patched row must have the same columns")
+        await self._submit(_Op("patch", rows=list(rows)))
+
     async def close(self) -> None:
         """Flush what is queued, then stop."""
         self._closed = True
@@ -91,17 +121,17 @@ class TableWriter:
             self._task = None
 
     # -- internals ----------------------------------------------------------------------------
-    async def _submit(self, op: _Op) -> None:
+    async def _submit(self, op: _Op) -> Any:
         if self._closed:
             raise RuntimeError("writer is closed")
-        if op.kind != "delete" and not op.rows:
-            return
+        if op.kind not in ("delete", "update") and not op.rows:
+            return None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="table-writer")
         await self._queue.put(op)
         self.stats.queue_depth = self._queue.qsize()
         # shield: a cancelled caller must not cancel a commit that others share
-        await asyncio.shield(op.future)
+        return await asyncio.shield(op.future)
 
     async def _run(self) -> None:
         stop = False
@@ -135,7 +165,7 @@ class TableWriter:
         # group consecutive ops of the same kind: order between kinds is preserved
         groups: list[list[_Op]] = []
         for op in batch:
-            if groups and groups[-1][0].kind == op.kind:
+            if groups and op.kind != "update" and groups[-1][0].group_key == op.group_key:
                 groups[-1].append(op)
             else:
                 groups.append([op])
@@ -145,9 +175,10 @@ class TableWriter:
                 self.stats.commits += 1
                 self.stats.rows += nrows
                 self.stats.last_flush_rows = nrows
+                result = nrows if group[0].kind == "update" else None
                 for op in group:
                     if not op.future.done():
-                        op.future.set_result(None)
+                        op.future.set_result(result)
             except Exception as exc:  # every caller of the failed commit sees the error
                 log.error("store_commit_failed", kind=group[0].kind, error=str(exc))
                 for op in group:
@@ -180,7 +211,18 @@ class TableWriter:
             await self._table.checkout_latest()
             await self._table.delete(" OR ".join(f"({op.where})" for op in group))
             return 0
+        if kind == "update":
+            (op,) = group
+            await self._table.checkout_latest()
+            res = await self._table.update(op.values, where=op.where)
+            return int(res.rows_updated)
         rows = self._dedup(group)
+        if kind == "patch":
+            cols = pa.schema([self._schema.field(c) for c in rows[0]])
+            await self._table.checkout_latest()
+            merge = self._table.merge_insert(self._key).when_matched_update_all()
+            await merge.execute(pa.Table.from_pylist(rows, schema=cols))
+            return len(rows)
         data = pa.Table.from_pylist(rows, schema=self._schema)
         if kind == "insert":
             await self._table.add(data)

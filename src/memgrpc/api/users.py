@@ -1,0 +1,96 @@
+"""UserService servicer: translates between protos and core.user_service, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+from google.protobuf import empty_pb2
+
+from memgrpc.api import convert
+from memgrpc.core import principal
+from memgrpc.core.idempotency import Idempotency
+from memgrpc.core.types import Page
+from memgrpc.core.user_service import UserService
+from memgrpc.v1 import users_pb2 as pb
+from memgrpc.v1 import users_pb2_grpc
+
+
+class UserServicer(users_pb2_grpc.UserServiceServicer):
+    def __init__(self, service: UserService, idempotency: Idempotency) -> None:
+        self._svc = service
+        self._idem = idempotency
+
+    async def _once(
+        self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]
+    ) -> bytes:
+        project = principal.current().project_id
+        return await self._idem.run_owned(project, method, request_id, compute)
+
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            user = await self._svc.create(project, convert.user_from_pb(request.user))
+            return convert.user_to_pb(user).SerializeToString(), user.id
+
+        return pb.User.FromString(await self._once("CreateUser", request.request_id, compute))
+
+    async def GetUser(
+        self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        user = await self._svc.get(principal.current().project_id, request.id)
+        return convert.user_to_pb(user)
+
+    async def UpdateUser(
+        self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.User:
+        project = principal.current().project_id
+        if request.HasField("update_mask"):
+            fields = frozenset(request.update_mask.paths)
+        else:
+            fields = frozenset({"metadata"} if request.user.HasField("metadata") else ())
+
+        async def compute() -> tuple[bytes, str]:
+            user = await self._svc.update(
+                project, convert.user_from_pb(request.user), fields, request.new_id
+            )
+            return convert.user_to_pb(user).SerializeToString(), user.id
+
+        return pb.User.FromString(await self._once("UpdateUser", request.request_id, compute))
+
+    async def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            await self._svc.delete(project, request.id)
+            return b"", ""  # owned by nobody: it must outlive the purge it records
+
+        await self._once("DeleteUser", request.request_id, compute)
+        return empty_pb2.Empty()
+
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
+        listing = await self._svc.list(
+            principal.current().project_id,
+            convert.struct_to_dict(request.metadata_filter),
+            Page(size=request.page_size, token=request.page_token),
+        )
+        return pb.ListUsersResponse(
+            users=[convert.user_to_pb(u) for u in listing.items],
+            next_page_token=listing.next_page_token,
+            total_size=listing.total_size,
+        )
+
+    async def ListRecentMessages(
+        self, request: pb.ListRecentMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRecentMessagesResponse:
+        messages = await self._svc.recent_messages(
+            principal.current().project_id, request.user_id, request.n
+        )
+        return pb.ListRecentMessagesResponse(messages=[convert.message_to_pb(m) for m in messages])

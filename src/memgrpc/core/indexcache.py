@@ -1,0 +1,173 @@
+"""A per-user in-memory recall index in front of LanceDB, for hybrid search of one user.
+
+The ranker (core.recall) scores every item of a user exhaustively with signals LanceDB cannot
+compute (neighbouring turns, session scores, speaker and time cues, tuned BM25), in a few ms.
+Users are loaded lazily from the store, kept current by this process's own writes (read-your-
+writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
+update_time; a full reload when rows went missing). Least recently used users are evicted once
+the cache holds `max_rows`; users larger than `max_user_rows` are not cached (search falls back
+to the store's vector and full-text legs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from memgrpc.core import rows as rowconv
+from memgrpc.core.locks import KeyedLocks
+from memgrpc.core.recall import UserIndex
+from memgrpc.core.types import Memory
+from memgrpc.store.memories import MemoryFilter, MemoryTable
+
+# rows whose commit raced a refresh may carry an update_time a little before it
+_SLACK = timedelta(seconds=5)
+
+
+@dataclass
+class CachedUser:
+    index: UserIndex
+    memories: dict[str, Memory] = field(default_factory=dict)
+    checked_at: float = 0.0  # monotonic time of the last store check
+    checked_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class IndexCache:
+    def __init__(
+        self,
+        table: MemoryTable,
+        dim: int,
+        *,
+        refresh_s: float = 0.5,
+        max_rows: int = 300_000,
+        max_user_rows: int = 50_000,
+    ) -> None:
+        self._table = table
+        self._dim = dim
+        self._refresh_s = refresh_s
+        self._max_rows = max_rows
+        self._max_user_rows = max_user_rows
+        self._users: OrderedDict[tuple[str, str], CachedUser] = OrderedDict()
+        self._too_big: dict[tuple[str, str], float] = {}
+        self._locks = KeyedLocks()
+        self.loads = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(len(u.memories) for u in self._users.values())
+
+    async def get(self, project_id: str, user_id: str) -> CachedUser | None:
+        """The user's index, loaded or refreshed as needed; None if too large to cache."""
+        key = (project_id, user_id)
+        if time.monotonic() - self._too_big.get(key, -1e9) < 60:
+            return None
+        async with self._locks.hold(f"{project_id}\x1f{user_id}"):
+            user = self._users.get(key)
+            if user is None:
+                user = await self._load(key)
+                if user is None:
+                    return None
+            elif time.monotonic() - user.checked_at >= self._refresh_s:
+                user = await self._refresh(key, user)
+                if user is None:
+                    self._users.pop(key, None)
+                    return None
+            self._users[key] = user
+            self._users.move_to_end(key)
+            self._evict()
+            return user
+
+    async def _load(self, key: tuple[str, str]) -> CachedUser | None:
+        started, wall = time.monotonic(), datetime.now(UTC)
+        found = await self._table.user_rows(*key)
+        if len(found) > self._max_user_rows:
+            self._too_big[key] = time.monotonic()
+            return None
+        self._too_big.pop(key, None)
+        user = CachedUser(UserIndex(dim=self._dim), checked_at=started, checked_wall=wall)
+        for row in found:
+            _put(user, row)
+        self.loads += 1
+        return user
+
+    async def _refresh(self, key: tuple[str, str], user: CachedUser) -> CachedUser | None:
+        started, wall = time.monotonic(), datetime.now(UTC)
+        changed = await self._table.user_rows(*key, since=user.checked_wall - _SLACK)
+        for row in changed:
+            _put(user, row)
+        total = await self._table.count(
+            MemoryFilter(project_id=key[0], user_id=key[1], include_archived=True)
+        )
+        if total != len(user.memories):  # another replica deleted rows: start over
+            return await self._load(key)
+        user.checked_at, user.checked_wall = started, wall
+        return user
+
+    def _evict(self) -> None:
+        total = self.rows
+        while total > self._max_rows and len(self._users) > 1:
+            _, user = self._users.popitem(last=False)
+            total -= len(user.memories)
+
+    # -- this process's own writes, applied after their commit ------------------------------
+    async def written(self, project_id: str, rows: list[dict[str, Any]]) -> None:
+        for user_id in {r["user_id"] for r in rows}:
+            async with self._locks.hold(f"{project_id}\x1f{user_id}"):
+                user = self._users.get((project_id, user_id))
+                if user is not None:
+                    for row in rows:
+                        if row["user_id"] == user_id:
+                            _put(user, row)
+
+    async def deleted(self, project_id: str, user_id: str, ids: list[str]) -> None:
+        async with self._locks.hold(f"{project_id}\x1f{user_id}"):
+            user = self._users.get((project_id, user_id))
+            if user is not None:
+                for memory_id in ids:
+                    user.memories.pop(memory_id, None)
+                    user.index.remove(memory_id)
+
+    def forget(self, project_id: str, user_id: str = "") -> None:
+        """Drop cached users (a purge or rename): the next search reloads from the store."""
+        for key in [
+            k for k in self._users if k[0] == project_id and (not user_id or k[1] == user_id)
+        ]:
+            del self._users[key]
+
+
+def _put(user: CachedUser, row: dict[str, Any]) -> None:
+    m = rowconv.from_row(row)
+    user.memories[m.id] = m
+    user.index.add(
+        m.id,
+        m.content,
+        row["vector"],
+        speaker=m.speaker,
+        session=m.session_id,
+        position=m.seq,
+        time=m.event_time,
+    )
+
+
+def matches(m: Memory, f: MemoryFilter) -> bool:
+    """The in-memory twin of MemoryFilter.where() for one cached memory."""
+    if f.session_id and m.session_id != f.session_id:
+        return False
+    if f.types and m.type not in f.types:
+        return False
+    if f.tags:
+        tags = set(m.tags)
+        if not (tags.issuperset(f.tags) if f.tags_all else tags.intersection(f.tags)):
+            return False
+    if f.categories and not set(m.categories).intersection(f.categories):
+        return False
+    if f.metadata_kv and not set(rowconv.metadata_kv(m)).issuperset(f.metadata_kv):
+        return False
+    if m.archived and not f.include_archived:
+        return False
+    if f.start_time is not None and (m.event_time is None or m.event_time < f.start_time):
+        return False
+    return not (f.end_time is not None and (m.event_time is None or m.event_time >= f.end_time))

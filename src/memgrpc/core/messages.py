@@ -1,0 +1,253 @@
+"""Messages of a session: each is stored and, in the same call, indexed as a memory.
+
+Write order makes a crash harmless: the memories are committed first (one embedding batch, one
+commit), then the messages and the session's counters. A crash in between leaves memories
+without messages, never a message without its memory; readers of messages never need the
+memory, and the next write to the session deletes such orphans (`_heal`).
+
+The next `seq` of a session is cached per process and trusted only while it equals the stored
+message_count, so a write costs no count query, and a crash, a failed write or another
+replica's write is noticed and healed. (Concurrent writes to one session from several replicas
+are not serialised: their seqs may tie; order then falls back to message id.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import structlog
+
+from memgrpc.core import cursor, paging, validation
+from memgrpc.core.errors import AlreadyExists, FailedPrecondition, Violations
+from memgrpc.core.ids import new_id
+from memgrpc.core.memories import MemoryService
+from memgrpc.core.records import (
+    DEFAULT_ROLE,
+    Listing,
+    Message,
+    Session,
+    due_time,
+    message_from_row,
+    message_row,
+)
+from memgrpc.core.session_store import SessionStore, session_key
+from memgrpc.core.types import Memory, Page
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+from memgrpc.store.tables import Table, chunks
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGES = 1000
+# sessions whose next seq this process remembers (each entry saves a count per write)
+_SEQ_CACHE = 10_000
+DEFAULT_RECENT = 10
+MAX_RECENT = 100
+_CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+
+
+def check_message(v: Violations, m: Message, prefix: str) -> None:
+    validation.check_id(v, f"{prefix}.id", m.id, required=False)
+    validation.check_content(v, f"{prefix}.content", m.content)
+    validation.check_id(v, f"{prefix}.role", m.role, required=False)
+    validation.check_id(v, f"{prefix}.name", m.name, required=False)
+    validation.check_metadata(v, f"{prefix}.metadata", m.metadata)
+
+
+class MessageService:
+    def __init__(self, store: Store, memories: MemoryService, sessions: SessionStore) -> None:
+        self._msgs = Table(store, "messages")
+        self._mems = Table(store, "memories")
+        self._memories = memories
+        self._sessions = sessions
+        # session key -> next seq; trusted only while it equals the row's message_count
+        self._next_seq: OrderedDict[str, int] = OrderedDict()
+
+    @staticmethod
+    def _in_session(project_id: str, session_id: str) -> Where:
+        return Where().eq("project_id", project_id).eq("session_id", session_id)
+
+    # -- add ----------------------------------------------------------------------------------
+    def _prepare(self, v: Violations, messages: Sequence[Message]) -> builtins.list[Message]:
+        if not messages:
+            v.add("messages", "must not be empty")
+        elif len(messages) > MAX_MESSAGES:
+            v.add("messages", f"at most {MAX_MESSAGES} messages per call")
+        first_of: dict[str, int] = {}
+        for i, m in enumerate(messages):
+            check_message(v, m, f"messages[{i}]")
+            if m.id and m.id in first_of:
+                v.add(f"messages[{i}].id", f"duplicates messages[{first_of[m.id]}].id")
+            first_of.setdefault(m.id, i)
+        v.raise_if_any()
+        now = datetime.now(UTC)
+        return [
+            replace(
+                m,
+                id=m.id or new_id("msg"),
+                role=m.role or DEFAULT_ROLE,
+                create_time=m.create_time or now,
+            )
+            for m in messages
+        ]
+
+    async def add(
+        self, project_id: str, session_id: str, messages: Sequence[Message]
+    ) -> builtins.list[Message]:
+        """Store the messages in order and index each as a MESSAGE memory; all or nothing."""
+        v = Violations()
+        validation.check_id(v, "session_id", session_id, required=True)
+        ready = self._prepare(v, messages)
+        client_ids = [m.id for m in messages if m.id]
+        key = session_key(project_id, session_id)
+        async with self._sessions.locks.hold(key):
+            s = await self._sessions.require(project_id, session_id, "session_id")
+            if s.status in _CLOSED:
+                raise FailedPrecondition(
+                    f"session {session_id} is {s.status}: it takes no more messages",
+                    reason=_CLOSED[s.status],
+                    metadata={"session_id": session_id, "status": s.status},
+                )
+            base = self._next_seq.get(key)
+            if base is None or base != s.message_count:
+                base = await self._heal(project_id, session_id)
+            # an empty session holds no ids yet: no query needed
+            taken = await self._taken(project_id, session_id, client_ids) if base else set()
+            if taken:
+                i = next(i for i, m in enumerate(ready) if m.id in taken)
+                raise AlreadyExists(
+                    f"messages[{i}].id: message {ready[i].id} already exists in the session",
+                    reason="MESSAGE_ALREADY_EXISTS",
+                    metadata={"field": f"messages[{i}].id", "id": ready[i].id},
+                )
+            ready = [
+                replace(m, session_id=s.id, user_id=s.user_id, seq=base + i)
+                for i, m in enumerate(ready)
+            ]
+            try:
+                await self._write(project_id, s, ready)
+            except BaseException:
+                self._next_seq.pop(key, None)  # the next call re-counts and heals
+                raise
+            self._remember(key, base + len(ready))
+        return ready
+
+    async def _write(self, project_id: str, s: Session, ready: builtins.list[Message]) -> None:
+        made = await self._memories.create_many(
+            project_id, [_as_memory(m) for m in ready], prefix="messages"
+        )
+        for m, mem in zip(ready, made, strict=True):
+            m.memory_id = mem.id
+        now = datetime.now(UTC)
+        counters = {
+            "id": s.id,
+            "message_count": ready[-1].seq + 1,
+            "active_time": now,
+            "auto_process_at": due_time(now, s.auto_process_after),
+            "update_time": now,
+        }
+        # both after the memories: a failure in between leaves memories without messages
+        await asyncio.gather(
+            self._msgs.writer.insert([message_row(project_id, m) for m in ready]),
+            self._sessions.patch(counters),
+        )
+
+    def created(self, project_id: str, session_id: str) -> None:
+        """A session this process just created starts at seq 0 (its first write skips `_heal`)."""
+        self._remember(session_key(project_id, session_id), 0)
+
+    def _remember(self, key: str, next_seq: int) -> None:
+        self._next_seq[key] = next_seq
+        self._next_seq.move_to_end(key)
+        while len(self._next_seq) > _SEQ_CACHE:
+            self._next_seq.popitem(last=False)
+
+    async def _heal(self, project_id: str, session_id: str) -> int:
+        """Count the session's messages and delete memories of messages that never committed
+        (a crash or failure between the two commits); returns the next seq. Runs on the first
+        write to a session in this process, and after any failed or foreign write."""
+        ids, indexed = await asyncio.gather(
+            self._msgs.rows(self._in_session(project_id, session_id), ["id"]),
+            self._mems.rows(
+                self._in_session(project_id, session_id).eq("type", "message"),
+                ["id", "source_message_ids", "seq"],
+            ),
+        )
+        committed = {r["id"] for r in ids}
+        # only AddMessages sets a memory's seq: memories made through the memory API are kept
+        orphans = [
+            r["id"]
+            for r in indexed
+            if r["seq"] is not None and not committed.intersection(r["source_message_ids"] or [])
+        ]
+        if orphans:
+            log.info("orphan_memories_deleted", session_id=session_id, count=len(orphans))
+            await self._memories.delete_many(project_id, orphans)
+        return len(committed)
+
+    async def _taken(self, project_id: str, session_id: str, ids: Sequence[str]) -> set[str]:
+        """Which of the client ids already name a message of the session."""
+        out: set[str] = set()
+        for part in chunks(ids):
+            where = self._in_session(project_id, session_id).is_in("id", list(part))
+            out |= {r["id"] for r in await self._msgs.rows(where, ["id"])}
+        return out
+
+    # -- read ---------------------------------------------------------------------------------
+    async def list(self, project_id: str, session_id: str, page: Page) -> Listing:
+        """Messages in session order (seq), keyset-paged, with the session's total."""
+        v = Violations()
+        size = paging.page_size(v, page.size)
+        v.raise_if_any()
+        await self._sessions.require(project_id, session_id, "session_id")
+        fp = paging.fingerprint(project_id, session_id, "messages")
+        after = cursor.decode(page.token, fp) if page.token else None
+        where = self._in_session(project_id, session_id)
+        found, total = await asyncio.gather(
+            self._msgs.page(where, "seq", "id", desc=False, after=after, limit=size + 1),
+            self._msgs.count(where),
+        )
+        more = len(found) > size
+        found = found[:size]
+        token = cursor.encode(found[-1]["seq"], found[-1]["id"], fp) if more else ""
+        return Listing([message_from_row(r) for r in found], token, total)
+
+    async def recent(self, project_id: str, user_id: str, n: int) -> builtins.list[Message]:
+        """The last `n` messages of the user across sessions, newest last."""
+        where = Where().eq("project_id", project_id).eq("user_id", user_id)
+        order = [("create_time", True), ("seq", True), ("pk", True)]
+        pks = await self._msgs.sorted_keys(where, order, "pk", n)
+        found = await self._msgs.by_keys(where, "pk", pks)
+        return [message_from_row(r) for r in reversed(found)]
+
+    async def all_in_session(self, project_id: str, session_id: str) -> builtins.list[Message]:
+        rows = await self._msgs.rows(self._in_session(project_id, session_id))
+        return sorted((message_from_row(r) for r in rows), key=lambda m: (m.seq, m.id))
+
+    async def ids_in_session(self, project_id: str, session_id: str) -> set[str]:
+        rows = await self._msgs.rows(self._in_session(project_id, session_id), ["id"])
+        return {r["id"] for r in rows}
+
+    async def delete_session(self, project_id: str, session_id: str) -> None:
+        self._next_seq.pop(session_key(project_id, session_id), None)
+        await self._msgs.writer.delete(str(self._in_session(project_id, session_id)))
+
+
+def _as_memory(m: Message) -> Memory:
+    """The MESSAGE memory that makes a message searchable."""
+    return Memory(
+        user_id=m.user_id,
+        session_id=m.session_id,
+        content=m.content,
+        type="message",
+        metadata=dict(m.metadata),
+        source_message_ids=[m.id],
+        event_time=m.create_time,
+        speaker=m.speaker,
+        seq=m.seq,
+    )

@@ -1,0 +1,92 @@
+"""Session rows: lookups, partial updates, status compare-and-set, and the sweeper's queries.
+
+Shared by messages, jobs and the session service, so that all of them take the same per-session
+lock (`locks`) and change status only through `claim`, which is a conditional update: with
+several replicas, exactly one of them moves a session out of a given status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memgrpc.core import validation
+from memgrpc.core.errors import NotFound, Violations
+from memgrpc.core.locks import KeyedLocks
+from memgrpc.core.records import Session, SessionStatus, session_from_row, session_row
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+from memgrpc.store.tables import Row, Table
+
+
+def session_key(project_id: str, session_id: str) -> str:
+    return f"{project_id}/{session_id}"
+
+
+class SessionStore:
+    def __init__(self, store: Store) -> None:
+        self.table = Table(store, "sessions")
+        self.locks = KeyedLocks()
+
+    @staticmethod
+    def scope(project_id: str) -> Where:
+        return Where().eq("project_id", project_id)
+
+    async def row(self, project_id: str, session_id: str) -> Row | None:
+        return await self.table.first(self.scope(project_id).eq("id", session_id))
+
+    async def require_row(self, project_id: str, session_id: str, name: str = "id") -> Row:
+        """The session's row; INVALID_ARGUMENT for a malformed id, NOT_FOUND when absent."""
+        v = Violations()
+        validation.check_id(v, name, session_id, required=True)
+        v.raise_if_any()
+        row = await self.row(project_id, session_id)
+        if row is None:
+            raise NotFound(
+                f"session {session_id} not found",
+                reason="SESSION_NOT_FOUND",
+                metadata={"id": session_id},
+            )
+        return row
+
+    async def require(self, project_id: str, session_id: str, name: str = "id") -> Session:
+        return session_from_row(await self.require_row(project_id, session_id, name))
+
+    async def insert(self, project_id: str, s: Session, active_time: datetime | None) -> None:
+        await self.table.writer.insert([session_row(project_id, s, active_time)])
+
+    async def patch(self, values: dict[str, Any]) -> None:
+        """Overwrite some columns of one session (by `id`); a deleted session stays deleted."""
+        await self.table.writer.patch([values])
+
+    async def claim(
+        self,
+        project_id: str,
+        session_id: str,
+        from_statuses: Sequence[SessionStatus],
+        values: dict[str, Any],
+        *,
+        job_id: str = "",
+    ) -> bool:
+        """Set `values` only if the session is in one of `from_statuses` (and run by `job_id`,
+        when given); True when this call made the change."""
+        where = self.scope(project_id).eq("id", session_id).is_in("status", list(from_statuses))
+        if job_id:
+            where.eq("job_id", job_id)
+        return await self.table.writer.update(str(where), values) > 0
+
+    async def delete(self, project_id: str, session_id: str) -> None:
+        await self.table.writer.delete(str(self.scope(project_id).eq("id", session_id)))
+
+    # -- the sweeper's queries span every project: it acts on each row's own project ---------
+    async def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(project_id, session_id) of active sessions idle past their auto_process_after."""
+        where = Where().eq("status", "active").cmp("auto_process_at", "<=", now)
+        rows = await self.table.rows(where, ["project_id", "id"], limit=limit)
+        return [(r["project_id"], r["id"]) for r in rows]
+
+    async def stale(self, before: datetime, limit: int) -> list[Row]:
+        """Sessions PROCESSING since before `before`: their job's replica may have died."""
+        where = Where().eq("status", "processing").cmp("update_time", "<", before)
+        return await self.table.rows(where, ["project_id", "id", "job_id"], limit=limit)

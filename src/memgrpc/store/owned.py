@@ -1,0 +1,52 @@
+"""Which tables hold rows of an end user, and how to purge or re-own them all at once.
+
+A table that stores per-user rows registers its user column in USER_COLUMNS; DeleteUser and a
+rename then cover it with no further change. `users` itself is handled by the caller (its key
+embeds the user id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+
+# table -> the column naming the row's user (every such table also has `project_id`)
+USER_COLUMNS: Mapping[str, str] = {
+    "memories": "user_id",
+    "memory_versions": "user_id",
+    "messages": "user_id",
+    "sessions": "user_id",
+    "jobs": "user_id",
+    "requests": "user_id",
+}
+
+
+def user_where(project_id: str, column: str, user_id: str) -> Where:
+    return Where().eq("project_id", project_id).eq(column, user_id)
+
+
+async def delete_user_rows(store: Store, project_id: str, user_id: str) -> None:
+    """Delete every row of the user in every registered table, one commit per table."""
+    for table, column in USER_COLUMNS.items():
+        where = user_where(project_id, column, user_id)
+        if await store.table(table).count_rows(str(where)):
+            await store.writer(table).delete(str(where))
+
+
+async def reown_user_rows(store: Store, project_id: str, old_id: str, new_id: str) -> None:
+    """Move every row of `old_id` to `new_id` (a rename carries all of the user's data)."""
+    for table, column in USER_COLUMNS.items():
+        where = user_where(project_id, column, old_id)
+        if await store.table(table).count_rows(str(where)):
+            await store.writer(table).update(str(where), {column: new_id})
+
+
+async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[str, int]:
+    """Rows per registered table (what a purge must bring to zero)."""
+    out = {}
+    for table, column in USER_COLUMNS.items():
+        where = user_where(project_id, column, user_id)
+        out[table] = int(await store.table(table).count_rows(str(where)))
+    return out

@@ -1,0 +1,81 @@
+"""The per-user recall cache: read-your-writes, other writers seen within the refresh interval."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from memgrpc.core.memories import MemoryService
+from memgrpc.core.types import Memory, MemoryQuery
+from memgrpc.embed import BatchingEmbedder, Embedder
+from memgrpc.store.db import Store, StoreConfig
+
+
+async def _service(path: Path, embedder: Embedder, refresh_s: float) -> tuple[Store, MemoryService]:
+    store = Store(StoreConfig(uri=str(path), dim=embedder.dim, read_consistency_s=refresh_s))
+    await store.open()
+    return store, MemoryService(store, BatchingEmbedder(embedder))
+
+
+async def _top(svc: MemoryService, query: str, **kw: object) -> list[str]:
+    hits = await svc.search("p", MemoryQuery(user_id="u", **kw), query, limit=3)  # type: ignore[arg-type]
+    return [h.memory.content for h in hits]
+
+
+async def test_two_writers_share_one_dataset(tmp_path: Path, shared_embedder: Embedder) -> None:
+    store_a, a = await _service(tmp_path / "db", shared_embedder, 0.2)
+    store_b, b = await _service(tmp_path / "db", shared_embedder, 0.2)
+    try:
+        await a.create("p", Memory(user_id="u", content="The user's cat is called Miso"))
+        assert (await _top(a, "cat name"))[0] == "The user's cat is called Miso"
+        assert a.cache.loads == 1
+        # read-your-writes on A without waiting; B loads fresh
+        m = await a.create("p", Memory(user_id="u", content="User is learning to play the cello"))
+        assert (await _top(a, "musical instrument"))[0] == m.content
+        await asyncio.sleep(0.3)  # B's view of the table is at most one interval old
+        assert (await _top(b, "musical instrument"))[0] == m.content
+        # a write on B reaches A's cache within the refresh interval
+        other = await b.create(
+            "p", Memory(user_id="u", content="User booked a trip to Lisbon in June")
+        )
+        await asyncio.sleep(0.3)
+        assert (await _top(a, "travel plans"))[0] == other.content
+        # a delete on B: A reloads and stops returning it
+        await b.delete("p", other.id)
+        await asyncio.sleep(0.3)
+        assert other.content not in await _top(a, "travel plans")
+        # filters apply in the cached path too
+        await a.create("p", Memory(user_id="u", content="User's dog is called Rex", tags=["pets"]))
+        assert await _top(a, "pet names", tags=("pets",)) == ["User's dog is called Rex"]
+        # an update replaces the cached item
+        cat = (await a.search("p", MemoryQuery(user_id="u"), "Miso", limit=1))[0].memory
+        from memgrpc.core.types import Patch
+
+        await a.update(
+            "p",
+            Patch(
+                Memory(id=cat.id, content="The user's cat is called Tofu"), frozenset({"content"})
+            ),
+        )
+        assert (await _top(a, "cat name"))[0] == "The user's cat is called Tofu"
+    finally:
+        await store_a.close()
+        await store_b.close()
+
+
+async def test_too_large_users_fall_back_to_the_store(
+    tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    store, svc = await _service(tmp_path / "db", shared_embedder, 0.5)
+    try:
+        svc.cache._max_user_rows = 2
+        for text in (
+            "alpha note about gardens",
+            "beta note about boats",
+            "gamma note about trains",
+        ):
+            await svc.create("p", Memory(user_id="u", content=text))
+        assert (await _top(svc, "boats"))[0] == "beta note about boats"
+        assert svc.cache.loads == 0  # served by the LanceDB legs
+    finally:
+        await store.close()
