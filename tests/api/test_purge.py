@@ -114,3 +114,18 @@ async def test_purge_of_a_user_with_only_implicit_rows(users, memory_stub, new_k
     await memory_stub.CreateMemory(mem("implicit", "Back again"), metadata=md(key))
     got = await users.GetUser(upb.GetUserRequest(id="implicit"), metadata=md(key))
     assert got.id == "implicit"
+
+
+async def test_purge_forgets_replayable_memory_replies(users, memory_stub, new_key) -> None:
+    """A retried CreateMemory after a purge must not hand back the purged memory."""
+    _, key = await new_key()
+    req = mem("gone", "Secret: the safe code is 4711", request_id="create-1")
+    first = await memory_stub.CreateMemory(req, metadata=md(key))
+    assert (await memory_stub.CreateMemory(req, metadata=md(key))).id == first.id  # replay
+    await users.DeleteUser(upb.DeleteUserRequest(id="gone"), metadata=md(key))
+    again = await memory_stub.CreateMemory(req, metadata=md(key))
+    assert again.id != first.id
+    listed = await memory_stub.ListMemories(
+        mpb.ListMemoriesRequest(user_id="gone"), metadata=md(key)
+    )
+    assert [m.id for m in listed.memories] == [again.id]

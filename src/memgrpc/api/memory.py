@@ -39,25 +39,28 @@ def _patch(v: Violations, r: pb.UpdateMemoryRequest, prefix: str = "memory") -> 
 
 
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
-    def __init__(self, service: MemoryService) -> None:
+    def __init__(self, service: MemoryService, idempotency: Idempotency | None = None) -> None:
         self._svc = service
-        self._idem = Idempotency(service.store)
+        # shared with the user service, so a purge also forgets replies that hold the user's data
+        self._idem = idempotency or Idempotency(service.store)
 
     async def _once(
-        self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]
+        self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]
     ) -> bytes:
-        return await self._idem.run(principal.current().project_id, method, request_id, compute)
+        """Run a mutation once per request id; `compute` returns (reply, the user it is about)."""
+        project = principal.current().project_id
+        return await self._idem.run_owned(project, method, request_id, compute)
 
     async def CreateMemory(
         self, request: pb.CreateMemoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.Memory:
         project = principal.current().project_id
 
-        async def compute() -> bytes:
+        async def compute() -> tuple[bytes, str]:
             v = Violations()
             m = convert.memory_from_pb(v, request.memory)
             v.raise_if_any()
-            return convert.memory_to_pb(await self._svc.create(project, m)).SerializeToString()
+            return _owned(convert.memory_to_pb(await self._svc.create(project, m)))
 
         return pb.Memory.FromString(await self._once("CreateMemory", request.request_id, compute))
 
@@ -71,11 +74,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> pb.Memory:
         project = principal.current().project_id
 
-        async def compute() -> bytes:
+        async def compute() -> tuple[bytes, str]:
             v = Violations()
             patch = _patch(v, request)
             v.raise_if_any()
-            return convert.memory_to_pb(await self._svc.update(project, patch)).SerializeToString()
+            return _owned(convert.memory_to_pb(await self._svc.update(project, patch)))
 
         return pb.Memory.FromString(await self._once("UpdateMemory", request.request_id, compute))
 
@@ -84,11 +87,11 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> pb.Memory:
         project = principal.current().project_id
 
-        async def compute() -> bytes:
+        async def compute() -> tuple[bytes, str]:
             v = Violations()
             m = convert.memory_from_pb(v, request.memory)
             v.raise_if_any()
-            return convert.memory_to_pb(await self._svc.replace(project, m)).SerializeToString()
+            return _owned(convert.memory_to_pb(await self._svc.replace(project, m)))
 
         return pb.Memory.FromString(await self._once("ReplaceMemory", request.request_id, compute))
 
@@ -97,9 +100,9 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> empty_pb2.Empty:
         project = principal.current().project_id
 
-        async def compute() -> bytes:
+        async def compute() -> tuple[bytes, str]:
             await self._svc.delete(project, request.id)
-            return b""
+            return b"", ""
 
         await self._once("DeleteMemory", request.request_id, compute)
         return empty_pb2.Empty()
@@ -152,7 +155,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         if not request.operations:
             raise InvalidArgument.field("operations", "must not be empty")
 
-        async def compute() -> bytes:
+        async def compute() -> tuple[bytes, str]:
             ops: list[BatchOp | None] = []
             pre: dict[int, InvalidArgument] = {}
             for i, op in enumerate(request.operations):
@@ -196,7 +199,8 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             resp = pb.BatchMemoriesResponse(
                 results=out, summary=pb.BatchSummary(succeeded=len(out) - failed, failed=failed)
             )
-            return resp.SerializeToString()
+            users = {r.memory.user_id for r in out if r.memory.user_id}
+            return resp.SerializeToString(), users.pop() if len(users) == 1 else ""
 
         return pb.BatchMemoriesResponse.FromString(
             await self._once("BatchMemories", request.request_id, compute)
@@ -207,6 +211,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> pb.ListMemoryVersionsResponse:
         versions = await self._svc.versions(principal.current().project_id, request.id)
         return pb.ListMemoryVersionsResponse(versions=[convert.version_to_pb(x) for x in versions])
+
+
+def _owned(m: pb.Memory) -> tuple[bytes, str]:
+    return m.SerializeToString(), m.user_id
 
 
 def _code(exc: DomainError) -> int:

@@ -33,6 +33,7 @@ class CachedUser:
     memories: dict[str, Memory] = field(default_factory=dict)
     checked_at: float = 0.0  # monotonic time of the last store check
     checked_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    checked_version: int = 0  # the table version seen at the last check
 
 
 class IndexCache:
@@ -82,12 +83,15 @@ class IndexCache:
 
     async def _load(self, key: tuple[str, str]) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
+        version = await self._table.version()
         found = await self._table.user_rows(*key)
         if len(found) > self._max_user_rows:
             self._too_big[key] = time.monotonic()
             return None
         self._too_big.pop(key, None)
-        user = CachedUser(UserIndex(dim=self._dim), checked_at=started, checked_wall=wall)
+        user = CachedUser(
+            UserIndex(dim=self._dim), checked_at=started, checked_wall=wall, checked_version=version
+        )
         for row in found:
             _put(user, row)
         self.loads += 1
@@ -95,6 +99,11 @@ class IndexCache:
 
     async def _refresh(self, key: tuple[str, str], user: CachedUser) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
+        version = await self._table.version()
+        if self._table.writer.only_own_since(user.checked_version, version):
+            # nobody else wrote: this process's own writes are in the index already
+            user.checked_at, user.checked_version = started, version
+            return user
         changed = await self._table.user_rows(*key, since=user.checked_wall - _SLACK)
         for row in changed:
             _put(user, row)
@@ -103,7 +112,7 @@ class IndexCache:
         )
         if total != len(user.memories):  # another replica deleted rows: start over
             return await self._load(key)
-        user.checked_at, user.checked_wall = started, wall
+        user.checked_at, user.checked_wall, user.checked_version = started, wall, version
         return user
 
     def _evict(self) -> None:

@@ -228,7 +228,9 @@ async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> Ru
         server = grpc.aio.server(
             interceptors=interceptors(app.authenticator), options=grpc_options(config)
         )
-        memory_pb2_grpc.add_MemoryServiceServicer_to_server(MemoryServicer(app.memories), server)
+        memory_pb2_grpc.add_MemoryServiceServicer_to_server(
+            MemoryServicer(app.memories, app.conversations.idempotency), server
+        )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(app.admin, Idempotency(app.store)), server
         )

@@ -27,7 +27,7 @@ class StoreConfig:
     # how stale a read may be when another process wrote (replicas); 0 = always check
     read_consistency_s: float = 0.5
     writer_max_rows: int = 2000
-    writer_max_wait_ms: float = 4.0
+    writer_max_wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ class MemoryTable:
         ).to_pylist()
         return rows
 
+    async def version(self) -> int:
+        return int(await self._tbl.version())
+
     async def count(self, flt: MemoryFilter) -> int:
         return int(await self._tbl.count_rows(str(flt.where())))
 

@@ -3,7 +3,9 @@
 Every `add` is a new fragment and version in LanceDB, and concurrent `merge_insert`s of the same
 new key create duplicates. So all mutations of a table go through one task that drains its queue,
 groups consecutive operations of the same kind into one commit, and resolves each caller's future
-only after that commit (acknowledged = durable).
+only after that commit (acknowledged = durable). A flush takes up to `max_rows` rows, waiting at
+most `max_wait_ms` for more; the default wait is 0 because what arrives while a commit is in
+flight forms the next commit by itself, and an idle writer should not delay a lone caller.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +22,7 @@ import pyarrow as pa
 import structlog
 
 log = structlog.get_logger(__name__)
+_OWN_VERSIONS = 4096
 
 OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch"]
 
@@ -60,7 +64,7 @@ class TableWriter:
         key: str,
         *,
         max_rows: int = 2000,
-        max_wait_ms: float = 4.0,
+        max_wait_ms: float = 0.0,
     ) -> None:
         self._table = table
         self._schema = schema
@@ -71,6 +75,9 @@ class TableWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = WriterStats()
+        # versions this writer committed (bounded), so readers can tell others' writes apart
+        self.own_versions: set[int] = set()
+        self._version_order: deque[int] = deque()
 
     # -- public API: each returns once the rows are committed ---------------------------------
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -207,32 +214,49 @@ class TableWriter:
 
     async def _commit(self, group: list[_Op]) -> int:
         kind = group[0].kind
+        rows_done = 0
         if kind == "delete":
             await self._table.checkout_latest()
-            await self._table.delete(" OR ".join(f"({op.where})" for op in group))
-            return 0
-        if kind == "update":
+            res = await self._table.delete(" OR ".join(f"({op.where})" for op in group))
+        elif kind == "update":
             (op,) = group
             await self._table.checkout_latest()
             res = await self._table.update(op.values, where=op.where)
-            return int(res.rows_updated)
-        rows = self._dedup(group)
-        if kind == "patch":
-            cols = pa.schema([self._schema.field(c) for c in rows[0]])
-            await self._table.checkout_latest()
-            merge = self._table.merge_insert(self._key).when_matched_update_all()
-            await merge.execute(pa.Table.from_pylist(rows, schema=cols))
-            return len(rows)
-        data = pa.Table.from_pylist(rows, schema=self._schema)
-        if kind == "insert":
-            await self._table.add(data)
+            rows_done = int(res.rows_updated)
         else:
-            await self._table.checkout_latest()
-            merge = self._table.merge_insert(self._key)
-            if kind == "upsert":
-                merge = merge.when_matched_update_all()
-            await merge.when_not_matched_insert_all().execute(data)
-        return len(rows)
+            rows = self._dedup(group)
+            rows_done = len(rows)
+            if kind == "patch":
+                cols = pa.schema([self._schema.field(c) for c in rows[0]])
+                await self._table.checkout_latest()
+                merge = self._table.merge_insert(self._key).when_matched_update_all()
+                res = await merge.execute(pa.Table.from_pylist(rows, schema=cols))
+            else:
+                data = pa.Table.from_pylist(rows, schema=self._schema)
+                if kind == "insert":
+                    res = await self._table.add(data)
+                else:
+                    await self._table.checkout_latest()
+                    merge = self._table.merge_insert(self._key)
+                    if kind == "upsert":
+                        merge = merge.when_matched_update_all()
+                    res = await merge.when_not_matched_insert_all().execute(data)
+        self._record_version(getattr(res, "version", None))
+        return rows_done
+
+    def _record_version(self, version: int | None) -> None:
+        if version is None:
+            return
+        self.own_versions.add(int(version))
+        self._version_order.append(int(version))
+        while len(self._version_order) > _OWN_VERSIONS:
+            self.own_versions.discard(self._version_order.popleft())
+
+    def only_own_since(self, since: int, current: int) -> bool:
+        """Whether every table version after `since` up to `current` was committed here."""
+        return current - since <= _OWN_VERSIONS and all(
+            v in self.own_versions for v in range(since + 1, current + 1)
+        )
 
 
 def _retryable(exc: Exception) -> bool:
