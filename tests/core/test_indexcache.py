@@ -79,3 +79,22 @@ async def test_too_large_users_fall_back_to_the_store(
         assert svc.cache.loads == 0  # served by the LanceDB legs
     finally:
         await store.close()
+
+
+async def test_archived_memories_are_hidden_unless_asked(
+    tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    from memgrpc.core.types import Patch
+
+    store, svc = await _service(tmp_path / "db", shared_embedder, 0.5)
+    try:
+        keep = await svc.create("p", Memory(user_id="u", content="User likes green tea"))
+        old = await svc.create("p", Memory(user_id="u", content="User likes black coffee"))
+        assert len(await _top(svc, "drinks")) == 2
+        assert svc.cache.loads == 1
+        await svc.update("p", Patch(Memory(id=old.id, archived=True), frozenset({"archived"})))
+        assert await _top(svc, "drinks") == [keep.content]
+        assert set(await _top(svc, "drinks", include_archived=True)) == {keep.content, old.content}
+        assert svc.cache.loads == 1  # all served from the cache
+    finally:
+        await store.close()

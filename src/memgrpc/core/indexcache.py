@@ -34,6 +34,7 @@ class CachedUser:
     checked_at: float = 0.0  # monotonic time of the last store check
     checked_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
     checked_version: int = 0  # the table version seen at the last check
+    archived: set[str] = field(default_factory=set)  # hidden from searches by default
 
 
 class IndexCache:
@@ -137,6 +138,7 @@ class IndexCache:
             if user is not None:
                 for memory_id in ids:
                     user.memories.pop(memory_id, None)
+                    user.archived.discard(memory_id)
                     user.index.remove(memory_id)
 
     def forget(self, project_id: str, user_id: str = "") -> None:
@@ -150,6 +152,10 @@ class IndexCache:
 def _put(user: CachedUser, row: dict[str, Any]) -> None:
     m = rowconv.from_row(row)
     user.memories[m.id] = m
+    if m.archived:
+        user.archived.add(m.id)
+    else:
+        user.archived.discard(m.id)
     user.index.add(
         m.id,
         m.content,

@@ -357,8 +357,12 @@ class MemoryService:
         """Exhaustive ranking of one user's items (see core.recall)."""
         vector = await self._embedder.embed_one(query)
         memories = user.memories
-        plain = flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id)
-        allowed = None if plain else {i for i, m in memories.items() if matches(m, flt)}
+        allowed: set[str] | None
+        if flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id):
+            # no filter but the default "not archived": skip the per-item check when possible
+            allowed = (memories.keys() - user.archived) if user.archived else None
+        else:
+            allowed = {i for i, m in memories.items() if matches(m, flt)}
         ranked = user.index.search(query, vector, k, filter=allowed)
         return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
 
