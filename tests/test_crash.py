@@ -5,74 +5,29 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 from tests.helpers import md
 from tests.memhelpers import mem
+from tests.procs import free_port, start_memgrpc, stop_server, wait_serving
 
 ADMIN_KEY = "mgk_crash_test_bootstrap_key_0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, MEMGRPC_ADMIN_KEY=ADMIN_KEY)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "memgrpc",
-            "serve",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--data",
-            str(data),
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def _wait_serving(addr: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60.0
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "server exited during start-up"
-            try:
-                resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("server did not become healthy")
 
 
 @pytest.mark.timeout(240)
 async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     data, log = tmp_path / "data", tmp_path / "server.log"
-    port = _free_port()
+    port = free_port()
     addr = f"127.0.0.1:{port}"
-    proc = _start(data, port, log)
+    proc = start_memgrpc(str(data), port, log, ADMIN_KEY)
     acked: list[str] = []
     try:
-        await _wait_serving(addr, proc)
+        await wait_serving(addr, proc)
         async with grpc.aio.insecure_channel(addr) as ch:
             stub = memory_pb2_grpc.MemoryServiceStub(ch)
             stop = asyncio.Event()
@@ -120,9 +75,9 @@ async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
             proc.wait()
 
     assert len(acked) >= 300
-    proc = _start(data, port, log)
+    proc = start_memgrpc(str(data), port, log, ADMIN_KEY)
     try:
-        await _wait_serving(addr, proc)
+        await wait_serving(addr, proc)
         async with grpc.aio.insecure_channel(addr) as ch:
             stub = memory_pb2_grpc.MemoryServiceStub(ch)
             seen: list[str] = []
@@ -141,8 +96,4 @@ async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
             # and the restarted server takes writes again
             await stub.CreateMemory(mem("after", "after restart"), metadata=md(ADMIN_KEY))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
