@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from memgrpc.core.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -30,10 +31,12 @@ from memgrpc.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from memgrpc.store import errors as store_errors
 
 log = structlog.get_logger(__name__)
 
 DOMAIN = "memgrpc"
+STORE_RETRY_AFTER_S = 1.0
 Metadata = Sequence[tuple[str, str | bytes]]
 
 _CODES: tuple[tuple[type[DomainError], int], ...] = (
@@ -45,6 +48,7 @@ _CODES: tuple[tuple[type[DomainError], int], ...] = (
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
     (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
 )
 
 
@@ -67,8 +71,20 @@ def _retry_delay(seconds: float) -> duration_pb2.Duration:
     return delay
 
 
+def as_domain(exc: BaseException) -> BaseException:
+    """Storage outages become UNAVAILABLE (retryable); anything else stays what it is."""
+    if not isinstance(exc, DomainError) and store_errors.is_unavailable(exc):
+        return Unavailable(
+            "the store is unreachable; retry later",
+            reason="STORE_UNAVAILABLE",
+            retry_after_s=STORE_RETRY_AFTER_S,
+        )
+    return exc
+
+
 def to_rpc_status(exc: BaseException) -> status_pb2.Status:
     """The google.rpc.Status a client sees for `exc` (domain errors only carry their message)."""
+    exc = as_domain(exc)
     if not isinstance(exc, DomainError):
         info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN)
         return status_pb2.Status(
@@ -103,7 +119,9 @@ async def abort(
     context: grpc.aio.ServicerContext, exc: BaseException, trailing: Metadata = ()
 ) -> NoReturn:
     """End the RPC with the status of `exc`; `trailing` (e.g. x-request-id) rides along."""
-    if not isinstance(exc, DomainError):
+    if store_errors.is_unavailable(exc):
+        log.warning("store_unavailable", error=str(exc)[:500])
+    elif not isinstance(exc, DomainError):
         log.error("rpc_internal_error", exc_info=exc)
     status = rpc_status.to_status(to_rpc_status(exc))
     await context.abort(

@@ -61,7 +61,24 @@ def _specs(dim: int) -> dict[str, _Spec]:
         ),
         "messages": _Spec(schemas.MESSAGES, "pk", btree=("session_id", "user_id")),
         "jobs": _Spec(schemas.JOBS, "id", btree=("id", "session_id")),
+        "chat_results": _Spec(schemas.CHAT_RESULTS, "id", btree=("id",)),
     }
+
+
+# object stores: give up on an unreachable endpoint in seconds, not minutes (callers get
+# UNAVAILABLE and retry); every key can be overridden through MEMGRPC_STORAGE_OPTIONS
+_REMOTE_DEFAULTS = {
+    "connect_timeout": "2s",
+    "timeout": "30s",
+    "client_max_retries": "2",
+    "client_retry_timeout": "5",
+}
+
+
+def storage_options(uri: str, given: dict[str, str]) -> dict[str, str] | None:
+    remote = "://" in uri and not uri.startswith("file://")
+    merged = ({**_REMOTE_DEFAULTS} if remote else {}) | dict(given)
+    return merged or None
 
 
 class Store:
@@ -81,7 +98,7 @@ class Store:
     async def open(self) -> None:
         self._db = await lancedb.connect_async(
             self.config.uri,
-            storage_options=self.config.storage_options or None,
+            storage_options=storage_options(self.config.uri, self.config.storage_options),
             read_consistency_interval=timedelta(seconds=self.config.read_consistency_s),
         )
         existing = set(await self._list_tables())
@@ -98,6 +115,7 @@ class Store:
                 spec.key,
                 max_rows=self.config.writer_max_rows,
                 max_wait_ms=self.config.writer_max_wait_ms,
+                name=name,
             )
             await self._ensure_indexes(tbl, spec)
 
