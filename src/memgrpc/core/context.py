@@ -46,6 +46,10 @@ class ContextRequest:
     token_budget: int = 0
     timezone: str = ""
     include_system_prompt: bool = True
+    # messages to leave out of memories and recent messages (a chat turn's own new message)
+    exclude_message_ids: tuple[str, ...] = ()
+    # False: return the recent messages but leave them out of `text` (a chat sends them as turns)
+    render_recent: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,10 @@ class ContextService:
         zone: tzinfo = UTC
         if r.timezone:
             try:
+                if len(r.timezone) > 64:
+                    raise ValueError(r.timezone)
                 zone = ZoneInfo(r.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 v.add("timezone", f"unknown IANA time zone {r.timezone!r}")
         v.raise_if_any()
         return lo, hi, zone
@@ -125,14 +131,16 @@ class ContextService:
     async def get(self, project_id: str, r: ContextRequest) -> Context:
         lo, hi, zone = self._validate(r)
         recent_n = r.last_n_messages or (10 if r.session_id else 0)
+        excluded = set(r.exclude_message_ids)
         memories, summaries, recent = await asyncio.gather(
             self._recall(project_id, r, lo, hi),
             self._summaries(project_id, r),
-            self._messages.recent(project_id, r.user_id, r.session_id, recent_n)
+            self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
             if recent_n
             else _none(),
         )
-        shown = {m.id for m in recent}
+        recent = [m for m in recent if m.id not in excluded][-recent_n:] if recent_n else []
+        shown = {m.id for m in recent} | excluded
         memories = [h for h in memories if not set(h.memory.source_message_ids) & shown]
         return self._fit(r, zone, memories, summaries, recent)
 
@@ -186,7 +194,7 @@ class ContextService:
         if summaries:
             lines = [f"- [{_fmt(h.memory.event_time, zone)}] {h.memory.content}" for h in summaries]
             parts.append("## Earlier conversations\n" + "\n".join(lines))
-        if recent:
+        if recent and r.render_recent:
             lines = []
             for msg in recent:
                 who = f"{msg.role} ({msg.name})" if msg.name and msg.name != msg.role else msg.role
