@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Load test: N concurrent clients, a mixed workload, a fixed duration, loopback only.
+
+Starts a memgrpc server in its own process (or targets --addr), seeds some users, then runs
+`--clients` workers for `--duration` seconds, each picking search / create / get / chat by the
+mix weights. Prints req/s, p50/p99 per RPC, errors by code, and the server's RSS before and after.
+Targets (issue 5): 0 errors, p99 < 1 s, RSS growth < 50% over a 5-minute run.
+Usage: .venv/bin/python scripts/load.py [--clients 32] [--duration 300] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from memgrpc.v1 import chat_pb2, chat_pb2_grpc, memory_pb2, memory_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "mgk_load_test_bootstrap_key_0123456789ab"
+MD = (("x-api-key", KEY),)
+WORDS = [
+    "coffee",
+    "tea",
+    "garden",
+    "dog",
+    "cat",
+    "piano",
+    "guitar",
+    "trip",
+    "paris",
+    "tokyo",
+    "berlin",
+    "meeting",
+    "project",
+    "deadline",
+    "sister",
+    "brother",
+    "birthday",
+    "cake",
+    "hiking",
+    "beach",
+    "book",
+    "movie",
+    "dentist",
+    "yoga",
+    "running",
+    "marathon",
+    "recipe",
+    "pasta",
+    "allergy",
+    "peanuts",
+    "car",
+    "train",
+    "bike",
+    "office",
+    "promotion",
+    "school",
+    "daughter",
+    "son",
+    "holiday",
+    "camping",
+]
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sentence(rng: random.Random) -> str:
+    return "User mentioned " + " ".join(rng.choices(WORDS, k=rng.randint(5, 14)))
+
+
+async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MEMGRPC_ADMIN_KEY=KEY, MEMGRPC_LOG_LEVEL="warning")
+    cmd = [
+        sys.executable,
+        "-m",
+        "memgrpc",
+        "serve",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--data",
+        str(data),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
+    addr = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(addr) as ch:
+        for _ in range(450):
+            try:
+                r = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return proc, addr
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lat: dict[str, list[float]] = collections.defaultdict(list)
+        self.errors: collections.Counter[str] = collections.Counter()
+
+    def line(self, name: str, duration: float) -> str:
+        xs = sorted(self.lat[name])
+        if not xs:
+            return f"{name}: no calls"
+        p50, p99 = xs[len(xs) // 2], xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+        return f"{name}: {len(xs)} calls, {len(xs) / duration:.1f}/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+
+async def worker(
+    i: int, ch: grpc.aio.Channel, stop_at: float, stats: Stats, ids: list[str], chat: bool
+) -> None:
+    rng = random.Random(i)
+    mem = memory_pb2_grpc.MemoryServiceStub(ch)
+    chat_stub = chat_pb2_grpc.ChatServiceStub(ch)
+    ops = ["search"] * 5 + ["create"] * 2 + ["get"] * 2 + (["chat"] if chat else [])
+    while time.monotonic() < stop_at:
+        op = rng.choice(ops)
+        user = f"user{rng.randrange(20)}"
+        t0 = time.perf_counter()
+        try:
+            if op == "search":
+                await mem.SearchMemories(
+                    memory_pb2.SearchMemoriesRequest(user_id=user, query=sentence(rng)),
+                    metadata=MD,
+                    timeout=10,
+                )
+            elif op == "create":
+                m = await mem.CreateMemory(
+                    memory_pb2.CreateMemoryRequest(
+                        memory=memory_pb2.Memory(user_id=user, content=sentence(rng))
+                    ),
+                    metadata=MD,
+                    timeout=10,
+                )
+                ids.append(m.id)
+            elif op == "get":
+                await mem.GetMemory(
+                    memory_pb2.GetMemoryRequest(id=rng.choice(ids)), metadata=MD, timeout=10
+                )
+            else:
+                async for _ in chat_stub.Chat(
+                    chat_pb2.ChatRequest(
+                        user_id=user, message="What do you remember about " + rng.choice(WORDS)
+                    ),
+                    metadata=MD,
+                    timeout=10,
+                ):
+                    pass
+            stats.lat[op].append((time.perf_counter() - t0) * 1000)
+        except grpc.aio.AioRpcError as e:
+            stats.errors[f"{op}:{e.code().name}"] += 1
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=300.0)
+    ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
+    args = ap.parse_args()
+    rng = random.Random(0)
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, addr = await start_server(Path(tmp) / "data")
+        try:
+            async with grpc.aio.insecure_channel(addr) as ch:
+                mem = memory_pb2_grpc.MemoryServiceStub(ch)
+                ops = [
+                    memory_pb2.BatchOperation(
+                        create=memory_pb2.CreateMemoryRequest(
+                            memory=memory_pb2.Memory(user_id=f"user{j % 20}", content=sentence(rng))
+                        )
+                    )
+                    for j in range(1000)
+                ]
+                seeded = await mem.BatchMemories(
+                    memory_pb2.BatchMemoriesRequest(operations=ops), metadata=MD
+                )
+                ids = [r.memory.id for r in seeded.results]
+                chat = True
+                try:
+                    await chat_pb2_grpc.ChatServiceStub(ch).ListProviders(
+                        chat_pb2.ListProvidersRequest(), metadata=MD
+                    )
+                except grpc.aio.AioRpcError:
+                    chat = False
+                # warm-up, then measure
+                await asyncio.gather(
+                    *(worker(i, ch, time.monotonic() + 5, Stats(), ids, chat) for i in range(4))
+                )
+                rss_before = rss_kb(proc.pid)
+                stats = Stats()
+                t0 = time.monotonic()
+                await asyncio.gather(
+                    *(
+                        worker(i, ch, t0 + args.duration, stats, ids, chat)
+                        for i in range(args.clients)
+                    )
+                )
+                took = time.monotonic() - t0
+                rss_after = rss_kb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    total = sum(len(v) for v in stats.lat.values())
+    every = sorted(x for v in stats.lat.values() for x in v)
+    lines.append(
+        f"{args.clients} clients for {took:.0f} s: {total / took:.1f} req/s, {sum(stats.errors.values())} errors"
+    )
+    for name in ("search", "create", "get", "chat"):
+        if stats.lat[name]:
+            lines.append(stats.line(name, took))
+    if every:
+        lines.append(
+            f"all RPCs: p50 {every[len(every) // 2]:.1f} ms, p99 {every[int(len(every) * 0.99)]:.1f} ms"
+        )
+    if stats.errors:
+        lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in stats.errors.most_common()))
+    growth = 100 * (rss_after - rss_before) / max(rss_before, 1)
+    lines.append(
+        f"server RSS: {rss_before / 1024:.0f} MiB before, {rss_after / 1024:.0f} MiB after ({growth:+.0f}%)"
+    )
+    print("\n".join(lines))
+    if args.write:
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        cmd = "python scripts/load.py " + " ".join(sys.argv[1:])
+        with (ROOT / "docs" / "BENCHMARKS.md").open("a") as fh:
+            fh.write(
+                f"\n### load ({stamp})\n\nCommand: `{cmd.strip()}`\n\n"
+                + "\n".join(f"- {x}" for x in lines)
+                + "\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
