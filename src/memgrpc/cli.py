@@ -26,6 +26,16 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--grace-period": ("grace_period_s", "seconds in-flight RPCs get at shutdown (10)"),
     "--read-consistency": ("read_consistency_s", "max staleness of reads across replicas (0.5)"),
     "--maintenance-interval": ("maintenance_interval_s", "seconds between compactions (30)"),
+    "--rate-limit-rps": ("rate_limit_rps", "per-API-key calls/s, per replica (unset = no limit)"),
+    "--rate-limit-burst": ("rate_limit_burst", "per-API-key bucket size (2 x rps, at least 1)"),
+    "--tls-cert": ("tls_cert", "PEM certificate (chain) of the server; enables TLS with --tls-key"),
+    "--tls-key": ("tls_key", "PEM private key of --tls-cert"),
+    "--tls-client-ca": ("tls_client_ca", "PEM CA bundle: require client certs it signed (mTLS)"),
+    "--metrics-addr": ("metrics_addr", "HOST:PORT of a Prometheus /metrics endpoint (off)"),
+    "--chat-provider": ("chat_provider", "LLM provider of chats that name none: local or openai"),
+    "--openai-base-url": ("openai_base_url", "OpenAI-compatible API base URL, e.g. .../v1"),
+    "--openai-model": ("openai_model", "default model of the openai provider (gpt-4o-mini)"),
+    "--openai-timeout": ("openai_timeout_s", "seconds the openai provider may stay silent (60)"),
 }
 
 
@@ -40,10 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gRPC server",
         description="Run the gRPC server until SIGTERM/SIGINT.",
         epilog="Secrets come from the environment only: MEMGRPC_ADMIN_KEY (bootstrap key; "
-        "generated into <data>/admin.key when unset), MEMGRPC_EMBED_API_KEY.",
+        "generated into <data>/admin.key when unset), MEMGRPC_EMBED_API_KEY, "
+        "MEMGRPC_OPENAI_API_KEY.",
     )
     for flag, (setting, help_text) in _SERVE_FLAGS.items():
         serve.add_argument(flag, dest=setting, default=None, help=f"{help_text} [{ENV[setting]}]")
+    serve.add_argument(
+        "--otel",
+        dest="otel",
+        action="store_const",
+        const=True,
+        default=None,
+        help=f"OpenTelemetry tracing over OTLP (needs memgrpc[otel]) [{ENV['otel']}=1]",
+    )
+    from memgrpc import transfer_cli
+
+    transfer_cli.add_commands(commands)
     return parser
 
 
@@ -52,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     from memgrpc.server.logging import configure_logging
 
     overrides = {setting: getattr(args, setting) for setting, _ in _SERVE_FLAGS.values()}
+    overrides["otel"] = args.otel
     try:
         config = ServerConfig.load(overrides)
     except ConfigError as exc:
@@ -62,6 +85,9 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.run(serve(config))
     except KeyboardInterrupt:  # a signal before the handlers were installed
         return 130
+    except ConfigError as exc:  # found at startup, e.g. --otel without the SDK installed
+        print(f"memgrpc: configuration error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         import structlog
 
@@ -75,4 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("export", "import"):
+        from memgrpc import transfer_cli
+
+        return transfer_cli.run(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others

@@ -7,8 +7,10 @@ instead of surfacing later as an odd runtime error.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +19,7 @@ MiB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EMBEDDERS = ("local", "openai")
 MIN_ADMIN_KEY_CHARS = 16
+MAX_RATE = 1_000_000  # bound of MEMGRPC_RATE_LIMIT_RPS and _BURST
 
 # setting name -> environment variable
 ENV: Mapping[str, str] = {
@@ -33,10 +36,25 @@ ENV: Mapping[str, str] = {
     "grace_period_s": "MEMGRPC_GRACE_PERIOD",
     "read_consistency_s": "MEMGRPC_READ_CONSISTENCY",
     "maintenance_interval_s": "MEMGRPC_MAINTENANCE_INTERVAL",
+    "rate_limit_rps": "MEMGRPC_RATE_LIMIT_RPS",
+    "rate_limit_burst": "MEMGRPC_RATE_LIMIT_BURST",
+    "tls_cert": "MEMGRPC_TLS_CERT",
+    "tls_key": "MEMGRPC_TLS_KEY",
+    "tls_client_ca": "MEMGRPC_TLS_CLIENT_CA",
+    "metrics_addr": "MEMGRPC_METRICS_ADDR",
+    "otel": "MEMGRPC_OTEL",
+    "chat_provider": "MEMGRPC_CHAT_PROVIDER",
+    "openai_base_url": "MEMGRPC_OPENAI_BASE_URL",
+    "openai_api_key": "MEMGRPC_OPENAI_API_KEY",
+    "openai_model": "MEMGRPC_OPENAI_MODEL",
+    "openai_timeout_s": "MEMGRPC_OPENAI_TIMEOUT",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
-_SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key"})
+_SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key"})
+CHAT_PROVIDERS = ("local", "openai")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
@@ -58,6 +76,24 @@ class ServerConfig:
     grace_period_s: float = 10.0
     read_consistency_s: float = 0.5
     maintenance_interval_s: float = 30.0
+    # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
+    rate_limit_rps: float | None = None
+    rate_limit_burst: int | None = None
+    # PEM files: TLS when cert+key are set, mutual TLS (client certs required) with a client CA
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # HOST:PORT of the Prometheus endpoint (server/metrics.py); None = off
+    metrics_addr: str | None = None
+    # OpenTelemetry tracing (server/telemetry.py; needs the `otel` extra)
+    otel: bool = False
+    # chat (core/chat.py, llm/): the provider a request without one gets, and the
+    # OpenAI-compatible endpoint (an API key alone means api.openai.com)
+    chat_provider: str = "local"
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    openai_model: str | None = None
+    openai_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -84,6 +120,13 @@ class ServerConfig:
                 raise ConfigError(f"{_label(name)}: must be between 0 and 86400 seconds")
         if self.maintenance_interval_s == 0:
             raise ConfigError(f"{_label('maintenance_interval_s')}: must be > 0")
+        _check_rate_limit(self.rate_limit_rps, self.rate_limit_burst)
+        _check_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
+        if self.metrics_addr is not None:
+            _check_addr(self.metrics_addr, "metrics_addr")
+        if not isinstance(self.otel, bool):
+            raise ConfigError(f"{_label('otel')}: must be true or false")
+        _check_chat(self)
 
     @property
     def host(self) -> str:
@@ -157,6 +200,23 @@ def _parse(name: str, value: Any) -> Any:
             raise ConfigError(
                 f"{_label(name)}: {value!r} is not an integer number of bytes"
             ) from None
+    if name == "rate_limit_rps":
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{_label(name)}: {value!r} is not a number of requests/s") from None
+    if name == "rate_limit_burst":
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{_label(name)}: {value!r} is not a whole number") from None
+    if name == "chat_provider":
+        return value.strip().lower()
+    if name == "otel":
+        flag = value.strip().lower()
+        if flag not in _TRUE + _FALSE:
+            raise ConfigError(f"{_label(name)}: {value!r} is not one of 1/0, true/false, yes/no")
+        return flag in _TRUE
     if name.endswith("_s"):
         try:
             return float(value)
@@ -185,9 +245,94 @@ def parse_storage_options(text: str) -> dict[str, str]:
     return out
 
 
-def _check_addr(addr: str) -> None:
+def _check_rate_limit(rps: float | None, burst: int | None) -> None:
+    if rps is not None and not (
+        isinstance(rps, int | float) and math.isfinite(rps) and 0 < rps <= MAX_RATE
+    ):
+        raise ConfigError(
+            f"{_label('rate_limit_rps')}: must be a number of requests/s above 0 and at most "
+            f"{MAX_RATE:,} (leave it unset for no limit)"
+        )
+    if burst is None:
+        return
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_RATE:
+        raise ConfigError(
+            f"{_label('rate_limit_burst')}: must be a whole number from 1 to {MAX_RATE:,}"
+        )
+    if rps is None:
+        raise ConfigError(
+            f"{_label('rate_limit_burst')}: needs {ENV['rate_limit_rps']} (the refill rate) too"
+        )
+
+
+def _check_tls(cert: str | None, key: str | None, client_ca: str | None) -> None:
+    if (cert is None) != (key is None):
+        given, missing = ("tls_cert", "tls_key") if key is None else ("tls_key", "tls_cert")
+        raise ConfigError(f"{_label(given)}: needs {_label(missing)} too (both or neither)")
+    if client_ca is not None and cert is None:
+        raise ConfigError(
+            f"{_label('tls_client_ca')}: mutual TLS needs the server's own certificate too "
+            f"({_label('tls_cert')} and {_label('tls_key')})"
+        )
+    for name, path, marker in (
+        ("tls_cert", cert, "CERTIFICATE-----"),
+        ("tls_key", key, "PRIVATE KEY-----"),
+        ("tls_client_ca", client_ca, "CERTIFICATE-----"),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 20)
+        except FileNotFoundError:
+            raise ConfigError(f"{_label(name)}: {path}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{_label(name)}: {path}: cannot read ({exc.strerror})") from None
+        if marker.encode() not in head:
+            raise ConfigError(
+                f"{_label(name)}: {path}: not a PEM file with a {marker.rstrip('-')} in it"
+            )
+        if name == "tls_key" and b"ENCRYPTED" in head:
+            raise ConfigError(f"{_label(name)}: {path}: encrypted keys are not supported")
+    if cert is None or key is None:
+        return
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{_label('tls_cert')} and {_label('tls_key')}: the key does not match the "
+            f"certificate, or one of them is invalid ({exc.reason or exc})"
+        ) from None
+    if client_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{_label('tls_client_ca')}: {client_ca}: not a valid CA certificate bundle "
+                f"({exc.reason or exc})"
+            ) from None
+
+
+def _check_chat(c: ServerConfig) -> None:
+    if c.chat_provider not in CHAT_PROVIDERS:
+        raise ConfigError(
+            f"{_label('chat_provider')}: {c.chat_provider!r} is not one of {CHAT_PROVIDERS}"
+        )
+    if c.openai_base_url is not None and not c.openai_base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{_label('openai_base_url')}: must start with http:// or https://")
+    if c.chat_provider == "openai" and not (c.openai_base_url or c.openai_api_key):
+        raise ConfigError(
+            f"{_label('chat_provider')}: openai needs {ENV['openai_base_url']} "
+            f"or {ENV['openai_api_key']}"
+        )
+    if not 0 < c.openai_timeout_s <= 3600:
+        raise ConfigError(f"{_label('openai_timeout_s')}: must be above 0 and at most 3600 seconds")
+
+
+def _check_addr(addr: str, name: str = "addr") -> None:
     m = _HOST_PORT.match(addr)
     if m is None:
-        raise ConfigError(f"{_label('addr')}: {addr!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+        raise ConfigError(f"{_label(name)}: {addr!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
     if int(m["port"]) > 65535:
-        raise ConfigError(f"{_label('addr')}: port {m['port']} is out of range")
+        raise ConfigError(f"{_label(name)}: port {m['port']} is out of range")

@@ -146,7 +146,8 @@ def version_to_pb(ver: MemoryVersion) -> pb.MemoryVersion:
 
 
 def query_from_pb(
-    v: Violations, r: pb.ListMemoriesRequest | pb.SearchMemoriesRequest
+    v: Violations,
+    r: pb.ListMemoriesRequest | pb.SearchMemoriesRequest | pb.ExportMemoriesRequest,
 ) -> MemoryQuery:
     return MemoryQuery(
         user_id=r.user_id,

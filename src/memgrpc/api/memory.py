@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
-from memgrpc.api import convert
+from memgrpc.api import convert, transfer
 from memgrpc.core import principal
 from memgrpc.core.errors import DomainError, InvalidArgument, Violations
 from memgrpc.core.idempotency import Idempotency
 from memgrpc.core.memories import BatchOp, MemoryService, SearchMode
+from memgrpc.core.transfer import Transfer
 from memgrpc.core.types import Page, Patch
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
@@ -43,6 +44,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         self._svc = service
         # shared with the user service, so a purge also forgets replies that hold the user's data
         self._idem = idempotency or Idempotency(service.store)
+        self._transfer = Transfer(service)
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]
@@ -211,6 +213,40 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
     ) -> pb.ListMemoryVersionsResponse:
         versions = await self._svc.versions(principal.current().project_id, request.id)
         return pb.ListMemoryVersionsResponse(versions=[convert.version_to_pb(x) for x in versions])
+
+    async def ExportMemories(
+        self, request: pb.ExportMemoriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExportMemoriesResponse]:
+        v = Violations()
+        q = convert.query_from_pb(v, request)
+        v.raise_if_any()
+        batches = self._transfer.export(
+            principal.current().project_id,
+            q,
+            vectors=request.include_vectors,
+            versions=request.include_versions,
+            batch_size=request.batch_size,
+        )
+        async for response in transfer.export_responses(batches):
+            yield response
+
+    async def ImportMemories(
+        self,
+        request_iterator: AsyncIterator[pb.ImportMemoriesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.ImportMemoriesResponse:
+        importer = self._transfer.importer(principal.current().project_id)
+        async for request in request_iterator:
+            for record in request.records:
+                v = Violations()
+                decoded = transfer.record_from_pb(v, record)
+                try:
+                    v.raise_if_any()
+                except InvalidArgument as exc:
+                    importer.reject(record.memory.id, exc)
+                    continue
+                await importer.add(decoded)
+        return transfer.summary_to_pb(await importer.finish())
 
 
 def _owned(m: pb.Memory) -> tuple[bytes, str]:

@@ -17,6 +17,7 @@ from memgrpc.core import deep, validation
 from memgrpc.core.errors import InvalidArgument, Violations
 from memgrpc.core.memories import MemoryService, SearchMode
 from memgrpc.core.types import MemoryQuery, SearchHit
+from memgrpc.embed.shared import shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
 DEFAULT_MIN_K, DEFAULT_MAX_K, MAX_K = 5, 20, 100
@@ -132,13 +133,14 @@ class ContextService:
         lo, hi, zone = self._validate(r)
         recent_n = r.last_n_messages or (10 if r.session_id else 0)
         excluded = set(r.exclude_message_ids)
-        memories, summaries, recent = await asyncio.gather(
-            self._recall(project_id, r, lo, hi),
-            self._summaries(project_id, r),
-            self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
-            if recent_n
-            else _none(),
-        )
+        with shared_embeddings():  # both searches embed the query: once
+            memories, summaries, recent = await asyncio.gather(
+                self._recall(project_id, r, lo, hi),
+                self._summaries(project_id, r),
+                self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
+                if recent_n
+                else _none(),
+            )
         recent = [m for m in recent if m.id not in excluded][-recent_n:] if recent_n else []
         shown = {m.id for m in recent} | excluded
         memories = [h for h in memories if not set(h.memory.source_message_ids) & shown]

@@ -81,6 +81,14 @@ class Unavailable(DomainError):
     retry_after_s: float | None = None
 
 
+@dataclass
+class DeadlineExceeded(DomainError):
+    """Something memgrpc waited on (e.g. an LLM provider) did not answer in time."""
+
+    code: ClassVar[str] = "DEADLINE_EXCEEDED"
+    reason: str = "DEADLINE_EXCEEDED"
+
+
 class Violations:
     """Collects field violations so one response names every bad field at once."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 
@@ -20,3 +21,9 @@ def new_id(prefix: str) -> str:
     """Time-ordered (ms) then 80 random bits, so ids sort roughly by creation."""
     ms = int(time.time() * 1000)
     return f"{prefix}_{_b32(ms, 10)}{_b32(secrets.randbits(80), 16)}"
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """A stable id of the same shape as `new_id`'s, determined by `parts` (130 bits of SHA-256)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return f"{prefix}_{_b32(int.from_bytes(digest[:17], 'big') >> 6, 26)}"

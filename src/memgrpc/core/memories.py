@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from memgrpc import tracing
 from memgrpc.core import paging, recall, rows, validation
 from memgrpc.core.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.ids import new_id
@@ -129,6 +130,11 @@ class MemoryService:
     # -- read -----------------------------------------------------------------------------
     async def get(self, project_id: str, memory_id: str) -> Memory:
         return rows.from_row(await self._get_row(project_id, memory_id, with_vector=False))
+
+    async def get_many(self, project_id: str, ids: Sequence[str]) -> builtins.list[Memory]:
+        """The memories that still exist among `ids`, in the order of `ids`."""
+        found = {r["id"]: r for r in await self._table.get_many(project_id, list(ids))}
+        return [rows.from_row(found[i]) for i in ids if i in found]
 
     async def _get_row(
         self, project_id: str, memory_id: str, *, with_vector: bool
@@ -363,7 +369,8 @@ class MemoryService:
             allowed = (memories.keys() - user.archived) if user.archived else None
         else:
             allowed = {i for i, m in memories.items() if matches(m, flt)}
-        ranked = user.index.search(query, vector, k, filter=allowed)
+        with tracing.span("recall.search", items=len(memories), k=k):
+            ranked = user.index.search(query, vector, k, filter=allowed)
         return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
 
     async def find(
@@ -421,6 +428,18 @@ class MemoryService:
     def users(self) -> UserRegistry:
         """The registry of implicit users; shared so purge and rename can drop cached ids."""
         return self._users
+
+    # -- for export/import (core.transfer) ---------------------------------------------------
+    @property
+    def embedder(self) -> AsyncEmbedder:
+        return self._embedder
+
+    def query_filter(self, project_id: str, q: MemoryQuery) -> MemoryFilter:
+        """The store filter of a list/search query; InvalidArgument if a filter is malformed."""
+        v = Violations()
+        flt = self._filter(project_id, q, v)
+        v.raise_if_any()
+        return flt
 
     async def in_session(self, project_id: str, session_id: str) -> builtins.list[Memory]:
         """Every memory of a session, archived ones too, oldest first."""

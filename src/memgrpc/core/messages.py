@@ -97,13 +97,22 @@ class MessageService:
         ]
 
     async def add(
-        self, project_id: str, session_id: str, messages: Sequence[Message]
+        self,
+        project_id: str,
+        session_id: str,
+        messages: Sequence[Message],
+        *,
+        minted_ids: bool = False,
     ) -> builtins.list[Message]:
-        """Store the messages in order and index each as a MESSAGE memory; all or nothing."""
+        """Store the messages in order and index each as a MESSAGE memory; all or nothing.
+
+        `minted_ids`: the given ids come from `new_id` (unique by construction), so the lookup
+        for clashing client ids is skipped.
+        """
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
         ready = self._prepare(v, messages)
-        client_ids = [m.id for m in messages if m.id]
+        client_ids = [] if minted_ids else [m.id for m in messages if m.id]
         key = session_key(project_id, session_id)
         async with self._sessions.locks.hold(key):
             s = await self._sessions.require(project_id, session_id, "session_id")

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from memgrpc import tracing
 from memgrpc.embed.base import Embedder, EmbedderError, Vectors
+
+# (texts, seconds, ok) of every batch run by the inner embedder, for metrics (server/metrics.py)
+BatchObserver = Callable[[int, float, bool], None]
 
 
 @dataclass(eq=False)
 class _Request:
     texts: list[str]
     future: asyncio.Future[Vectors] = field(repr=False)
+    trace: tracing.Parent | None = field(default=None, repr=False)
 
 
 class BatchingEmbedder:
@@ -45,6 +51,7 @@ class BatchingEmbedder:
         #: Batches run by the inner embedder (including failed ones), and texts in them.
         self.batches = 0
         self.texts = 0
+        self.on_batch: BatchObserver | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memgrpc-embed")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Request] | None = None
@@ -76,9 +83,15 @@ class BatchingEmbedder:
             return np.empty((0, self.dim), dtype=np.float32)
         queue = self._ensure_started()
         future: asyncio.Future[Vectors] = asyncio.get_running_loop().create_future()
-        queue.put_nowait(_Request(list(texts), future))
-        # Cancelling the caller cancels this future; the collector then skips or drops it.
-        return await future
+        with tracing.span("embed", texts=len(texts), model=self.model_id):
+            queue.put_nowait(_Request(list(texts), future, tracing.capture()))
+            # Cancelling the caller cancels this future; the collector then skips or drops it.
+            return await future
+
+    @property
+    def pending(self) -> int:
+        """Requests queued and not yet taken into a batch."""
+        return self._queue.qsize() if self._queue is not None else 0
 
     async def embed_one(self, text: str) -> Vectors:
         """The 1-D vector (dim,) of a single text."""
@@ -155,22 +168,38 @@ class BatchingEmbedder:
         texts = [t for r in batch for t in r.texts]
         self.batches += 1
         self.texts += len(texts)
+        traced = [r.trace for r in batch if r.trace is not None]
+        start = time.perf_counter()
         try:
-            vectors = await loop.run_in_executor(self._executor, self.inner.embed_sync, texts)
-            if vectors.shape[0] != len(texts):
-                raise EmbedderError(
-                    f"{type(self.inner).__name__} returned {vectors.shape[0]} vectors "
-                    f"for {len(texts)} texts"
-                )
+            with tracing.span_under(
+                traced[0] if traced else None,
+                "embed.batch",
+                links=traced[1:32],
+                texts=len(texts),
+                requests=len(batch),
+            ):
+                vectors = await loop.run_in_executor(self._executor, self.inner.embed_sync, texts)
+                if vectors.shape[0] != len(texts):
+                    raise EmbedderError(
+                        f"{type(self.inner).__name__} returned {vectors.shape[0]} vectors "
+                        f"for {len(texts)} texts"
+                    )
         except Exception as exc:
+            self._observe(len(texts), time.perf_counter() - start, False)
             _fail(batch, exc)
             return
+        self._observe(len(texts), time.perf_counter() - start, True)
         offset = 0
         for r in batch:
             n = len(r.texts)
             if not r.future.done():  # a caller cancelled mid-batch just misses its rows
                 r.future.set_result(vectors[offset : offset + n].copy())
             offset += n
+
+    def _observe(self, texts: int, seconds: float, ok: bool) -> None:
+        if self.on_batch is not None:
+            with contextlib.suppress(Exception):  # metrics must never fail an embedding
+                self.on_batch(texts, seconds, ok)
 
 
 def _fail(batch: list[_Request], exc: BaseException) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -20,12 +21,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from memgrpc.api.admin import AdminServicer
+from memgrpc.api.chat import ChatServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.admin import AdminService, Authenticator
+from memgrpc.core.chat import ChatService
+from memgrpc.core.chat_async import BackgroundChats
 from memgrpc.core.context import ContextService, SessionMessages
 from memgrpc.core.idempotency import Idempotency
 from memgrpc.core.jobs import AutoProcessor, JobRunner
@@ -37,13 +41,19 @@ from memgrpc.core.session_store import SessionStore
 from memgrpc.core.sessions import SessionService
 from memgrpc.core.user_service import UserService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
+from memgrpc.embed.shared import SharingEmbedder
+from memgrpc.llm import LLMConfig, Providers, build_providers
+from memgrpc.server import ratelimit, tls
 from memgrpc.server.interceptors import interceptors
+from memgrpc.server.telemetry import Telemetry, require_sdk
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.keys import KeyStore
 from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from memgrpc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
     context_pb2,
     context_pb2_grpc,
     memory_pb2,
@@ -63,6 +73,7 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
+    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
 )
 
 
@@ -118,6 +129,43 @@ class Conversations:
 
 
 @dataclass
+class Chats:
+    """Chat turns (streamed and background) and the LLM providers they run on."""
+
+    service: ChatService
+    background: BackgroundChats
+    providers: Providers
+
+    @classmethod
+    def build(
+        cls,
+        config: ServerConfig,
+        store: Store,
+        memories: MemoryService,
+        conv: Conversations,
+        embedder: BatchingEmbedder,
+    ) -> Chats:
+        providers = build_providers(
+            LLMConfig(
+                default=config.chat_provider,
+                openai_base_url=config.openai_base_url,
+                openai_api_key=config.openai_api_key,
+                openai_model=config.openai_model,
+                openai_timeout_s=config.openai_timeout_s,
+            )
+        )
+        context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
+        service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
+        return cls(service, BackgroundChats(store, service, memories), providers)
+
+    async def stop(self) -> None:
+        """Running turns end (or are cancelled, storing what they said) before the store shuts."""
+        await self.background.stop()
+        await self.service.stop()
+        await self.providers.aclose()
+
+
+@dataclass
 class App:
     """Everything one server process holds; tests reach in through `RunningServer.app`."""
 
@@ -130,7 +178,9 @@ class App:
     memories: MemoryService
     maintainer: Maintainer
     conversations: Conversations
+    chat: Chats
     health: HealthServicer = field(default_factory=HealthServicer)
+    telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
 
 class RunningServer:
@@ -165,6 +215,9 @@ class RunningServer:
 
 
 async def _close(app: App) -> None:
+    if app.telemetry is not None:
+        await app.telemetry.aclose()
+    await app.chat.stop()
     await app.maintainer.stop()
     await app.conversations.sweeper.stop()
     await app.conversations.jobs.stop()
@@ -193,11 +246,12 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         )
     )
     await store.open()
-    batching = BatchingEmbedder(inner)
+    batching = SharingEmbedder(inner)  # a BatchingEmbedder; chat turns embed their text once
     keys = KeyStore(store)
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
     maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
     memories = MemoryService(store, batching)
+    conversations = Conversations.build(store, memories, batching)
     app = App(
         config=config,
         store=store,
@@ -207,7 +261,8 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         admin=AdminService(keys, authenticator),
         memories=memories,
         maintainer=maintainer,
-        conversations=Conversations.build(store, memories, batching),
+        conversations=conversations,
+        chat=Chats.build(config, store, memories, conversations, batching),
     )
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
@@ -217,16 +272,28 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     return app
 
 
-async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> RunningServer:
+async def start(
+    config: ServerConfig, *, embedder: Embedder | None = None, tracer_provider: Any = None
+) -> RunningServer:
     """Open everything and start serving on `config.addr` (port 0 = any free port).
 
     `embedder` lets several servers in one process (tests) share a loaded model; it is wrapped
-    in a BatchingEmbedder of this server and not closed by it.
+    in a BatchingEmbedder of this server and not closed by it. `tracer_provider` (tests) is
+    used instead of an OTLP exporter when tracing is on.
     """
+    if tracer_provider is None:
+        require_sdk(config)  # before the slow part: a missing `otel` extra fails at once
     app = await _build(config, embedder)
     try:
+        app.telemetry = Telemetry.create(
+            config, app.store, app.embedder, app.maintainer, tracer_provider=tracer_provider
+        )
         server = grpc.aio.server(
-            interceptors=interceptors(app.authenticator), options=grpc_options(config)
+            interceptors=[
+                *app.telemetry.interceptors(),  # outermost: sees every call's final status
+                *interceptors(app.authenticator, ratelimit.from_config(config)),
+            ],
+            options=grpc_options(config),
         )
         memory_pb2_grpc.add_MemoryServiceServicer_to_server(
             MemoryServicer(app.memories, app.conversations.idempotency), server
@@ -249,15 +316,19 @@ async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> Ru
             ),
             server,
         )
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(
+            ChatServicer(app.chat.service, app.chat.background, conv.idempotency), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(config.addr)
+        port = tls.bind(server, config)
         if port == 0:
             raise OSError(f"could not bind {config.addr}")
         await server.start()
+        await app.telemetry.start()
         for name in ("", *SERVICE_NAMES):
             await app.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
@@ -272,6 +343,7 @@ async def start(config: ServerConfig, *, embedder: Embedder | None = None) -> Ru
         address=running.address,
         port=port,
         embedder=app.embedder.model_id,
+        tls=tls.mode(config),
         config=config.redacted(),
     )
     return running

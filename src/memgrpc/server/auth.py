@@ -23,6 +23,7 @@ _MEMORY = "/memgrpc.v1.MemoryService/"
 _ADMIN = "/memgrpc.v1.AdminService/"
 _USERS = "/memgrpc.v1.UserService/"
 _SESSIONS = "/memgrpc.v1.SessionService/"
+_CHAT = "/memgrpc.v1.ChatService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -30,11 +31,13 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _MEMORY + "ListMemories": Scope.READ,
     _MEMORY + "SearchMemories": Scope.READ,
     _MEMORY + "ListMemoryVersions": Scope.READ,
+    _MEMORY + "ExportMemories": Scope.READ,
     _MEMORY + "CreateMemory": Scope.WRITE,
     _MEMORY + "UpdateMemory": Scope.WRITE,
     _MEMORY + "ReplaceMemory": Scope.WRITE,
     _MEMORY + "DeleteMemory": Scope.WRITE,
     _MEMORY + "BatchMemories": Scope.WRITE,
+    _MEMORY + "ImportMemories": Scope.WRITE,
     # UserService
     _USERS + "GetUser": Scope.READ,
     _USERS + "ListUsers": Scope.READ,
@@ -54,6 +57,11 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _SESSIONS + "AddMessages": Scope.WRITE,
     _SESSIONS + "ProcessSession": Scope.WRITE,
     _SESSIONS + "LinkMemory": Scope.WRITE,
+    # ChatService
+    _CHAT + "Chat": Scope.WRITE,
+    _CHAT + "ChatAsync": Scope.WRITE,
+    _CHAT + "GetChatResult": Scope.READ,
+    _CHAT + "ListProviders": Scope.READ,
     # AdminService (project and key rules beyond the scope live in core.admin)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,

@@ -1,4 +1,5 @@
-"""Server interceptors: the request scope (id, access log, error mapping) and authentication.
+"""Server interceptors: the request scope (id, access log, error mapping), authentication and
+the rate limit (server/ratelimit.py).
 
 Order matters and is fixed by `interceptors()`: the request scope is outermost, so it sees the
 final outcome of auth and handler alike, maps every escaping exception through server/errors.py
@@ -23,6 +24,7 @@ from memgrpc.core.errors import Unauthenticated
 from memgrpc.core.principal import Scope
 from memgrpc.server import auth, errors
 from memgrpc.server.handlers import wrap
+from memgrpc.server.ratelimit import RateLimiter, RateLimitInterceptor
 
 log = structlog.get_logger("memgrpc.access")
 
@@ -128,6 +130,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 principal_ctx.reset(token)
 
 
-def interceptors(authenticator: Authenticator) -> list[grpc.aio.ServerInterceptor]:
-    """In call order: request scope outermost, then auth."""
-    return [RequestInterceptor(), AuthInterceptor(authenticator)]
+def interceptors(
+    authenticator: Authenticator, limiter: RateLimiter | None = None
+) -> list[grpc.aio.ServerInterceptor]:
+    """In call order: request scope outermost, then auth, then the per-key rate limit (which
+    needs the authenticated key, and whose rejections the request scope maps and logs)."""
+    chain: list[grpc.aio.ServerInterceptor] = [RequestInterceptor(), AuthInterceptor(authenticator)]
+    if limiter is not None:
+        chain.append(RateLimitInterceptor(limiter))
+    return chain

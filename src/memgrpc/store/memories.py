@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from memgrpc import tracing
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 
@@ -94,6 +95,15 @@ class MemoryTable:
         ).to_pylist()
         return rows
 
+    async def scan(
+        self, flt: MemoryFilter, *, with_vectors: bool, batch_rows: int
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """Every matching row, streamed in record batches from one table version (exports)."""
+        columns = [*ROW_COLUMNS, "vector"] if with_vectors else ROW_COLUMNS
+        q = self._tbl.query().where(str(flt.where())).select(columns)
+        async for batch in await q.to_batches(max_batch_length=batch_rows):
+            yield batch
+
     async def user_rows(
         self, project_id: str, user_id: str, *, since: datetime | None = None
     ) -> list[dict[str, Any]]:
@@ -148,7 +158,9 @@ class MemoryTable:
             .select([*ROW_COLUMNS, "_distance"])
             .limit(k)
         )
-        tbl: pa.Table = await q.to_arrow()
+        with tracing.span("store.vector_search", table="memories", k=k) as span:
+            tbl: pa.Table = await q.to_arrow()
+            tracing.set_attributes(span, rows=tbl.num_rows)
         out = []
         for row in tbl.to_pylist():
             dist = float(row.pop("_distance"))
@@ -167,7 +179,9 @@ class MemoryTable:
             .limit(k)
         )
         try:
-            tbl: pa.Table = await q.to_arrow()
+            with tracing.span("store.text_search", table="memories", k=k) as span:
+                tbl: pa.Table = await q.to_arrow()
+                tracing.set_attributes(span, rows=tbl.num_rows)
         except Exception as exc:  # a query of only stop words / punctuation has no terms
             if "no tokens" in str(exc).lower() or "empty" in str(exc).lower():
                 return []

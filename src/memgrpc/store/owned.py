@@ -20,6 +20,7 @@ USER_COLUMNS: Mapping[str, str] = {
     "sessions": "user_id",
     "jobs": "user_id",
     "requests": "user_id",
+    "chat_results": "user_id",
 }
 
 

@@ -160,3 +160,29 @@ JOBS = pa.schema(
         _f("update_time", TS),
     ]
 )
+
+CHAT_RESULTS = pa.schema(
+    [
+        # `chat_...`: one background chat turn (ChatAsync)
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string()),
+        _f("session_id", pa.string()),
+        # queued | running | complete | failed
+        _f("status", pa.string()),
+        # the reply so far (partial while running)
+        _f("response", pa.string()),
+        _f("user_message_id", pa.string()),
+        _f("assistant_message_id", pa.string()),
+        # [[memory id, score], ...] recalled for the turn (read back by id: deletions apply)
+        _f("memories", pa.string()),
+        _f("prompt_tokens", pa.int32()),
+        _f("completion_tokens", pa.int32()),
+        # canonical code name (e.g. RESOURCE_EXHAUSTED), message and reason of a failed turn
+        _f("error_code", pa.string()),
+        _f("error_message", pa.string()),
+        _f("error_reason", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)

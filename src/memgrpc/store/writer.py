@@ -14,17 +14,21 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 import structlog
 
+from memgrpc import tracing
+
 log = structlog.get_logger(__name__)
 _OWN_VERSIONS = 4096
 
 OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch"]
+# (kind, rows, seconds, ok) of every commit, for metrics (server/metrics.py)
+CommitObserver = Callable[[str, int, float, bool], None]
 
 
 @dataclass
@@ -37,6 +41,8 @@ class _Op:
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    # the submitting caller's span, if traced: the commit's span goes under it
+    trace: tracing.Parent | None = None
 
     @property
     def group_key(self) -> tuple[str, ...]:
@@ -65,7 +71,9 @@ class TableWriter:
         *,
         max_rows: int = 2000,
         max_wait_ms: float = 0.0,
+        name: str = "",
     ) -> None:
+        self.name = name
         self._table = table
         self._schema = schema
         self._key = key
@@ -75,6 +83,7 @@ class TableWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = WriterStats()
+        self.on_commit: CommitObserver | None = None
         # versions this writer committed (bounded), so readers can tell others' writes apart
         self.own_versions: set[int] = set()
         self._version_order: deque[int] = deque()
@@ -127,6 +136,11 @@ class TableWriter:
                 await self._task
             self._task = None
 
+    @property
+    def pending(self) -> int:
+        """Operations queued and not yet taken into a commit."""
+        return self._queue.qsize()
+
     # -- internals ----------------------------------------------------------------------------
     async def _submit(self, op: _Op) -> Any:
         if self._closed:
@@ -135,10 +149,12 @@ class TableWriter:
             return None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="table-writer")
-        await self._queue.put(op)
-        self.stats.queue_depth = self._queue.qsize()
-        # shield: a cancelled caller must not cancel a commit that others share
-        return await asyncio.shield(op.future)
+        with tracing.span("store.write", table=self.name, kind=op.kind, rows=len(op.rows)):
+            op.trace = tracing.capture()
+            await self._queue.put(op)
+            self.stats.queue_depth = self._queue.qsize()
+            # shield: a cancelled caller must not cancel a commit that others share
+            return await asyncio.shield(op.future)
 
     async def _run(self) -> None:
         stop = False
@@ -177,8 +193,21 @@ class TableWriter:
             else:
                 groups.append([op])
         for group in groups:
+            traced = [op.trace for op in group if op.trace is not None]
+            start = time.perf_counter()
+            nrows = 0
             try:
-                nrows = await self._commit_with_retry(group)
+                with tracing.span_under(
+                    traced[0] if traced else None,
+                    "store.commit",
+                    links=traced[1:32],
+                    table=self.name,
+                    kind=group[0].kind,
+                    ops=len(group),
+                ) as span:
+                    nrows = await self._commit_with_retry(group)
+                    tracing.set_attributes(span, rows=nrows)
+                self._observe(group[0].kind, nrows, time.perf_counter() - start, True)
                 self.stats.commits += 1
                 self.stats.rows += nrows
                 self.stats.last_flush_rows = nrows
@@ -188,9 +217,18 @@ class TableWriter:
                         op.future.set_result(result)
             except Exception as exc:  # every caller of the failed commit sees the error
                 log.error("store_commit_failed", kind=group[0].kind, error=str(exc))
+                self._observe(group[0].kind, nrows, time.perf_counter() - start, False)
                 for op in group:
                     if not op.future.done():
                         op.future.set_exception(exc)
+
+    def _observe(self, kind: str, rows: int, seconds: float, ok: bool) -> None:
+        if self.on_commit is None:
+            return
+        try:
+            self.on_commit(kind, rows, seconds, ok)
+        except Exception as exc:  # metrics must never fail a write
+            log.warning("commit_observer_failed", error=str(exc))
 
     def _dedup(self, group: list[_Op]) -> list[dict[str, Any]]:
         """Last write per key wins, so a commit never holds one key twice."""

@@ -756,3 +756,256 @@ class ListMemoryVersionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListMemoryVersionsResponse: _TypeAlias = ListMemoryVersionsResponse  # noqa: Y015
+
+@_typing.final
+class MemoryRecord(_message.Message):
+    """One memory as exported and imported: the memory (id and times included) and what a plain
+    Memory does not carry.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_FIELD_NUMBER: _builtins.int
+    VECTOR_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The embedding model id of `vector`, e.g. all-MiniLM-L6-v2-int8."""
+    seq: _builtins.int
+    """For memories made from messages: the message's position in its session."""
+    @_builtins.property
+    def memory(self) -> Global___Memory:
+        """On import: an empty id gets a new one; a given id must be 1-128 letters, digits or
+        `_ - . :` (starting with a letter or digit). create_time, update_time, event_time and
+        version are kept (defaults: now, create_time, create_time, 1).
+        """
+
+    @_builtins.property
+    def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The memory's embedding (exports with include_vectors). On import it is used as is only when
+        `model` is the server's model and the length its dimension; otherwise the server embeds.
+        """
+
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoryVersion]:
+        """Every version, newest first, as ListMemoryVersions returns them (exports with
+        include_versions). On import, the versions older than memory.version become its history.
+        """
+
+    def __init__(
+        self,
+        *,
+        memory: Global___Memory | None = ...,
+        vector: _abc.Iterable[_builtins.float] | None = ...,
+        model: _builtins.str = ...,
+        versions: _abc.Iterable[Global___MemoryVersion] | None = ...,
+        seq: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seq", b"_seq", "memory", b"memory", "seq", b"seq"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seq", b"_seq", "memory", b"memory", "model", b"model", "seq", b"seq", "vector", b"vector", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seq: _TypeAlias = _typing.Literal["seq"]  # noqa: Y015
+    _WhichOneofArgType__seq: _TypeAlias = _typing.Literal["_seq", b"_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seq) -> _WhichOneofReturnType__seq | None: ...
+
+Global___MemoryRecord: _TypeAlias = MemoryRecord  # noqa: Y015
+
+@_typing.final
+class ExportMemoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    TAG_MATCH_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    INCLUDE_VECTORS_FIELD_NUMBER: _builtins.int
+    INCLUDE_VERSIONS_FIELD_NUMBER: _builtins.int
+    BATCH_SIZE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Empty = every user of the project."""
+    tag_match: Global___TagMatch.ValueType
+    session_id: _builtins.str
+    include_archived: _builtins.bool
+    include_vectors: _builtins.bool
+    """Add each memory's embedding and model id."""
+    include_versions: _builtins.bool
+    """Add each memory's versions."""
+    batch_size: _builtins.int
+    """Records per response: 0 = 500, at most 1000; fewer when records are large."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive lower bound on event_time."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Exclusive upper bound on event_time."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Exact key = value matches on top-level metadata keys."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        types: _abc.Iterable[Global___MemoryType.ValueType] | None = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        tag_match: Global___TagMatch.ValueType = ...,
+        session_id: _builtins.str = ...,
+        include_archived: _builtins.bool = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        include_vectors: _builtins.bool = ...,
+        include_versions: _builtins.bool = ...,
+        batch_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "metadata", b"metadata", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "include_vectors", b"include_vectors", "include_versions", b"include_versions", "metadata", b"metadata", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportMemoriesRequest: _TypeAlias = ExportMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class ExportMemoriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoryRecord]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___MemoryRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportMemoriesResponse: _TypeAlias = ExportMemoriesResponse  # noqa: Y015
+
+@_typing.final
+class ImportMemoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoryRecord]:
+        """One or more records (mind the message size limit). Records are numbered from 0 in stream
+        order across requests; errors refer to these numbers.
+        """
+
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___MemoryRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportMemoriesRequest: _TypeAlias = ImportMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class ImportRecordError(_message.Message):
+    """A record that was not imported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The record's number in the stream, from 0."""
+    id: _builtins.str
+    """The record's id, if it had one."""
+    reason: _builtins.str
+    """UPPER_SNAKE, as in ErrorInfo (e.g. INVALID_ARGUMENT)."""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "index", b"index", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRecordError: _TypeAlias = ImportRecordError  # noqa: Y015
+
+@_typing.final
+class ImportMemoriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORTED_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    EMBEDDED_FIELD_NUMBER: _builtins.int
+    RENAMED_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    imported: _builtins.int
+    """Records written."""
+    skipped: _builtins.int
+    """Records whose id the project already had (or that came earlier in the stream): unchanged."""
+    failed: _builtins.int
+    """Records rejected; the first 100 are in errors."""
+    embedded: _builtins.int
+    """Imported records the server embedded (no usable vector: none, another model or dimension)."""
+    renamed: _builtins.int
+    """Imported records whose id another project on this server uses: they were given an id
+    derived from it and the project (the same one on every re-import).
+    """
+    model: _builtins.str
+    """The server's embedding model id: vectors of this model and dimension are used as they are."""
+    dimension: _builtins.int
+    """The server's embedding dimension."""
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportRecordError]: ...
+    def __init__(
+        self,
+        *,
+        imported: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        errors: _abc.Iterable[Global___ImportRecordError] | None = ...,
+        embedded: _builtins.int = ...,
+        renamed: _builtins.int = ...,
+        model: _builtins.str = ...,
+        dimension: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "embedded", b"embedded", "errors", b"errors", "failed", b"failed", "imported", b"imported", "model", b"model", "renamed", b"renamed", "skipped", b"skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportMemoriesResponse: _TypeAlias = ImportMemoriesResponse  # noqa: Y015

@@ -81,6 +81,16 @@ class MemoryServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsResponse.FromString,
                 _registered_method=True)
+        self.ExportMemories = channel.unary_stream(
+                '/memgrpc.v1.MemoryService/ExportMemories',
+                request_serializer=memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesResponse.FromString,
+                _registered_method=True)
+        self.ImportMemories = channel.stream_unary(
+                '/memgrpc.v1.MemoryService/ImportMemories',
+                request_serializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.FromString,
+                _registered_method=True)
 
 
 class MemoryServiceServicer:
@@ -150,6 +160,22 @@ class MemoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMemories(self, request, context):
+        """Streams the memories matching the filters (every user when user_id is empty) in batches,
+        with their vectors and versions when asked: backups, moves between projects or servers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportMemories(self, request_iterator, context):
+        """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
+        id the project already has is skipped, so importing the same records again is harmless.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MemoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +223,16 @@ def add_MemoryServiceServicer_to_server(servicer, server):
                     servicer.ListMemoryVersions,
                     request_deserializer=memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsResponse.SerializeToString,
+            ),
+            'ExportMemories': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportMemories,
+                    request_deserializer=memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesResponse.SerializeToString,
+            ),
+            'ImportMemories': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportMemories,
+                    request_deserializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +479,60 @@ class MemoryService:
             '/memgrpc.v1.MemoryService/ListMemoryVersions',
             memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsRequest.SerializeToString,
             memgrpc_dot_v1_dot_memory__pb2.ListMemoryVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/memgrpc.v1.MemoryService/ExportMemories',
+            memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_memory__pb2.ExportMemoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportMemories(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/memgrpc.v1.MemoryService/ImportMemories',
+            memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

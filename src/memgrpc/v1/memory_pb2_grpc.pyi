@@ -52,6 +52,14 @@ class MemoryServiceStub:
     """Up to 1000 create/update/delete operations; each succeeds or fails on its own."""
     ListMemoryVersions: _grpc.UnaryUnaryMultiCallable[_memory_pb2.ListMemoryVersionsRequest, _memory_pb2.ListMemoryVersionsResponse]
     """The versions of a memory, newest first (the current one has no expire_time)."""
+    ExportMemories: _grpc.UnaryStreamMultiCallable[_memory_pb2.ExportMemoriesRequest, _memory_pb2.ExportMemoriesResponse]
+    """Streams the memories matching the filters (every user when user_id is empty) in batches,
+    with their vectors and versions when asked: backups, moves between projects or servers.
+    """
+    ImportMemories: _grpc.StreamUnaryMultiCallable[_memory_pb2.ImportMemoriesRequest, _memory_pb2.ImportMemoriesResponse]
+    """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
+    id the project already has is skipped, so importing the same records again is harmless.
+    """
 
 @_typing.type_check_only
 class MemoryServiceAsyncStub(MemoryServiceStub):
@@ -76,6 +84,14 @@ class MemoryServiceAsyncStub(MemoryServiceStub):
     """Up to 1000 create/update/delete operations; each succeeds or fails on its own."""
     ListMemoryVersions: _aio.UnaryUnaryMultiCallable[_memory_pb2.ListMemoryVersionsRequest, _memory_pb2.ListMemoryVersionsResponse]  # type: ignore[assignment]
     """The versions of a memory, newest first (the current one has no expire_time)."""
+    ExportMemories: _aio.UnaryStreamMultiCallable[_memory_pb2.ExportMemoriesRequest, _memory_pb2.ExportMemoriesResponse]  # type: ignore[assignment]
+    """Streams the memories matching the filters (every user when user_id is empty) in batches,
+    with their vectors and versions when asked: backups, moves between projects or servers.
+    """
+    ImportMemories: _aio.StreamUnaryMultiCallable[_memory_pb2.ImportMemoriesRequest, _memory_pb2.ImportMemoriesResponse]  # type: ignore[assignment]
+    """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
+    id the project already has is skipped, so importing the same records again is harmless.
+    """
 
 class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """MemoryService stores, versions and recalls a project's memories."""
@@ -151,5 +167,25 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.ListMemoryVersionsResponse, _abc.Awaitable[_memory_pb2.ListMemoryVersionsResponse]]:
         """The versions of a memory, newest first (the current one has no expire_time)."""
+
+    @_abc_1.abstractmethod
+    def ExportMemories(
+        self,
+        request: _memory_pb2.ExportMemoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_memory_pb2.ExportMemoriesResponse], _abc.AsyncIterator[_memory_pb2.ExportMemoriesResponse]]:
+        """Streams the memories matching the filters (every user when user_id is empty) in batches,
+        with their vectors and versions when asked: backups, moves between projects or servers.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportMemories(
+        self,
+        request_iterator: _MaybeAsyncIterator[_memory_pb2.ImportMemoriesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_memory_pb2.ImportMemoriesResponse, _abc.Awaitable[_memory_pb2.ImportMemoriesResponse]]:
+        """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
+        id the project already has is skipped, so importing the same records again is harmless.
+        """
 
 def add_MemoryServiceServicer_to_server(servicer: MemoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,100 @@
+'use strict';
+// Runs against a live memgrpc server (node's built-in test runner, no other test deps):
+//   MEMGRPC_ADDR=127.0.0.1:50051 MEMGRPC_API_KEY=mgk_... node --test test.js
+// The key needs the read and write scopes. tests/test_node_client.py runs this under pytest
+// against a server it starts on loopback.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const { MemgrpcClient, MemgrpcError, grpc } = require('./client');
+
+const ADDR = process.env.MEMGRPC_ADDR;
+const API_KEY = process.env.MEMGRPC_API_KEY;
+const missing = !ADDR || !API_KEY ? 'set MEMGRPC_ADDR and MEMGRPC_API_KEY to a running server' : false;
+
+const userId = `node-${crypto.randomUUID()}`;
+let client;
+let created;
+
+test.before(() => {
+  if (!missing) client = new MemgrpcClient(ADDR, { apiKey: API_KEY });
+});
+test.after(() => client?.close());
+
+test('createMemory stores a memory', { skip: missing }, async () => {
+  created = await client.createMemory({
+    userId,
+    content: "The user's dog is named Biscuit",
+    type: 'fact',
+    tags: ['pets'],
+    metadata: { source: 'node-test', weight: 2 },
+  });
+  assert.match(created.id, /^mem_/);
+  assert.equal(created.userId, userId);
+  assert.equal(created.type, 'MEMORY_TYPE_FACT');
+  assert.deepEqual(created.metadata, { source: 'node-test', weight: 2 });
+});
+
+test('searchMemories finds it', { skip: missing }, async () => {
+  assert.ok(created, 'createMemory ran first');
+  const results = await client.searchMemories({ userId, query: 'what is the name of my dog?', limit: 5 });
+  const hit = results.find((r) => r.memory.id === created.id);
+  assert.ok(hit, `the new memory is among ${JSON.stringify(results.map((r) => r.memory.id))}`);
+  assert.ok(hit.score > 0 && hit.score <= 1);
+  assert.deepEqual(hit.memory.tags, ['pets']);
+});
+
+test('a bad request is INVALID_ARGUMENT with BadRequest field violations', { skip: missing }, async () => {
+  await assert.rejects(client.createMemory({ userId, content: '' }), (err) => {
+    assert.ok(err instanceof MemgrpcError, String(err));
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(err.codeName, 'INVALID_ARGUMENT');
+    assert.equal(err.domain, 'memgrpc');
+    assert.match(err.reason, /^[A-Z_]+$/);
+    assert.ok(
+      err.fieldViolations.some((v) => v.field === 'memory.content' && v.description),
+      JSON.stringify(err.fieldViolations),
+    );
+    assert.ok(err.requestId, 'the x-request-id trailer is surfaced');
+    return true;
+  });
+});
+
+test('chat streams started, context, deltas and done', { skip: missing }, async (t) => {
+  const events = [];
+  try {
+    for await (const event of client.chat({ userId, message: "What is my dog's name?" })) {
+      events.push(event);
+    }
+  } catch (err) {
+    if (err instanceof MemgrpcError && err.code === grpc.status.UNIMPLEMENTED) {
+      t.skip('ChatService is not served by this server yet (UNIMPLEMENTED)');
+      return;
+    }
+    throw err;
+  }
+  const kinds = events.map((e) => e.event);
+  assert.equal(kinds[0], 'started', kinds.join(','));
+  assert.equal(kinds.at(-1), 'done', kinds.join(','));
+  assert.ok(kinds.includes('context'), kinds.join(','));
+  assert.ok(kinds.includes('delta'), kinds.join(','));
+  assert.deepEqual(
+    events.map((e) => e.sequence),
+    events.map((_, i) => i + 1),
+  );
+
+  const started = events[0].started;
+  assert.match(started.userMessageId, /^msg_/);
+  assert.match(started.sessionId, /^ses_/);
+  const context = events.find((e) => e.event === 'context').context;
+  assert.ok(context.memories.some((m) => m.memory.id === created.id), 'the dog memory was recalled');
+  const reply = events
+    .filter((e) => e.event === 'delta')
+    .map((e) => e.delta.text)
+    .join('');
+  assert.match(reply, /Biscuit/);
+  const done = events.at(-1).done;
+  assert.match(done.assistantMessageId, /^msg_/);
+  assert.ok(done.usage.completionTokens > 0);
+});

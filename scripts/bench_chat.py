@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Chat benchmark: the service-added time to first delta, with the local provider.
+
+Service-added = (request sent -> first delta received, measured by the client) minus the
+provider's own first-token time (the local provider reports it: `Generation.first_token_s`,
+read through the `ChatService.on_first_delta` hook). What remains is memgrpc's part: auth,
+session lookup, storing the user message (embed + commits) and recall, all before generation.
+
+The memories (LoCoMo dev turns, varied to reach the size) are bulk-loaded with BatchMemories
+for `--users` users and compacted first, as the server's maintainer would. Turns run one at a
+time, each user in one ongoing session. The server runs in this process (the hook has to be
+read), so the client's own gRPC work counts as service time too: an upper bound.
+Usage: .venv/bin/python scripts/bench_chat.py [--memories 10000] [--users 10] [--turns 300] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from memgrpc.config import ServerConfig
+from memgrpc.core.chat import TurnTiming
+from memgrpc.embed import load_embedder
+from memgrpc.server.app import start
+from memgrpc.server.logging import configure_logging
+from memgrpc.v1 import chat_pb2 as pb
+from memgrpc.v1 import chat_pb2_grpc, memory_pb2_grpc
+from memgrpc.v1 import memory_pb2 as mpb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import corpus, load_texts, pct
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "mgk_bench_bootstrap_key_0123456789abcdef"
+MD = (("x-api-key", KEY),)
+TARGET_P50_MS = 15.0
+
+
+async def bulk_load(stub: memory_pb2_grpc.MemoryServiceStub, texts: list[str], users: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 250):
+        ops = [
+            mpb.BatchOperation(
+                create=mpb.CreateMemoryRequest(
+                    memory=mpb.Memory(user_id=f"u{(i + j) % users}", content=t)
+                )
+            )
+            for j, t in enumerate(texts[i : i + 250])
+        ]
+        resp = await stub.BatchMemories(mpb.BatchMemoriesRequest(operations=ops), metadata=MD)
+        assert resp.summary.failed == 0
+    return len(texts) / (time.perf_counter() - t0)
+
+
+async def one_turn(
+    stub: chat_pb2_grpc.ChatServiceStub, req: pb.ChatRequest
+) -> tuple[float, str, str]:
+    """(ms to the first delta, session id, reply)."""
+    t0 = time.perf_counter()
+    first = 0.0
+    session_id, parts = "", []
+    async for ev in stub.Chat(req, metadata=MD):
+        if ev.HasField("started"):
+            session_id = ev.started.session_id
+        elif ev.HasField("delta"):
+            if not parts:
+                first = (time.perf_counter() - t0) * 1000
+            parts.append(ev.delta.text)
+    return first, session_id, "".join(parts)
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--memories", type=int, default=10_000)
+    ap.add_argument("--users", type=int, default=10)
+    ap.add_argument("--turns", type=int, default=300)
+    ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
+    args = ap.parse_args()
+    configure_logging("warning")
+    turns, questions = load_texts()
+    texts = corpus(turns, args.memories)
+    rng = random.Random(13)
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    timings: list[TurnTiming] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = ServerConfig(
+            addr="127.0.0.1:0",
+            data=str(Path(tmp) / "data"),
+            admin_key=KEY,
+            log_level="warning",
+            maintenance_interval_s=3600,
+        )
+        running = await start(config, embedder=load_embedder("local"))
+        try:
+            app = running.app
+            async with grpc.aio.insecure_channel(running.address) as ch:
+                memories = memory_pb2_grpc.MemoryServiceStub(ch)
+                chat = chat_pb2_grpc.ChatServiceStub(ch)
+                rate = await bulk_load(memories, texts, args.users)
+                await app.maintainer.run_once(force=True)  # what the background maintainer does
+                report(
+                    f"{args.memories} memories for {args.users} users, bulk-loaded with"
+                    f" BatchMemories at {rate:.0f} memories/s, then compacted"
+                )
+                sessions: dict[str, str] = {}
+                warm = args.users * 2  # every user's session started, caches warm
+                firsts: list[float] = []
+                grounded = 0
+                app.chat.service.on_first_delta = timings.append
+                for i in range(warm + args.turns):
+                    user = f"u{i % args.users}"
+                    question = rng.choice(questions)
+                    req = (
+                        pb.ChatRequest(session_id=sessions[user], message=question)
+                        if user in sessions
+                        else pb.ChatRequest(user_id=user, message=question)
+                    )
+                    first, session_id, reply = await one_turn(chat, req)
+                    sessions[user] = session_id
+                    if i >= warm:
+                        firsts.append(first)
+                        grounded += reply.startswith("From what I remember")
+                provider = [t.provider_first_token_s * 1000 for t in timings[warm:]]
+                server_side = [t.to_first_delta_s * 1000 for t in timings[warm:]]
+                added = [f - p for f, p in zip(firsts, provider, strict=True)]
+                a50, a99 = pct(added, 50), pct(added, 99)
+                report(
+                    f"service-added time to first delta over {len(added)} turns"
+                    f" (local provider, one at a time): p50 {a50:.1f} ms, p99 {a99:.1f} ms"
+                    f" (target p50 <= {TARGET_P50_MS:.0f} ms:"
+                    f" {'met' if a50 <= TARGET_P50_MS else 'NOT met'})"
+                )
+                report(
+                    f"request -> first delta at the client: p50 {pct(firsts, 50):.1f} ms,"
+                    f" p99 {pct(firsts, 99):.1f} ms; inside the server (plan -> first delta):"
+                    f" p50 {pct(server_side, 50):.1f} ms; the provider's own first token:"
+                    f" p50 {pct(provider, 50):.2f} ms"
+                )
+                report(f"replies grounded in recalled memories: {grounded}/{len(added)}")
+        finally:
+            await running.stop(5.0)
+    if args.write:
+        out = ROOT / "docs" / "BENCHMARKS.md"
+        cmd = "python scripts/bench_chat.py " + " ".join(sys.argv[1:])
+        block = "\n".join(f"- {x}" for x in lines)
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        with out.open("a") as fh:
+            fh.write(f"\n### bench_chat ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

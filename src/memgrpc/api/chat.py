@@ -1,0 +1,176 @@
+"""ChatService servicer: translates between protos and core.chat / core.chat_async, nothing else.
+
+A failure after `started` reaches the client twice, on purpose: as an `error` event (for
+callers that only read events) and as the call's status with ErrorInfo (and RetryInfo), which
+is what gRPC clients raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2
+
+from memgrpc.api import convert
+from memgrpc.core import principal
+from memgrpc.core.chat import (
+    ChatEvent,
+    ChatRequest,
+    ChatService,
+    ContextUsed,
+    Delta,
+    Done,
+    Failed,
+    Started,
+)
+from memgrpc.core.chat_async import BackgroundChats, ChatResult
+from memgrpc.core.idempotency import Idempotency
+from memgrpc.core.types import SearchHit
+from memgrpc.llm import Usage
+from memgrpc.server.errors import to_rpc_status
+from memgrpc.v1 import chat_pb2 as pb
+from memgrpc.v1 import chat_pb2_grpc
+from memgrpc.v1 import memory_pb2 as mpb
+
+_STATUSES = {
+    "queued": pb.CHAT_STATUS_QUEUED,
+    "running": pb.CHAT_STATUS_RUNNING,
+    "complete": pb.CHAT_STATUS_COMPLETE,
+    "failed": pb.CHAT_STATUS_FAILED,
+}
+
+
+def _request(r: pb.ChatRequest) -> ChatRequest:
+    return ChatRequest(
+        message=r.message,
+        session_id=r.session_id,
+        user_id=r.user_id,
+        use_memory=r.use_memory if r.HasField("use_memory") else True,
+        provider=r.provider,
+        model=r.model,
+        temperature=r.temperature if r.HasField("temperature") else None,
+        system_prompt=r.system_prompt,
+        max_tokens=r.max_tokens if r.HasField("max_tokens") else None,
+    )
+
+
+def _hits(hits: list[SearchHit]) -> list[mpb.SearchResult]:
+    return [mpb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score) for h in hits]
+
+
+def _usage(u: Usage | None) -> pb.ChatUsage | None:
+    if u is None:
+        return None
+    return pb.ChatUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens)
+
+
+def _event(ev: ChatEvent) -> pb.ChatEvent:
+    out = pb.ChatEvent(sequence=ev.sequence, create_time=convert.to_ts(ev.create_time))
+    body = ev.body
+    match body:
+        case Started():
+            out.started.CopyFrom(
+                pb.ChatStarted(user_message_id=body.user_message_id, session_id=body.session_id)
+            )
+        case ContextUsed():
+            out.context.CopyFrom(pb.ChatContext(memories=_hits(body.memories)))
+        case Delta():
+            out.delta.text = body.text
+        case Done():
+            latency = duration_pb2.Duration()
+            latency.FromTimedelta(body.latency)
+            out.done.CopyFrom(
+                pb.ChatDone(
+                    assistant_message_id=body.assistant_message_id,
+                    usage=_usage(body.usage),
+                    latency=latency,
+                )
+            )
+        case Failed():
+            status = to_rpc_status(body.error)
+            out.error.CopyFrom(
+                pb.ChatError(code=status.code, message=status.message, reason=body.error.reason)
+            )
+    return out
+
+
+def _result(r: ChatResult) -> pb.ChatResult:
+    out = pb.ChatResult(
+        processing_id=r.id,
+        status=_STATUSES[r.status],
+        response=r.response,
+        session_id=r.session_id,
+        user_message_id=r.user_message_id,
+        assistant_message_id=r.assistant_message_id,
+        usage=_usage(r.usage),
+        memories=_hits(r.memories),
+    )
+    if r.error is not None:
+        out.error.CopyFrom(
+            pb.ChatError(
+                code=code_pb2.Code.Value(r.error.code),
+                message=r.error.message,
+                reason=r.error.reason,
+            )
+        )
+    return out
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(
+        self, chat: ChatService, background: BackgroundChats, idempotency: Idempotency
+    ) -> None:
+        self._chat = chat
+        self._background = background
+        self._idem = idempotency
+
+    async def Chat(
+        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ChatEvent]:
+        plan = await self._chat.plan(principal.current().project_id, _request(request))
+        turn = self._chat.start(plan)
+        # the call ending any way (cancel, deadline) stops the turn, wherever this generator is
+        context.add_done_callback(lambda _: turn.cancel())
+        try:
+            async for ev in turn.events():
+                yield _event(ev)
+        finally:
+            turn.cancel()
+
+    async def ChatAsync(
+        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ChatAsyncResponse:
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            queued = await self._background.submit(project, _request(request))
+            resp = pb.ChatAsyncResponse(processing_id=queued.id)
+            return resp.SerializeToString(), queued.user_id
+
+        return pb.ChatAsyncResponse.FromString(
+            await self._idem.run_owned(project, "ChatAsync", request.request_id, compute)
+        )
+
+    async def GetChatResult(
+        self, request: pb.GetChatResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ChatResult:
+        found = await self._background.get(principal.current().project_id, request.processing_id)
+        return _result(found)
+
+    async def ListProviders(
+        self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProvidersResponse:
+        return pb.ListProvidersResponse(
+            providers=[
+                pb.Provider(
+                    name=p.name,
+                    models=p.models,
+                    default_model=p.default_model,
+                    is_default=p.is_default,
+                    available=p.available,
+                )
+                for p in self._chat.providers()
+            ]
+        )

@@ -1,0 +1,444 @@
+"""A chat turn with memory (Sovant send_message, Sonzai chat): store the user's message, recall,
+stream the provider's reply as it is produced, store the reply.
+
+Order and durability: the user message is committed before generation starts (`started` carries
+its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The reply is
+stored when the provider finishes (`done` carries its id). A turn that is cancelled (the client
+went away or its deadline passed) closes the provider stream at once, which for HTTP providers
+closes the connection, and stores what was generated marked `interrupted`; that write is shielded
+from the cancellation.
+
+A streamed turn runs in its own task (`Turn`), so the caller's cancellation reaches it wherever
+the caller was (awaiting an event or writing one to the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from memgrpc.core import validation
+from memgrpc.core.context import Context, ContextRequest, ContextService, TokenCounter
+from memgrpc.core.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+    Violations,
+)
+from memgrpc.core.ids import new_id
+from memgrpc.core.messages import MessageService
+from memgrpc.core.records import Message, Session
+from memgrpc.core.sessions import SessionService
+from memgrpc.core.types import SearchHit
+from memgrpc.embed.shared import shared_embeddings
+from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
+
+log = structlog.get_logger(__name__)
+
+MAX_TEMPERATURE = 2.0
+MAX_MODEL_CHARS = 256
+HISTORY_TURNS = 10  # earlier messages of the session sent as chat turns
+TITLE_CHARS = 80  # a session made for a turn is titled with the message's start
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+_CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    message: str
+    session_id: str = ""
+    user_id: str = ""
+    use_memory: bool = True
+    provider: str = ""
+    model: str = ""
+    temperature: float | None = None
+    system_prompt: str = ""
+    max_tokens: int | None = None
+
+
+# -- events, in stream order: started, context, delta..., then done or failed -------------------
+@dataclass(frozen=True)
+class Started:
+    user_message_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ContextUsed:
+    memories: list[SearchHit]
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    assistant_message_id: str
+    usage: Usage
+    latency: timedelta
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: DomainError
+
+
+EventBody = Started | ContextUsed | Delta | Done | Failed
+Emit = Callable[[EventBody], None]
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    sequence: int
+    create_time: datetime
+    body: EventBody
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    models: tuple[str, ...]
+    default_model: str
+    is_default: bool
+    available: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated turn, ready to run; nothing of it is stored yet (but a session made for it)."""
+
+    project_id: str
+    request: ChatRequest
+    session: Session
+    provider: Provider
+    model: str
+    started: float  # perf_counter() when the request arrived
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    """Where a turn's time to first delta went (for benchmarks and diagnostics)."""
+
+    to_first_delta_s: float  # from the request to the first delta handed on
+    provider_first_token_s: float  # the provider's own part of it
+
+
+def provider_failure(exc: ProviderError) -> DomainError:
+    """The domain error (and so the gRPC status) a provider failure is reported as."""
+    meta = {"provider": exc.provider}
+    if exc.status is not None:
+        meta["http_status"] = str(exc.status)
+    what = f"LLM provider {exc.provider!r}: {exc.message}"
+    match exc.kind:
+        case "auth":
+            return FailedPrecondition(
+                f"{what} (it rejected memgrpc's credentials; check the provider API key)",
+                reason="PROVIDER_AUTH_FAILED",
+                metadata=meta,
+            )
+        case "rate_limited":
+            return ResourceExhausted(
+                what, reason="PROVIDER_RATE_LIMITED", metadata=meta, retry_after_s=exc.retry_after_s
+            )
+        case "timeout":
+            return DeadlineExceeded(what, reason="PROVIDER_TIMEOUT", metadata=meta)
+        case "rejected":
+            return InvalidArgument(what, reason="PROVIDER_REJECTED_REQUEST", metadata=meta)
+        case "not_found":
+            return FailedPrecondition(what, reason="PROVIDER_MODEL_NOT_FOUND", metadata=meta)
+        case "not_configured":
+            return FailedPrecondition(what, reason="PROVIDER_NOT_CONFIGURED", metadata=meta)
+        case "bad_response":
+            return Unavailable(what, reason="PROVIDER_BAD_RESPONSE", metadata=meta)
+        case _:
+            return Unavailable(
+                what, reason="PROVIDER_UNAVAILABLE", metadata=meta, retry_after_s=exc.retry_after_s
+            )
+
+
+class Turn:
+    """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
+
+    The task is kept by the service until it ends, so an interrupted reply is still stored
+    after the caller is gone.
+    """
+
+    def __init__(self, service: ChatService, plan: Plan) -> None:
+        self._queue: asyncio.Queue[ChatEvent | BaseException | None] = asyncio.Queue()
+        self._sequence = 0
+        self._cancelled = False
+        self._task = service.track(asyncio.ensure_future(self._drive(service, plan)))
+
+    def _emit(self, body: EventBody) -> None:
+        self._sequence += 1
+        self._queue.put_nowait(ChatEvent(self._sequence, datetime.now(UTC), body))
+
+    async def _drive(self, service: ChatService, plan: Plan) -> None:
+        try:
+            await service.run(plan, self._emit)
+        except asyncio.CancelledError:
+            raise  # only its consumer cancels it, and that consumer is gone
+        except BaseException as exc:
+            self._queue.put_nowait(exc)
+        else:
+            self._queue.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        """Events as they happen; raises the error that ended the turn (after its `Failed`)."""
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        """Stop the turn (once: a second cancellation would interrupt its clean-up)."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._task.cancel()
+
+
+class ChatService:
+    def __init__(
+        self,
+        sessions: SessionService,
+        messages: MessageService,
+        context: ContextService,
+        providers: Providers,
+        tokens: TokenCounter,
+    ) -> None:
+        self._sessions = sessions
+        self._messages = messages
+        self._context = context
+        self._providers = providers
+        self._tokens = tokens
+        self._tasks: set[asyncio.Future[None]] = set()
+        # called once per turn at its first delta (benchmarks read the provider's share)
+        self.on_first_delta: Callable[[TurnTiming], None] | None = None
+
+    # -- providers --------------------------------------------------------------------------
+    def providers(self) -> list[ProviderInfo]:
+        return [
+            ProviderInfo(
+                p.name,
+                p.models,
+                p.default_model,
+                p.name == self._providers.default,
+                p.available,
+            )
+            for p in self._providers.all()
+        ]
+
+    # -- plan: validate, pick the provider, resolve the session ------------------------------
+    def _validate(self, r: ChatRequest) -> Provider | None:
+        v = Violations()
+        validation.check_content(v, "message", r.message)
+        validation.check_id(v, "session_id", r.session_id, required=False)
+        validation.check_id(v, "user_id", r.user_id, required=False)
+        if not r.session_id and not r.user_id:
+            v.add("session_id", "give session_id, or user_id to start a new session")
+        if r.temperature is not None and not (
+            math.isfinite(r.temperature) and 0.0 <= r.temperature <= MAX_TEMPERATURE
+        ):
+            v.add("temperature", f"must be between 0 and {MAX_TEMPERATURE}")
+        if r.max_tokens is not None and r.max_tokens <= 0:
+            v.add("max_tokens", "must be positive (leave it unset for the provider's default)")
+        if len(r.system_prompt.encode("utf-8")) > validation.MAX_CONTENT_BYTES:
+            v.add("system_prompt", f"must be at most {validation.MAX_CONTENT_BYTES} bytes")
+        elif "\x00" in r.system_prompt:
+            v.add("system_prompt", "must not contain NUL characters")
+        if len(r.model) > MAX_MODEL_CHARS or any(c.isspace() for c in r.model):
+            v.add("model", f"must be at most {MAX_MODEL_CHARS} characters without whitespace")
+        provider = self._providers.get(r.provider)
+        if provider is None:
+            names = ", ".join(p.name for p in self._providers.all())
+            v.add("provider", f"unknown provider {r.provider!r} (configured: {names})")
+        v.raise_if_any()
+        return provider
+
+    async def plan(self, project_id: str, r: ChatRequest) -> Plan:
+        """Check everything that can fail before anything is stored."""
+        started = time.perf_counter()
+        provider = self._validate(r)
+        assert provider is not None  # _validate raised otherwise
+        if not provider.available:
+            raise FailedPrecondition(
+                f"LLM provider {provider.name!r} is not configured on this server",
+                reason="PROVIDER_NOT_CONFIGURED",
+                metadata={"provider": provider.name},
+            )
+        session = await self._session(project_id, r)
+        return Plan(project_id, r, session, provider, r.model or provider.default_model, started)
+
+    async def _session(self, project_id: str, r: ChatRequest) -> Session:
+        if not r.session_id:
+            title = " ".join(r.message.split())[:TITLE_CHARS]
+            return await self._sessions.create(project_id, Session(user_id=r.user_id, title=title))
+        s = await self._sessions.get(project_id, r.session_id)
+        if r.user_id and s.user_id != r.user_id:
+            raise InvalidArgument.field("user_id", f"session {s.id} belongs to another user")
+        if s.status in _CLOSED:
+            raise FailedPrecondition(
+                f"session {s.id} is {s.status}: it takes no more messages",
+                reason=_CLOSED[s.status],
+                metadata={"session_id": s.id, "status": s.status},
+            )
+        return s
+
+    # -- run ---------------------------------------------------------------------------------
+    def start(self, plan: Plan) -> Turn:
+        """Run the planned turn in its own task; read it through `Turn.events()`."""
+        return Turn(self, plan)
+
+    def track(self, task: asyncio.Future[None]) -> asyncio.Future[None]:
+        """Keep `task` alive until it ends (and let `stop` wait for it)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def run(self, plan: Plan, emit: Emit) -> None:
+        """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
+        a `Failed` event is emitted first."""
+        r, s = plan.request, plan.session
+        user_message = Message(id=new_id("msg"), role="user", content=r.message)
+        with shared_embeddings():  # storing and recalling embed the same text: once
+            store = asyncio.ensure_future(
+                self._messages.add(plan.project_id, s.id, [user_message], minted_ids=True)
+            )
+            recall = asyncio.ensure_future(self._recall(plan, user_message.id))
+        try:
+            stored = (await store)[0]
+        except BaseException:
+            recall.cancel()
+            raise
+        emit(Started(stored.id, s.id))
+        try:
+            context, history = await recall
+            emit(ContextUsed(context.memories if context is not None else []))
+            await self._generate(plan, self._prompt(r, context, history), emit)
+        except ProviderError as exc:
+            err = provider_failure(exc)
+            emit(Failed(err))
+            raise err from exc
+        except DomainError as exc:
+            emit(Failed(exc))
+            raise
+
+    async def _recall(
+        self, plan: Plan, user_message_id: str
+    ) -> tuple[Context | None, list[tuple[str, str, str]]]:
+        """(context or None without memory, earlier turns as (role, name, content))."""
+        r, s = plan.request, plan.session
+        if not r.use_memory:
+            if not s.message_count:
+                return None, []
+            found = await self._messages.all_in_session(plan.project_id, s.id)
+            earlier = [m for m in found if m.id != user_message_id][-HISTORY_TURNS:]
+            return None, [(m.role, m.name, m.content) for m in earlier]
+        ctx = await self._context.get(
+            plan.project_id,
+            ContextRequest(
+                user_id=s.user_id,
+                session_id=s.id if s.message_count else "",
+                query=r.message,
+                last_n_messages=HISTORY_TURNS if s.message_count else 0,
+                include_system_prompt=not r.system_prompt,
+                exclude_message_ids=(user_message_id,),
+                render_recent=False,
+            ),
+        )
+        return ctx, [(m.role, m.name, m.content) for m in ctx.recent_messages]
+
+    @staticmethod
+    def _prompt(
+        r: ChatRequest, ctx: Context | None, history: Sequence[tuple[str, str, str]]
+    ) -> list[ChatMessage]:
+        """System (instructions + recalled context), earlier turns, then the user's message."""
+        grounding: tuple[Fact, ...] = ()
+        if ctx is None:
+            system = r.system_prompt or DEFAULT_INSTRUCTIONS
+        else:
+            system = "\n\n".join(t for t in (r.system_prompt, ctx.text) if t)
+            grounding = tuple(
+                Fact(h.memory.content, h.memory.speaker, h.score) for h in ctx.memories
+            ) + tuple(Fact(h.memory.content, "", h.score) for h in ctx.summaries)
+        out = [ChatMessage("system", system, grounding)]
+        for role, name, content in history:
+            if role == "assistant":
+                out.append(ChatMessage("assistant", content))
+            else:  # other roles speak as users, under their name
+                label = name or (role if role != "user" else "")
+                out.append(ChatMessage("user", f"{label}: {content}" if label else content))
+        out.append(ChatMessage("user", r.message))
+        return out
+
+    async def _generate(self, plan: Plan, prompt: list[ChatMessage], emit: Emit) -> None:
+        r = plan.request
+        gen = plan.provider.stream(prompt, plan.model, r.temperature, r.max_tokens)
+        parts: list[str] = []
+        last = time.perf_counter()
+        try:
+            async for delta in gen:
+                last = time.perf_counter()
+                if not parts and self.on_first_delta is not None:
+                    self.on_first_delta(TurnTiming(last - plan.started, gen.first_token_s or 0.0))
+                parts.append(delta)
+                emit(Delta(delta))
+        except asyncio.CancelledError:
+            await gen.aclose()  # before anything else: the upstream stops now
+            await self._store_interrupted(plan, "".join(parts))
+            raise
+        except (ProviderError, DomainError):
+            await gen.aclose()
+            await self._store_interrupted(plan, "".join(parts))
+            raise
+        finally:
+            await gen.aclose()
+        reply = "".join(parts)
+        stored = await self._store_reply(plan, reply, interrupted=False)
+        usage = gen.usage or Usage(
+            prompt_tokens=sum(self._tokens.count_tokens(m.content) for m in prompt),
+            completion_tokens=self._tokens.count_tokens(reply),
+        )
+        emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
+
+    async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
+        if not text.strip():
+            return None  # nothing was said: no message
+        reply = Message(role="assistant", content=text, interrupted=interrupted)
+        return (await self._messages.add(plan.project_id, plan.session.id, [reply]))[0]
+
+    async def _store_interrupted(self, plan: Plan, text: str) -> None:
+        """Store a partial reply, shielded: the turn's own cancellation must not stop it."""
+        write = self.track(asyncio.ensure_future(self._store_quietly(plan, text)))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(write)
+
+    async def _store_quietly(self, plan: Plan, text: str) -> None:
+        try:
+            await self._store_reply(plan, text, interrupted=True)
+        except Exception as exc:  # e.g. the session was deleted meanwhile
+            log.warning("interrupted_reply_not_stored", session_id=plan.session.id, error=str(exc))
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Let running turns and their writes end for up to `timeout_s`, then cancel them."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

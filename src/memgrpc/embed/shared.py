@@ -1,0 +1,75 @@
+"""One embedding per distinct text within a unit of work (a chat turn, a context assembly).
+
+A chat turn embeds its message three times at once: to store it as a memory, to recall with it
+and to look for summaries. The model is deterministic, so inside `shared_embeddings()` (and in
+the tasks started there, which inherit the context) the first request for a text runs the model
+and the others await that same result. Outside such a block nothing changes, so callers that
+count model runs see exactly what they asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+
+import numpy as np
+import numpy.typing as npt
+
+from memgrpc.embed.base import EmbedderError, Vectors
+from memgrpc.embed.batcher import BatchingEmbedder
+
+Row = npt.NDArray[np.float32]
+_memo: ContextVar[dict[str, asyncio.Future[Row]] | None] = ContextVar(
+    "memgrpc_embedding_memo", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_embeddings() -> Iterator[None]:
+    """Share embeddings of equal texts in this block; a block inside another joins it."""
+    if _memo.get() is not None:
+        yield
+        return
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _row_of(batch: asyncio.Future[Vectors], index: int) -> asyncio.Future[Row]:
+    row: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Vectors]) -> None:
+        if row.done():
+            return
+        if done.cancelled():
+            row.set_exception(EmbedderError("embedding cancelled"))
+        elif (exc := done.exception()) is not None:
+            row.set_exception(exc)
+        else:
+            row.set_result(done.result()[index])
+
+    batch.add_done_callback(settle)
+    # a failure nobody else awaits must not be reported as "never retrieved"
+    row.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return row
+
+
+class SharingEmbedder(BatchingEmbedder):
+    """A BatchingEmbedder that honours `shared_embeddings()` blocks."""
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        memo = _memo.get()
+        if memo is None or isinstance(texts, str) or not texts:
+            return await super().embed(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in memo]
+        if missing:
+            # its own task: a cancelled first caller must not fail the others waiting for it
+            batch = asyncio.ensure_future(super().embed(missing))
+            for i, text in enumerate(missing):
+                memo[text] = _row_of(batch, i)
+        rows = [await asyncio.shield(memo[t]) for t in texts]
+        return np.stack(rows).astype(np.float32, copy=False)
