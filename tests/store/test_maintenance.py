@@ -77,3 +77,30 @@ async def test_expired_request_ids_are_dropped(tmp_path: Path) -> None:
     rows = (await store.table("requests").query().to_arrow()).to_pylist()
     assert [r["pk"] for r in rows] == ["new"]
     await store.close()
+
+
+async def test_commit_pressure_wakes_the_maintainer(tmp_path: Path) -> None:
+    """Many small commits get compacted soon, not at the next periodic pass."""
+    import asyncio
+
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    m = Maintainer(store, MaintenanceConfig(interval_s=3600, pressure_commits=20, min_gap_s=0.1))
+    m.start()
+    try:
+        table = MemoryTable(store)
+        rng = np.random.default_rng(1)
+        for i in range(20):  # the 20th commit crosses the threshold
+            await table.writer.insert([_memory(i, rng.normal(size=DIM).astype(np.float32))])
+        for _ in range(100):
+            if m.runs:
+                break
+            await asyncio.sleep(0.05)
+        assert m.runs >= 1
+        tbl = store.table("memories")
+        await tbl.checkout_latest()
+        assert (await tbl.stats())["fragment_stats"]["num_fragments"] <= 2
+        assert len((await tbl.query().to_arrow()).to_pylist()) == 20
+    finally:
+        await m.stop()
+        await store.close()

@@ -30,6 +30,10 @@ class MaintenanceConfig:
     cleanup_older_than_s: float = 120.0
     ann_min_rows: int = 50_000
     request_ttl_s: float = 24 * 3600.0
+    # compact early once a table took this many commits since its last compaction,
+    # but not more often than every `min_gap_s`
+    pressure_commits: int = 64
+    min_gap_s: float = 5.0
 
 
 class Maintainer:
@@ -38,9 +42,12 @@ class Maintainer:
         self.config = config or MaintenanceConfig()
         self._task: asyncio.Task[None] | None = None
         self._ann_rows: int | None = None
+        self._wake = asyncio.Event()
         self.runs = 0
 
     def start(self) -> None:
+        for writer in self._store.writers().values():
+            writer.on_pressure = self._on_commit
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintainer")
 
@@ -51,15 +58,22 @@ class Maintainer:
                 await self._task
             self._task = None
 
+    def _on_commit(self, commits: int) -> None:
+        if commits >= self.config.pressure_commits:
+            self._wake.set()
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.interval_s)
+            self._wake.clear()
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # upkeep must never take the server down
                 log.warning("maintenance_failed", error=str(exc))
+            await asyncio.sleep(self.config.min_gap_s)
 
     async def run_once(self, *, force: bool = False) -> None:
         """One pass over every table; `force` compacts regardless of thresholds."""
@@ -67,6 +81,7 @@ class Maintainer:
         for name in self._store.specs:
             tbl = self._store.table(name)
             if force or await self._needs_optimize(tbl):
+                self._store.writer(name).commits_since_compaction = 0
                 stats = await tbl.optimize(
                     cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
                 )

@@ -83,6 +83,9 @@ class TableWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = WriterStats()
+        # every commit is a fragment: the maintainer listens to compact before reads slow down
+        self.commits_since_compaction = 0
+        self.on_pressure: Callable[[int], None] | None = None
         self.on_commit: CommitObserver | None = None
         # versions this writer committed (bounded), so readers can tell others' writes apart
         self.own_versions: set[int] = set()
@@ -209,6 +212,9 @@ class TableWriter:
                     tracing.set_attributes(span, rows=nrows)
                 self._observe(group[0].kind, nrows, time.perf_counter() - start, True)
                 self.stats.commits += 1
+                self.commits_since_compaction += 1
+                if self.on_pressure is not None:
+                    self.on_pressure(self.commits_since_compaction)
                 self.stats.rows += nrows
                 self.stats.last_flush_rows = nrows
                 result = nrows if group[0].kind == "update" else None
