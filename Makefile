@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 ADDR   ?= 127.0.0.1:50051
 DATA   ?= ./data
 
-.PHONY: setup proto proto-check lint test serve bench clean
+.PHONY: setup proto proto-check lint test serve bench bench-scale bench-peers clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,16 @@ serve: setup
 
 bench: setup
 	$(PY) scripts/bench_memory.py
+
+# search latency at 10k/100k/1M memories, with and without the ANN index (~45 min; writes the plot)
+bench-scale: setup
+	$(PY) scripts/bench_scale.py --write
+
+# memgrpc vs a Chroma server (chromadb in its own venv, .venv-peers, made on first use)
+bench-peers: setup
+	test -x .venv-peers/bin/chroma || ($(PYTHON) -m venv .venv-peers && \
+		.venv-peers/bin/python -m pip install -q 'chromadb==1.5.9')
+	$(PY) scripts/bench_peers.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,11 @@ read through the `ChatService.on_first_delta` hook). What remains is memgrpc's p
 session lookup, storing the user message (embed + commits) and recall, all before generation.
 
 The memories (LoCoMo dev turns, varied to reach the size) are bulk-loaded with BatchMemories
-for `--users` users and compacted first, as the server's maintainer would. Turns run one at a
-time, each user in one ongoing session. The server runs in this process (the hook has to be
-read), so the client's own gRPC work counts as service time too: an upper bound.
+for `--users` users and compacted first; the server's maintainer runs at its default interval.
+Turns run one at a time, each user in one ongoing session. The server runs in this process (the
+hook has to be read), so the client's own gRPC work counts as service time too: an upper bound.
+Baseline from the same run: AddMessages of one message into the same sessions (a turn must
+commit its user message before generating) and SearchMemories on the same users.
 Usage: .venv/bin/python scripts/bench_chat.py [--memories 10000] [--users 10] [--turns 300] [--write]
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -31,8 +34,9 @@ from memgrpc.embed import load_embedder
 from memgrpc.server.app import start
 from memgrpc.server.logging import configure_logging
 from memgrpc.v1 import chat_pb2 as pb
-from memgrpc.v1 import chat_pb2_grpc, memory_pb2_grpc
+from memgrpc.v1 import chat_pb2_grpc, memory_pb2_grpc, sessions_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
+from memgrpc.v1 import sessions_pb2 as spb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import corpus, load_texts, pct
@@ -76,6 +80,31 @@ async def one_turn(
     return first, session_id, "".join(parts)
 
 
+async def baselines(
+    ch: grpc.aio.Channel, sessions: dict[str, str], questions: list[str]
+) -> tuple[list[float], list[float]]:
+    """Client-side ms of AddMessages (one message) and SearchMemories on the same users."""
+    add_stub = sessions_pb2_grpc.SessionServiceStub(ch)
+    search_stub = memory_pb2_grpc.MemoryServiceStub(ch)
+    adds, searches = [], []
+    for i, q in enumerate(questions):
+        user = f"u{i % len(sessions)}"
+        t0 = time.perf_counter()
+        await add_stub.AddMessages(
+            spb.AddMessagesRequest(
+                session_id=sessions[user], messages=[spb.Message(role="user", content=q)]
+            ),
+            metadata=MD,
+        )
+        adds.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await search_stub.SearchMemories(
+            mpb.SearchMemoriesRequest(user_id=user, query=q, limit=10), metadata=MD
+        )
+        searches.append((time.perf_counter() - t0) * 1000)
+    return adds, searches
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--memories", type=int, default=10_000)
@@ -100,7 +129,6 @@ async def main() -> int:
             data=str(Path(tmp) / "data"),
             admin_key=KEY,
             log_level="warning",
-            maintenance_interval_s=3600,
         )
         running = await start(config, embedder=load_embedder("local"))
         try:
@@ -113,12 +141,14 @@ async def main() -> int:
                 report(
                     f"{args.memories} memories for {args.users} users, bulk-loaded with"
                     f" BatchMemories at {rate:.0f} memories/s, then compacted"
+                    f" (machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
                 )
                 sessions: dict[str, str] = {}
                 warm = args.users * 2  # every user's session started, caches warm
                 firsts: list[float] = []
                 grounded = 0
                 app.chat.service.on_first_delta = timings.append
+                loads = app.memories.cache.loads
                 for i in range(warm + args.turns):
                     user = f"u{i % args.users}"
                     question = rng.choice(questions)
@@ -148,7 +178,17 @@ async def main() -> int:
                     f" p50 {pct(server_side, 50):.1f} ms; the provider's own first token:"
                     f" p50 {pct(provider, 50):.2f} ms"
                 )
-                report(f"replies grounded in recalled memories: {grounded}/{len(added)}")
+                report(
+                    f"replies grounded in recalled memories: {grounded}/{len(added)};"
+                    f" full reloads of a user's recall index during the turns:"
+                    f" {app.memories.cache.loads - loads}"
+                )
+                adds, searches = await baselines(ch, sessions, rng.sample(questions, 100))
+                report(
+                    f"baseline, same run: AddMessages (one message) p50 {pct(adds, 50):.1f} ms,"
+                    f" SearchMemories p50 {pct(searches, 50):.1f} ms; service-added p50 ="
+                    f" {a50 / pct(adds, 50):.2f}x AddMessages"
+                )
         finally:
             await running.stop(5.0)
     if args.write:

@@ -5,6 +5,7 @@ It speaks plain HTTP/1.1 over asyncio streams so it can see exactly when a clien
 connection mid-stream. The `model` of a request picks the behaviour:
 
   fast       5 deltas at once, usage, [DONE]
+  (a streamed answer closes its connection afterwards; errors keep it alive)
   slow       40 deltas `w0 `, `w1 `, ... one every `slow_interval_s`, usage, [DONE]
   nousage    2 deltas, no usage chunk
   auth       401 {"error": {"message": "Incorrect API key provided"}}
@@ -124,7 +125,7 @@ class FakeLLM:
             return True
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         )
         await writer.drain()
         watcher = asyncio.ensure_future(reader.read(1))  # b"" = the client closed
@@ -143,12 +144,14 @@ class FakeLLM:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             seen.finished = True
-            return True
+            return False  # a stream ends its connection: the watcher may have read past it
         except ConnectionError:
             seen.closed_at = time.monotonic()
             return False
         finally:
             watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await watcher
 
     def _script(self, model: str) -> list[str | float]:
         """SSE data payloads (str) and pauses (float seconds)."""

@@ -129,8 +129,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatEvent]:
-        plan = await self._chat.plan(principal.current().project_id, _request(request))
-        turn = self._chat.start(plan)
+        turn = await self._chat.stream(principal.current().project_id, _request(request))
         # the call ending any way (cancel, deadline) stops the turn, wherever this generator is
         context.add_done_callback(lambda _: turn.cancel())
         try:

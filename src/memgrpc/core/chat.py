@@ -2,8 +2,10 @@
 stream the provider's reply as it is produced, store the reply.
 
 Order and durability: the user message is committed before generation starts (`started` carries
-its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The reply is
-stored when the provider finishes (`done` carries its id). A turn that is cancelled (the client
+its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. Both texts the
+turn embeds (the message as stored, the message as a query) are embedded in one batch as soon as
+the request is valid, while the session is still being looked up. The reply is stored when the
+provider finishes (`done` carries its id). A turn that is cancelled (the client
 went away or its deadline passed) closes the provider stream at once, which for HTTP providers
 closes the connection, and stores what was generated marked `interrupted`; that write is shielded
 from the cancellation.
@@ -19,13 +21,14 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 
 from memgrpc.core import validation
-from memgrpc.core.context import Context, ContextRequest, ContextService, TokenCounter
+from memgrpc.core.context import Context, ContextRequest, ContextService
 from memgrpc.core.errors import (
     DeadlineExceeded,
     DomainError,
@@ -36,11 +39,12 @@ from memgrpc.core.errors import (
     Violations,
 )
 from memgrpc.core.ids import new_id
-from memgrpc.core.messages import MessageService
+from memgrpc.core.messages import MessageService, embedded_text
 from memgrpc.core.records import Message, Session
 from memgrpc.core.sessions import SessionService
 from memgrpc.core.types import SearchHit
-from memgrpc.embed.shared import shared_embeddings
+from memgrpc.embed.base import Vectors
+from memgrpc.embed.shared import Memo, shared_embeddings
 from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
 
 log = structlog.get_logger(__name__)
@@ -115,16 +119,29 @@ class ProviderInfo:
     available: bool
 
 
+class TurnEmbedder(Protocol):
+    async def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class Plan:
-    """A validated turn, ready to run; nothing of it is stored yet (but a session made for it)."""
+    """A validated turn, ready to run; nothing of it is stored yet (but a session made for it).
+
+    `session` is None when only its id is known yet (a streamed turn in an existing session:
+    storing the message checks the session anyway, and recall looks it up meanwhile)."""
 
     project_id: str
     request: ChatRequest
-    session: Session
+    session_id: str
+    session: Session | None
     provider: Provider
     model: str
     started: float  # perf_counter() when the request arrived
+    user_message: Message
+    # the turn's embeddings, computed ahead (see shared_embeddings)
+    embeddings: Memo = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,13 +236,13 @@ class ChatService:
         messages: MessageService,
         context: ContextService,
         providers: Providers,
-        tokens: TokenCounter,
+        embedder: TurnEmbedder,
     ) -> None:
         self._sessions = sessions
         self._messages = messages
         self._context = context
         self._providers = providers
-        self._tokens = tokens
+        self._embedder = embedder
         self._tasks: set[asyncio.Future[None]] = set()
         # called once per turn at its first delta (benchmarks read the provider's share)
         self.on_first_delta: Callable[[TurnTiming], None] | None = None
@@ -244,7 +261,7 @@ class ChatService:
         ]
 
     # -- plan: validate, pick the provider, resolve the session ------------------------------
-    def _validate(self, r: ChatRequest) -> Provider | None:
+    def _validate(self, r: ChatRequest) -> Provider:
         v = Violations()
         validation.check_content(v, "message", r.message)
         validation.check_id(v, "session_id", r.session_id, required=False)
@@ -268,21 +285,37 @@ class ChatService:
             names = ", ".join(p.name for p in self._providers.all())
             v.add("provider", f"unknown provider {r.provider!r} (configured: {names})")
         v.raise_if_any()
+        assert provider is not None  # a violation otherwise
         return provider
 
-    async def plan(self, project_id: str, r: ChatRequest) -> Plan:
-        """Check everything that can fail before anything is stored."""
+    async def plan(self, project_id: str, r: ChatRequest, *, look_up: bool = True) -> Plan:
+        """Check everything that can fail before anything is stored; `look_up=False` leaves an
+        existing session's checks to the store of the user message (one read less up front)."""
         started = time.perf_counter()
         provider = self._validate(r)
-        assert provider is not None  # _validate raised otherwise
         if not provider.available:
             raise FailedPrecondition(
                 f"LLM provider {provider.name!r} is not configured on this server",
                 reason="PROVIDER_NOT_CONFIGURED",
                 metadata={"provider": provider.name},
             )
-        session = await self._session(project_id, r)
-        return Plan(project_id, r, session, provider, r.model or provider.default_model, started)
+        user_message = Message(id=new_id("msg"), role="user", content=r.message)
+        texts = [embedded_text(user_message)] + ([r.message] if r.use_memory else [])
+        memo: Memo = {}
+        with shared_embeddings(memo):  # runs while the session is looked up
+            ahead = asyncio.ensure_future(self._embedder.embed(texts))
+        ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures: see run()
+        try:
+            # with a user_id the session is made, or must be checked to be that user's
+            session = await self._session(project_id, r) if look_up or r.user_id else None
+        except BaseException:
+            ahead.cancel()
+            raise
+        model = r.model or provider.default_model
+        session_id = session.id if session is not None else r.session_id
+        return Plan(
+            project_id, r, session_id, session, provider, model, started, user_message, memo
+        )
 
     async def _session(self, project_id: str, r: ChatRequest) -> Session:
         if not r.session_id:
@@ -304,6 +337,10 @@ class ChatService:
         """Run the planned turn in its own task; read it through `Turn.events()`."""
         return Turn(self, plan)
 
+    async def stream(self, project_id: str, r: ChatRequest) -> Turn:
+        """Plan (as little as possible up front: this is the latency-sensitive path) and start."""
+        return self.start(await self.plan(project_id, r, look_up=False))
+
     def track(self, task: asyncio.Future[None]) -> asyncio.Future[None]:
         """Keep `task` alive until it ends (and let `stop` wait for it)."""
         self._tasks.add(task)
@@ -313,19 +350,21 @@ class ChatService:
     async def run(self, plan: Plan, emit: Emit) -> None:
         """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
         a `Failed` event is emitted first."""
-        r, s = plan.request, plan.session
-        user_message = Message(id=new_id("msg"), role="user", content=r.message)
-        with shared_embeddings():  # storing and recalling embed the same text: once
+        r, user_message = plan.request, plan.user_message
+        with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
             store = asyncio.ensure_future(
-                self._messages.add(plan.project_id, s.id, [user_message], minted_ids=True)
+                self._messages.add(
+                    plan.project_id, plan.session_id, [user_message], minted_ids=True
+                )
             )
-            recall = asyncio.ensure_future(self._recall(plan, user_message.id))
+            recall = asyncio.ensure_future(self._recall(plan))
+        recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
         try:
             stored = (await store)[0]
         except BaseException:
             recall.cancel()
             raise
-        emit(Started(stored.id, s.id))
+        emit(Started(stored.id, plan.session_id))
         try:
             context, history = await recall
             emit(ContextUsed(context.memories if context is not None else []))
@@ -338,34 +377,33 @@ class ChatService:
             emit(Failed(exc))
             raise
 
-    async def _recall(
-        self, plan: Plan, user_message_id: str
-    ) -> tuple[Context | None, list[tuple[str, str, str]]]:
-        """(context or None without memory, earlier turns as (role, name, content))."""
-        r, s = plan.request, plan.session
+    async def _recall(self, plan: Plan) -> tuple[Context | None, list[Message]]:
+        """(the recalled context, or None without memory; the earlier turns of the session)."""
+        r = plan.request
+        s = plan.session or await self._sessions.get(plan.project_id, plan.session_id)
+        history: list[Message] = []
+        if s.message_count:  # one bounded read of the session's tail
+            found = await self._messages.since(
+                plan.project_id, s.id, max(0, s.message_count - HISTORY_TURNS)
+            )
+            history = [m for m in found if m.id != plan.user_message.id][-HISTORY_TURNS:]
         if not r.use_memory:
-            if not s.message_count:
-                return None, []
-            found = await self._messages.all_in_session(plan.project_id, s.id)
-            earlier = [m for m in found if m.id != user_message_id][-HISTORY_TURNS:]
-            return None, [(m.role, m.name, m.content) for m in earlier]
+            return None, history
         ctx = await self._context.get(
             plan.project_id,
             ContextRequest(
                 user_id=s.user_id,
-                session_id=s.id if s.message_count else "",
                 query=r.message,
-                last_n_messages=HISTORY_TURNS if s.message_count else 0,
                 include_system_prompt=not r.system_prompt,
-                exclude_message_ids=(user_message_id,),
-                render_recent=False,
+                # what the model sees as turns is not repeated as a memory
+                exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
             ),
         )
-        return ctx, [(m.role, m.name, m.content) for m in ctx.recent_messages]
+        return ctx, history
 
     @staticmethod
     def _prompt(
-        r: ChatRequest, ctx: Context | None, history: Sequence[tuple[str, str, str]]
+        r: ChatRequest, ctx: Context | None, history: Sequence[Message]
     ) -> list[ChatMessage]:
         """System (instructions + recalled context), earlier turns, then the user's message."""
         grounding: tuple[Fact, ...] = ()
@@ -377,12 +415,12 @@ class ChatService:
                 Fact(h.memory.content, h.memory.speaker, h.score) for h in ctx.memories
             ) + tuple(Fact(h.memory.content, "", h.score) for h in ctx.summaries)
         out = [ChatMessage("system", system, grounding)]
-        for role, name, content in history:
-            if role == "assistant":
-                out.append(ChatMessage("assistant", content))
+        for m in history:
+            if m.role == "assistant":
+                out.append(ChatMessage("assistant", m.content))
             else:  # other roles speak as users, under their name
-                label = name or (role if role != "user" else "")
-                out.append(ChatMessage("user", f"{label}: {content}" if label else content))
+                label = m.name or (m.role if m.role != "user" else "")
+                out.append(ChatMessage("user", f"{label}: {m.content}" if label else m.content))
         out.append(ChatMessage("user", r.message))
         return out
 
@@ -411,8 +449,8 @@ class ChatService:
         reply = "".join(parts)
         stored = await self._store_reply(plan, reply, interrupted=False)
         usage = gen.usage or Usage(
-            prompt_tokens=sum(self._tokens.count_tokens(m.content) for m in prompt),
-            completion_tokens=self._tokens.count_tokens(reply),
+            prompt_tokens=sum(self._embedder.count_tokens(m.content) for m in prompt),
+            completion_tokens=self._embedder.count_tokens(reply),
         )
         emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
 
@@ -420,7 +458,7 @@ class ChatService:
         if not text.strip():
             return None  # nothing was said: no message
         reply = Message(role="assistant", content=text, interrupted=interrupted)
-        return (await self._messages.add(plan.project_id, plan.session.id, [reply]))[0]
+        return (await self._messages.add(plan.project_id, plan.session_id, [reply]))[0]
 
     async def _store_interrupted(self, plan: Plan, text: str) -> None:
         """Store a partial reply, shielded: the turn's own cancellation must not stop it."""
@@ -432,7 +470,7 @@ class ChatService:
         try:
             await self._store_reply(plan, text, interrupted=True)
         except Exception as exc:  # e.g. the session was deleted meanwhile
-            log.warning("interrupted_reply_not_stored", session_id=plan.session.id, error=str(exc))
+            log.warning("interrupted_reply_not_stored", session_id=plan.session_id, error=str(exc))
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Let running turns and their writes end for up to `timeout_s`, then cancel them."""

@@ -176,8 +176,9 @@ class BackgroundChats:
 
     async def submit(self, project_id: str, r: ChatRequest) -> ChatResult:
         """Validate and resolve the session now (errors go to the caller), run the turn later."""
-        plan = await self._chat.plan(project_id, r)
+        plan = await self._chat.plan(project_id, r)  # looks the session up: errors now
         s = plan.session
+        assert s is not None
         result = ChatResult(id=new_id("chat"), status="queued", session_id=s.id, user_id=s.user_id)
         now = _now()
         await self._table.writer.insert(

@@ -47,10 +47,9 @@ class ContextRequest:
     token_budget: int = 0
     timezone: str = ""
     include_system_prompt: bool = True
-    # messages to leave out of memories and recent messages (a chat turn's own new message)
+    # messages to leave out of memories and recent messages (a chat turn's own, and the turns
+    # it sends to the model as they are)
     exclude_message_ids: tuple[str, ...] = ()
-    # False: return the recent messages but leave them out of `text` (a chat sends them as turns)
-    render_recent: bool = True
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ class ContextService:
         if summaries:
             lines = [f"- [{_fmt(h.memory.event_time, zone)}] {h.memory.content}" for h in summaries]
             parts.append("## Earlier conversations\n" + "\n".join(lines))
-        if recent and r.render_recent:
+        if recent:
             lines = []
             for msg in recent:
                 who = f"{msg.role} ({msg.name})" if msg.name and msg.name != msg.role else msg.role

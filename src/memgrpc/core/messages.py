@@ -25,7 +25,7 @@ import structlog
 from memgrpc.core import cursor, paging, validation
 from memgrpc.core.errors import AlreadyExists, FailedPrecondition, Violations
 from memgrpc.core.ids import new_id
-from memgrpc.core.memories import MemoryService
+from memgrpc.core.memories import MemoryService, embed_text
 from memgrpc.core.records import (
     DEFAULT_ROLE,
     Listing,
@@ -234,6 +234,12 @@ class MessageService:
         found = await self._msgs.by_keys(where, "pk", pks)
         return [message_from_row(r) for r in reversed(found)]
 
+    async def since(self, project_id: str, session_id: str, seq: int) -> builtins.list[Message]:
+        """The session's messages from position `seq` on, in order: one bounded read of its tail."""
+        where = self._in_session(project_id, session_id).cmp("seq", ">=", seq)
+        rows = await self._msgs.rows(where)
+        return sorted((message_from_row(r) for r in rows), key=lambda m: (m.seq, m.id))
+
     async def all_in_session(self, project_id: str, session_id: str) -> builtins.list[Message]:
         rows = await self._msgs.rows(self._in_session(project_id, session_id))
         return sorted((message_from_row(r) for r in rows), key=lambda m: (m.seq, m.id))
@@ -245,6 +251,11 @@ class MessageService:
     async def delete_session(self, project_id: str, session_id: str) -> None:
         self._next_seq.pop(session_key(project_id, session_id), None)
         await self._msgs.writer.delete(str(self._in_session(project_id, session_id)))
+
+
+def embedded_text(m: Message) -> str:
+    """The text a message's memory is embedded from (lets a caller embed it ahead of time)."""
+    return embed_text(_as_memory(m))
 
 
 def _as_memory(m: Message) -> Memory:

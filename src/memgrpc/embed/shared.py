@@ -21,20 +21,22 @@ from memgrpc.embed.base import EmbedderError, Vectors
 from memgrpc.embed.batcher import BatchingEmbedder
 
 Row = npt.NDArray[np.float32]
-_memo: ContextVar[dict[str, asyncio.Future[Row]] | None] = ContextVar(
-    "memgrpc_embedding_memo", default=None
-)
+Memo = dict[str, "asyncio.Future[Row]"]
+_memo: ContextVar[Memo | None] = ContextVar("memgrpc_embedding_memo", default=None)
 
 
 @contextlib.contextmanager
-def shared_embeddings() -> Iterator[None]:
-    """Share embeddings of equal texts in this block; a block inside another joins it."""
-    if _memo.get() is not None:
-        yield
+def shared_embeddings(memo: Memo | None = None) -> Iterator[Memo]:
+    """Share embeddings of equal texts in this block (through `memo`, to reuse one across
+    blocks); a block inside another joins the outer one."""
+    current = _memo.get()
+    if current is not None:
+        yield current
         return
-    token = _memo.set({})
+    memo = {} if memo is None else memo
+    token = _memo.set(memo)
     try:
-        yield
+        yield memo
     finally:
         _memo.reset(token)
 
