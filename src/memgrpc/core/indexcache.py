@@ -54,6 +54,8 @@ class IndexCache:
         self._max_user_rows = max_user_rows
         self._users: OrderedDict[tuple[str, str], CachedUser] = OrderedDict()
         self._too_big: dict[tuple[str, str], float] = {}
+        # own writes that land while a user is being loaded, applied once the load is done
+        self._pending: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self._locks = KeyedLocks()
         self.loads = 0
 
@@ -84,17 +86,26 @@ class IndexCache:
 
     async def _load(self, key: tuple[str, str]) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
-        version = await self._table.version()
-        found = await self._table.user_rows(*key)
-        if len(found) > self._max_user_rows:
-            self._too_big[key] = time.monotonic()
-            return None
-        self._too_big.pop(key, None)
-        user = CachedUser(
-            UserIndex(dim=self._dim), checked_at=started, checked_wall=wall, checked_version=version
-        )
-        for row in found:
-            _put(user, row)
+        self._pending[key] = []
+        try:
+            version = await self._table.version()
+            found = await self._table.user_rows(*key)
+            if len(found) > self._max_user_rows:
+                self._too_big[key] = time.monotonic()
+                return None
+            self._too_big.pop(key, None)
+            user = CachedUser(
+                UserIndex(dim=self._dim),
+                checked_at=started,
+                checked_wall=wall,
+                checked_version=version,
+            )
+            for row in found:
+                _put(user, row)
+            for op, arg in self._pending[key]:  # own writes committed while we were reading
+                _put(user, arg) if op == "put" else _drop(user, arg)
+        finally:
+            self._pending.pop(key, None)
         self.loads += 1
         return user
 
@@ -123,23 +134,25 @@ class IndexCache:
             total -= len(user.memories)
 
     # -- this process's own writes, applied after their commit ------------------------------
+    # No lock and no await: an index update is atomic on the event loop, and a write must not
+    # wait behind a load or refresh that holds the user's lock while it reads the store.
     async def written(self, project_id: str, rows: list[dict[str, Any]]) -> None:
-        for user_id in {r["user_id"] for r in rows}:
-            async with self._locks.hold(f"{project_id}\x1f{user_id}"):
-                user = self._users.get((project_id, user_id))
-                if user is not None:
-                    for row in rows:
-                        if row["user_id"] == user_id:
-                            _put(user, row)
+        for row in rows:
+            key = (project_id, row["user_id"])
+            user = self._users.get(key)
+            if user is not None:
+                _put(user, row)
+            elif key in self._pending:
+                self._pending[key].append(("put", row))
 
     async def deleted(self, project_id: str, user_id: str, ids: list[str]) -> None:
-        async with self._locks.hold(f"{project_id}\x1f{user_id}"):
-            user = self._users.get((project_id, user_id))
+        key = (project_id, user_id)
+        user = self._users.get(key)
+        for memory_id in ids:
             if user is not None:
-                for memory_id in ids:
-                    user.memories.pop(memory_id, None)
-                    user.archived.discard(memory_id)
-                    user.index.remove(memory_id)
+                _drop(user, memory_id)
+            elif key in self._pending:
+                self._pending[key].append(("del", memory_id))
 
     def forget(self, project_id: str, user_id: str = "") -> None:
         """Drop cached users (a purge or rename): the next search reloads from the store."""
@@ -165,6 +178,12 @@ def _put(user: CachedUser, row: dict[str, Any]) -> None:
         position=m.seq,
         time=m.event_time,
     )
+
+
+def _drop(user: CachedUser, memory_id: str) -> None:
+    user.memories.pop(memory_id, None)
+    user.archived.discard(memory_id)
+    user.index.remove(memory_id)
 
 
 def matches(m: Memory, f: MemoryFilter) -> bool:

@@ -81,10 +81,14 @@ class Maintainer:
         for name in self._store.specs:
             tbl = self._store.table(name)
             if force or await self._needs_optimize(tbl):
-                self._store.writer(name).commits_since_compaction = 0
+                writer = self._store.writer(name)
+                writer.commits_since_compaction = 0
+                before = int(await tbl.version())
                 stats = await tbl.optimize(
                     cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
                 )
+                # compaction rewrites no row: readers need not treat it as someone's write
+                writer.adopt_versions(before, int(await tbl.version()))
                 log.info("table_optimized", table=name, stats=str(stats))
         await self._vector_index(self._store.table("memories"))
         self.runs += 1
@@ -110,11 +114,13 @@ class Maintainer:
             self._ann_rows = rows  # built by an earlier run or another replica
             return
         partitions = max(1, rows // 8192)
+        before = int(await tbl.version())
         await tbl.create_index(
             "vector",
             config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
             replace=True,
         )
+        self._store.writer("memories").adopt_versions(before, int(await tbl.version()))
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions)
 

@@ -296,6 +296,11 @@ class TableWriter:
         while len(self._version_order) > _OWN_VERSIONS:
             self.own_versions.discard(self._version_order.popleft())
 
+    def adopt_versions(self, after: int, upto: int) -> None:
+        """Versions this process made without changing rows (compaction, index builds)."""
+        for v in range(after + 1, upto + 1):
+            self._record_version(v)
+
     def only_own_since(self, since: int, current: int) -> bool:
         """Whether every table version after `since` up to `current` was committed here."""
         return current - since <= _OWN_VERSIONS and all(
