@@ -81,17 +81,31 @@ class Maintainer:
         for name in self._store.specs:
             tbl = self._store.table(name)
             if force or await self._needs_optimize(tbl):
-                writer = self._store.writer(name)
-                writer.commits_since_compaction = 0
-                before = int(await tbl.version())
+                await self._optimize(name, tbl)
+        await self._vector_index(self._store.table("memories"))
+        self.runs += 1
+
+    async def _optimize(self, name: str, tbl: Any) -> None:
+        """Compact one table; a busy table (a write won the commit race) is retried, then left
+        for the next pass, without holding up the other tables."""
+        writer = self._store.writer(name)
+        for attempt in range(3):
+            before = int(await tbl.version())
+            try:
                 stats = await tbl.optimize(
                     cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
                 )
-                # compaction rewrites no row: readers need not treat it as someone's write
-                writer.adopt_versions(before, int(await tbl.version()))
-                log.info("table_optimized", table=name, stats=str(stats))
-        await self._vector_index(self._store.table("memories"))
-        self.runs += 1
+            except Exception as exc:
+                if attempt == 2 or "conflict" not in str(exc).lower():
+                    log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            writer.commits_since_compaction = 0
+            # compaction rewrites no row: readers need not treat it as someone's write
+            writer.adopt_versions(before, int(await tbl.version()))
+            log.info("table_optimized", table=name, stats=str(stats))
+            return
 
     async def _needs_optimize(self, tbl: Any) -> bool:
         stats = await tbl.stats()
