@@ -624,7 +624,8 @@ async def main() -> int:
     ]
     print("\n".join(table + summary + profiles), flush=True)
     if args.write:
-        plot(results, PLOT)
+        if len(tiers) > 1:  # a single tier has no growth to draw: keep the plot of a full run
+            plot(results, PLOT)
         out = ROOT / "docs" / "BENCHMARKS.md"
         cmd = "python scripts/bench_scale.py " + " ".join(sys.argv[1:])
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -634,7 +635,8 @@ async def main() -> int:
             fh.write(
                 f"\n### bench_scale ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n\n"
                 + "\n".join(table)
-                + f"\n\n{tail}\n\n![search latency vs memories]({PLOT.name})\n"
+                + f"\n\n{tail}\n"
+                + (f"\n![search latency vs memories]({PLOT.name})\n" if len(tiers) > 1 else "")
             )
     return 0
 
