@@ -2,9 +2,11 @@
 stream the provider's reply as it is produced, store the reply.
 
 Order and durability: the user message is committed before generation starts (`started` carries
-its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. Both texts the
-turn embeds (the message as stored, the message as a query) are embedded in one batch as soon as
-the request is valid, while the session is still being looked up. The reply is stored when the
+its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The message's
+memory (its search index entry) commits alongside and is complete before the reply is stored; a
+crash in between is repaired by the session's next write (MessageService._heal). The turn runs
+the model once, as soon as the request is valid: the message as stored is embedded and serves as
+the query vector too. The reply is stored when the
 provider finishes (`done` carries its id). A turn that is cancelled (the client
 went away or its deadline passed) closes the provider stream at once, which for HTTP providers
 closes the connection, and stores what was generated marked `interrupted`; that write is shielded
@@ -23,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -44,10 +46,11 @@ from memgrpc.core.records import Message, Session
 from memgrpc.core.sessions import SessionService
 from memgrpc.core.types import SearchHit
 from memgrpc.embed.base import Vectors
-from memgrpc.embed.shared import Memo, shared_embeddings
+from memgrpc.embed.shared import Memo, row_of, shared_embeddings
 from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 MAX_TEMPERATURE = 2.0
 MAX_MODEL_CHARS = 256
@@ -185,6 +188,28 @@ def provider_failure(exc: ProviderError) -> DomainError:
             )
 
 
+def _resolve(f: asyncio.Future[Message], m: Message) -> None:
+    if not f.done():
+        f.set_result(m)
+
+
+def _settle_store(
+    done: asyncio.Future[list[Message]], stored: asyncio.Future[Message], session_id: str
+) -> None:
+    """Hand the store's failure to the turn, or log it when the turn had already started."""
+    if done.cancelled():
+        if not stored.done():
+            stored.cancel()
+        return
+    exc = done.exception()
+    if exc is None:
+        return
+    if not stored.done():
+        stored.set_exception(exc)
+    else:  # the message is stored; the next write to the session indexes it and recounts
+        log.warning("user_message_not_indexed", session_id=session_id, error=str(exc))
+
+
 class Turn:
     """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
 
@@ -243,7 +268,7 @@ class ChatService:
         self._context = context
         self._providers = providers
         self._embedder = embedder
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         # called once per turn at its first delta (benchmarks read the provider's share)
         self.on_first_delta: Callable[[TurnTiming], None] | None = None
 
@@ -300,11 +325,15 @@ class ChatService:
                 metadata={"provider": provider.name},
             )
         user_message = Message(id=new_id("msg"), role="user", content=r.message)
-        texts = [embedded_text(user_message)] + ([r.message] if r.use_memory else [])
+        stored_text = embedded_text(user_message)
         memo: Memo = {}
         with shared_embeddings(memo):  # runs while the session is looked up
-            ahead = asyncio.ensure_future(self._embedder.embed(texts))
+            ahead = asyncio.ensure_future(self._embedder.embed([stored_text]))
         ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures: see run()
+        if r.use_memory:
+            # one model run per turn: the message as stored ('user said, "..."') is the query
+            # vector too (the full-text leg still gets the bare message)
+            memo.setdefault(r.message, row_of(ahead, 0))
         try:
             # with a user_id the session is made, or must be checked to be that user's
             session = await self._session(project_id, r) if look_up or r.user_id else None
@@ -341,7 +370,7 @@ class ChatService:
         """Plan (as little as possible up front: this is the latency-sensitive path) and start."""
         return self.start(await self.plan(project_id, r, look_up=False))
 
-    def track(self, task: asyncio.Future[None]) -> asyncio.Future[None]:
+    def track(self, task: asyncio.Future[T]) -> asyncio.Future[T]:
         """Keep `task` alive until it ends (and let `stop` wait for it)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -351,20 +380,30 @@ class ChatService:
         """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
         a `Failed` event is emitted first."""
         r, user_message = plan.request, plan.user_message
+        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
             store = asyncio.ensure_future(
                 self._messages.add(
-                    plan.project_id, plan.session_id, [user_message], minted_ids=True
+                    plan.project_id,
+                    plan.session_id,
+                    [user_message],
+                    minted_ids=True,
+                    on_stored=lambda ms: _resolve(stored, ms[0]),
                 )
             )
             recall = asyncio.ensure_future(self._recall(plan))
         recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
+        # generation starts once the message row is committed; its memory and the session's
+        # counters may still be in flight (the reply's own store waits for them, under the
+        # session's lock, and after a crash the next write to the session completes them)
+        store.add_done_callback(lambda f: _settle_store(f, stored, plan.session_id))
+        self.track(store)
         try:
-            stored = (await store)[0]
+            message = await stored
         except BaseException:
             recall.cancel()
             raise
-        emit(Started(stored.id, plan.session_id))
+        emit(Started(message.id, plan.session_id))
         try:
             context, history = await recall
             emit(ContextUsed(context.memories if context is not None else []))

@@ -7,7 +7,8 @@ summaries and the recent turns, rendered as one text block with dates in the cal
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal, Protocol
@@ -71,7 +72,16 @@ class Context:
     memories: list[SearchHit]
     recent_messages: list[RecentMessage]
     summaries: list[SearchHit]
-    token_count: int
+    # counts the tokens of a text: counted when asked (a chat turn does not wait for it)
+    counter: Callable[[str], int] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def token_count(self) -> int:
+        return self.counter(self.text)
+
+
+def _counted(n: int) -> Callable[[str], int]:
+    return lambda _: n
 
 
 class MessageSource(Protocol):
@@ -219,9 +229,11 @@ class ContextService:
         system = r.include_system_prompt
         while True:
             text = self._render(r, zone, memories, summaries, recent, system)
+            if not r.token_budget:
+                return Context(text, memories, recent, summaries, self._tokens.count_tokens)
             count = self._tokens.count_tokens(text)
-            if not r.token_budget or count <= r.token_budget:
-                return Context(text, memories, recent, summaries, count)
+            if count <= r.token_budget:
+                return Context(text, memories, recent, summaries, _counted(count))
             if len(memories) > 1 or (memories and (recent or summaries)):
                 memories = memories[:-1]
             elif len(recent) > 1 or (recent and summaries):
@@ -238,7 +250,7 @@ class ContextService:
             elif memories or recent:
                 memories, recent = [], []
             else:
-                return Context("", [], [], [], 0)
+                return Context("", [], [], [], _counted(0))
 
     def _cut(self, hit: SearchHit, excess: int) -> SearchHit:
         m = replace(hit.memory, content=self._shorten(hit.memory.content, excess))

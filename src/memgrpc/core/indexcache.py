@@ -35,6 +35,7 @@ class CachedUser:
     checked_wall: datetime = field(default_factory=lambda: datetime.now(UTC))
     checked_version: int = 0  # the table version seen at the last check
     archived: set[str] = field(default_factory=set)  # hidden from searches by default
+    by_type: dict[str, set[str]] = field(default_factory=dict)  # memory ids of each type
 
 
 class IndexCache:
@@ -164,7 +165,11 @@ class IndexCache:
 
 def _put(user: CachedUser, row: dict[str, Any]) -> None:
     m = rowconv.from_row(row)
+    old = user.memories.get(m.id)
+    if old is not None and old.type != m.type:
+        user.by_type[old.type].discard(m.id)
     user.memories[m.id] = m
+    user.by_type.setdefault(m.type, set()).add(m.id)
     if m.archived:
         user.archived.add(m.id)
     else:
@@ -181,7 +186,9 @@ def _put(user: CachedUser, row: dict[str, Any]) -> None:
 
 
 def _drop(user: CachedUser, memory_id: str) -> None:
-    user.memories.pop(memory_id, None)
+    old = user.memories.pop(memory_id, None)
+    if old is not None:
+        user.by_type[old.type].discard(memory_id)
     user.archived.discard(memory_id)
     user.index.remove(memory_id)
 

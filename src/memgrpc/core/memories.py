@@ -110,12 +110,23 @@ class MemoryService:
         self, project_id: str, memories: Sequence[Memory], *, prefix: str = "memories"
     ) -> builtins.list[Memory]:
         """All or nothing: one embedding batch and one commit (messages indexed as memories)."""
+        ready = self.prepare_many(memories, prefix=prefix)
+        await self.insert_prepared(project_id, ready)
+        return ready
+
+    def prepare_many(
+        self, memories: Sequence[Memory], *, prefix: str = "memories"
+    ) -> builtins.list[Memory]:
+        """Validated memories with their ids and times, not stored yet (see insert_prepared)."""
         v = Violations()
         ready = [self._prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
         v.raise_if_any()
-        if ready:
-            await self._insert(project_id, ready)
         return ready
+
+    async def insert_prepared(self, project_id: str, ready: Sequence[Memory]) -> None:
+        """Store memories from `prepare_many` (ids may be replaced by ids minted the same way)."""
+        if ready:
+            await self._insert(project_id, builtins.list(ready))
 
     async def _insert(self, project_id: str, memories: builtins.list[Memory]) -> None:
         vectors = await self._embedder.embed([embed_text(m) for m in memories])
@@ -361,14 +372,21 @@ class MemoryService:
         self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
     ) -> builtins.list[SearchHit]:
         """Exhaustive ranking of one user's items (see core.recall)."""
-        vector = await self._embedder.embed_one(query)
         memories = user.memories
         allowed: set[str] | None
         if flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id):
             # no filter but the default "not archived": skip the per-item check when possible
             allowed = (memories.keys() - user.archived) if user.archived else None
+        elif flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id, types=flt.types):
+            # only types (a context's summaries): no pass over every item
+            allowed = set().union(*(user.by_type.get(t, ()) for t in flt.types)) - user.archived
+            if not allowed:
+                return []
         else:
             allowed = {i for i, m in memories.items() if matches(m, flt)}
+            if not allowed:  # e.g. a user's summaries before any session was processed
+                return []
+        vector = await self._embedder.embed_one(query)
         with tracing.span("recall.search", items=len(memories), k=k):
             ranked = user.index.search(query, vector, k, filter=allowed)
         return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]

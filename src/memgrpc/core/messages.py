@@ -1,9 +1,13 @@
 """Messages of a session: each is stored and, in the same call, indexed as a memory.
 
-Write order makes a crash harmless: the memories are committed first (one embedding batch, one
-commit), then the messages and the session's counters. A crash in between leaves memories
-without messages, never a message without its memory; readers of messages never need the
-memory, and the next write to the session deletes such orphans (`_heal`).
+Write order makes a crash harmless: the messages and their memories (one embedding batch, one
+commit) are committed side by side, then the session's counters. A crash before the counters
+leaves memories without messages or messages past `message_count` without their memory; the
+next write to the session deletes the first and indexes the second (`_heal`). Readers of
+messages never need the memory.
+
+The session's last messages are cached while only this process writes them (a chat turn reads
+them as its history; see core/owncache.py).
 
 The next `seq` of a session is cached per process and trusted only while it equals the stored
 message_count, so a write costs no count query, and a crash, a failed write or another
@@ -16,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -26,6 +30,7 @@ from memgrpc.core import cursor, paging, validation
 from memgrpc.core.errors import AlreadyExists, FailedPrecondition, Violations
 from memgrpc.core.ids import new_id
 from memgrpc.core.memories import MemoryService, embed_text
+from memgrpc.core.owncache import OwnWritesCache
 from memgrpc.core.records import (
     DEFAULT_ROLE,
     Listing,
@@ -47,8 +52,24 @@ MAX_MESSAGES = 1000
 # sessions whose next seq this process remembers (each entry saves a count per write)
 _SEQ_CACHE = 10_000
 DEFAULT_RECENT = 10
+TAIL = 32  # the last messages of a session kept by the tail cache
 MAX_RECENT = 100
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Every message of one session from position `start` on, in order."""
+
+    user_id: str
+    start: int
+    messages: tuple[Message, ...]
+
+    def extended(self, more: Sequence[Message]) -> Tail:
+        known = {m.id for m in self.messages}  # idempotent: `more` may be loaded already
+        kept = (*self.messages, *(m for m in more if m.id not in known))[-TAIL:]
+        user_id = self.user_id or (kept[-1].user_id if kept else "")
+        return Tail(user_id, kept[0].seq if kept else self.start, kept)
 
 
 def check_message(v: Violations, m: Message, prefix: str) -> None:
@@ -67,6 +88,9 @@ class MessageService:
         self._sessions = sessions
         # session key -> next seq; trusted only while it equals the row's message_count
         self._next_seq: OrderedDict[str, int] = OrderedDict()
+        self._tails: OwnWritesCache[Tail] = OwnWritesCache(
+            self._msgs, store.config.read_consistency_s
+        )
 
     @staticmethod
     def _in_session(project_id: str, session_id: str) -> Where:
@@ -103,11 +127,14 @@ class MessageService:
         messages: Sequence[Message],
         *,
         minted_ids: bool = False,
+        on_stored: Callable[[builtins.list[Message]], None] | None = None,
     ) -> builtins.list[Message]:
         """Store the messages in order and index each as a MESSAGE memory; all or nothing.
 
         `minted_ids`: the given ids come from `new_id` (unique by construction), so the lookup
-        for clashing client ids is skipped.
+        for clashing client ids is skipped. `on_stored` is called as soon as the messages are
+        committed, while their memories and the session's counters may still be in flight (a
+        chat turn starts generating then; what a crash leaves undone, `_heal` completes).
         """
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
@@ -124,7 +151,7 @@ class MessageService:
                 )
             base = self._next_seq.get(key)
             if base is None or base != s.message_count:
-                base = await self._heal(project_id, session_id)
+                base = await self._heal(project_id, session_id, s.message_count)
             # an empty session holds no ids yet: no query needed
             taken = await self._taken(project_id, session_id, client_ids) if base else set()
             if taken:
@@ -139,17 +166,22 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready)
+                await self._write(project_id, s, ready, on_stored)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
             self._remember(key, base + len(ready))
         return ready
 
-    async def _write(self, project_id: str, s: Session, ready: builtins.list[Message]) -> None:
-        made = await self._memories.create_many(
-            project_id, [_as_memory(m) for m in ready], prefix="messages"
-        )
+    async def _write(
+        self,
+        project_id: str,
+        s: Session,
+        ready: builtins.list[Message],
+        on_stored: Callable[[builtins.list[Message]], None] | None,
+    ) -> None:
+        # validated and given ids up front: the messages row names its memory
+        made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
         for m, mem in zip(ready, made, strict=True):
             m.memory_id = mem.id
         now = datetime.now(UTC)
@@ -160,11 +192,26 @@ class MessageService:
             "auto_process_at": due_time(now, s.auto_process_after),
             "update_time": now,
         }
-        # both after the memories: a failure in between leaves memories without messages
-        await asyncio.gather(
-            self._msgs.writer.insert([message_row(project_id, m) for m in ready]),
-            self._sessions.patch(counters),
+
+        async def store_messages() -> None:
+            key = session_key(project_id, s.id)
+            async with self._tails.writing(key) as settle:
+                await self._msgs.writer.insert([message_row(project_id, m) for m in ready])
+                tail = self._tails.peek(key)
+                settle(tail.extended(ready) if tail is not None else None)
+            if on_stored is not None:
+                on_stored(ready)
+
+        results = await asyncio.gather(
+            self._memories.insert_prepared(project_id, made),
+            store_messages(),
+            return_exceptions=True,
         )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        # the counters last: a crash before them leaves what `_heal` repairs
+        await self._sessions.patch(project_id, counters)
 
     def created(self, project_id: str, session_id: str) -> None:
         """A session this process just created starts at seq 0 (its first write skips `_heal`)."""
@@ -176,18 +223,19 @@ class MessageService:
         while len(self._next_seq) > _SEQ_CACHE:
             self._next_seq.popitem(last=False)
 
-    async def _heal(self, project_id: str, session_id: str) -> int:
-        """Count the session's messages and delete memories of messages that never committed
-        (a crash or failure between the two commits); returns the next seq. Runs on the first
-        write to a session in this process, and after any failed or foreign write."""
-        ids, indexed = await asyncio.gather(
-            self._msgs.rows(self._in_session(project_id, session_id), ["id"]),
+    async def _heal(self, project_id: str, session_id: str, counted: int) -> int:
+        """Count the session's messages and repair what a crash or failure between its commits
+        left: delete memories of messages that never committed, index messages past `counted`
+        (the stored message_count) whose memory never committed. Returns the next seq. Runs on
+        the first write to a session in this process, and after any failed or foreign write."""
+        found, indexed = await asyncio.gather(
+            self._msgs.rows(self._in_session(project_id, session_id), ["id", "seq", "memory_id"]),
             self._mems.rows(
                 self._in_session(project_id, session_id).eq("type", "message"),
                 ["id", "source_message_ids", "seq"],
             ),
         )
-        committed = {r["id"] for r in ids}
+        committed = {r["id"] for r in found}
         # only AddMessages sets a memory's seq: memories made through the memory API are kept
         orphans = [
             r["id"]
@@ -197,7 +245,26 @@ class MessageService:
         if orphans:
             log.info("orphan_memories_deleted", session_id=session_id, count=len(orphans))
             await self._memories.delete_many(project_id, orphans)
+        # messages already counted keep their memory's fate (a client may have deleted it)
+        have = {r["id"] for r in indexed}
+        unindexed = {
+            r["id"]
+            for r in found
+            if r["seq"] >= counted and r["memory_id"] and r["memory_id"] not in have
+        }
+        if unindexed:
+            log.info("unindexed_messages_indexed", session_id=session_id, count=len(unindexed))
+            await self._index(project_id, session_id, unindexed)
         return len(committed)
+
+    async def _index(self, project_id: str, session_id: str, ids: set[str]) -> None:
+        """Make the memories of stored messages, under the ids their rows already name."""
+        msgs = [m for m in await self.all_in_session(project_id, session_id) if m.id in ids]
+        made = self._memories.prepare_many([_as_memory(m) for m in msgs], prefix="messages")
+        await self._memories.insert_prepared(
+            project_id,
+            [replace(mem, id=m.memory_id) for m, mem in zip(msgs, made, strict=True)],
+        )
 
     async def _taken(self, project_id: str, session_id: str, ids: Sequence[str]) -> set[str]:
         """Which of the client ids already name a message of the session."""
@@ -235,10 +302,31 @@ class MessageService:
         return [message_from_row(r) for r in reversed(found)]
 
     async def since(self, project_id: str, session_id: str, seq: int) -> builtins.list[Message]:
-        """The session's messages from position `seq` on, in order: one bounded read of its tail."""
-        where = self._in_session(project_id, session_id).cmp("seq", ">=", seq)
-        rows = await self._msgs.rows(where)
-        return sorted((message_from_row(r) for r in rows), key=lambda m: (m.seq, m.id))
+        """The session's messages from position `seq` on, in order: one bounded read of its tail
+        (none while the cached tail is current and reaches back to `seq`)."""
+        key = session_key(project_id, session_id)
+        cached = self._tails.peek(key)
+        if cached is not None and cached.start > seq:
+            self._tails.forget(lambda k, _: k == key)
+
+        async def load() -> Tail:
+            where = self._in_session(project_id, session_id).cmp("seq", ">=", seq)
+            found = sorted(
+                (message_from_row(r) for r in await self._msgs.rows(where)),
+                key=lambda m: (m.seq, m.id),
+            )
+            user_id = found[0].user_id if found else ""
+            return Tail(user_id, found[0].seq if found else seq, tuple(found))
+
+        tail = await self._tails.get(key, load)
+        assert tail is not None  # load() always returns one
+        return [m for m in tail.messages if m.seq >= seq]
+
+    def forget_user(self, project_id: str, user_id: str) -> None:
+        """The user's messages were rewritten behind the cache (purge, rename)."""
+        self._tails.forget(
+            lambda key, tail: key.startswith(f"{project_id}/") and (tail.user_id in ("", user_id))
+        )
 
     async def all_in_session(self, project_id: str, session_id: str) -> builtins.list[Message]:
         rows = await self._msgs.rows(self._in_session(project_id, session_id))
@@ -249,8 +337,11 @@ class MessageService:
         return {r["id"] for r in rows}
 
     async def delete_session(self, project_id: str, session_id: str) -> None:
-        self._next_seq.pop(session_key(project_id, session_id), None)
-        await self._msgs.writer.delete(str(self._in_session(project_id, session_id)))
+        key = session_key(project_id, session_id)
+        self._next_seq.pop(key, None)
+        async with self._tails.writing(key) as settle:
+            await self._msgs.writer.delete(str(self._in_session(project_id, session_id)))
+            settle(None)
 
 
 def embedded_text(m: Message) -> str:

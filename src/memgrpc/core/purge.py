@@ -14,7 +14,9 @@ from typing import Any
 from memgrpc.core.idempotency import Idempotency
 from memgrpc.core.indexcache import IndexCache
 from memgrpc.core.jobs import JobRunner
+from memgrpc.core.messages import MessageService
 from memgrpc.core.records import user_pk
+from memgrpc.core.session_store import SessionStore
 from memgrpc.core.users import UserRegistry
 from memgrpc.store import owned
 from memgrpc.store.db import Store
@@ -30,6 +32,9 @@ class UserData:
     jobs: JobRunner
     idempotency: Idempotency
     index: IndexCache
+    # caches of session rows and message tails (core/owncache.py)
+    sessions: SessionStore
+    messages: MessageService
 
     async def has_rows(self, project_id: str, user_id: str) -> bool:
         counts = await owned.count_user_rows(self.store, project_id, user_id)
@@ -43,7 +48,7 @@ class UserData:
         await self.store.writer("users").delete(str(Where().eq("pk", user_pk(project_id, user_id))))
         # a write that raced the purge may have re-cached the user
         self.registry.forget(project_id, user_id)
-        self.index.forget(project_id, user_id)
+        self._forget_rows(project_id, user_id)
 
     async def rename(self, project_id: str, old: dict[str, Any], new_id: str) -> dict[str, Any]:
         """Move the user `old` (its users row) and all of its rows to `new_id`."""
@@ -55,10 +60,16 @@ class UserData:
         row = old | {"pk": user_pk(project_id, new_id), "id": new_id}
         await self.store.writer("users").insert_absent([row])
         await owned.reown_user_rows(self.store, project_id, old_id, new_id)
-        self.index.forget(project_id, old_id)
-        self.index.forget(project_id, new_id)
+        self._forget_rows(project_id, old_id)
+        self._forget_rows(project_id, new_id)
         await self.store.writer("users").delete(str(Where().eq("pk", user_pk(project_id, old_id))))
         self.registry.remember(project_id, [new_id])
         if active is not None:
             self.registry.touch(project_id, [new_id], active)
         return row
+
+    def _forget_rows(self, project_id: str, user_id: str) -> None:
+        """Caches of rows the purge or rename rewrote behind their backs."""
+        self.index.forget(project_id, user_id)
+        self.sessions.forget_user(project_id, user_id)
+        self.messages.forget_user(project_id, user_id)

@@ -2,7 +2,8 @@
 
 Shared by messages, jobs and the session service, so that all of them take the same per-session
 lock (`locks`) and change status only through `claim`, which is a conditional update: with
-several replicas, exactly one of them moves a session out of a given status.
+several replicas, exactly one of them moves a session out of a given status. Rows are cached
+while only this process writes the table (`OwnWritesCache`): a chat turn reads its session twice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from memgrpc.core import validation
 from memgrpc.core.errors import NotFound, Violations
 from memgrpc.core.locks import KeyedLocks
+from memgrpc.core.owncache import OwnWritesCache
 from memgrpc.core.records import Session, SessionStatus, session_from_row, session_row
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
@@ -28,13 +30,20 @@ class SessionStore:
     def __init__(self, store: Store) -> None:
         self.table = Table(store, "sessions")
         self.locks = KeyedLocks()
+        self._cache: OwnWritesCache[Row] = OwnWritesCache(
+            self.table, store.config.read_consistency_s
+        )
 
     @staticmethod
     def scope(project_id: str) -> Where:
         return Where().eq("project_id", project_id)
 
     async def row(self, project_id: str, session_id: str) -> Row | None:
-        return await self.table.first(self.scope(project_id).eq("id", session_id))
+        found = await self._cache.get(
+            session_key(project_id, session_id),
+            lambda: self.table.first(self.scope(project_id).eq("id", session_id)),
+        )
+        return dict(found) if found is not None else None
 
     async def require_row(self, project_id: str, session_id: str, name: str = "id") -> Row:
         """The session's row; INVALID_ARGUMENT for a malformed id, NOT_FOUND when absent."""
@@ -56,9 +65,16 @@ class SessionStore:
     async def insert(self, project_id: str, s: Session, active_time: datetime | None) -> None:
         await self.table.writer.insert([session_row(project_id, s, active_time)])
 
-    async def patch(self, values: dict[str, Any]) -> None:
+    async def patch(self, project_id: str, values: dict[str, Any]) -> None:
         """Overwrite some columns of one session (by `id`); a deleted session stays deleted."""
-        await self.table.writer.patch([values])
+        key = session_key(project_id, values["id"])
+        async with self._cache.writing(key) as settle:
+            await self.table.writer.patch([values])
+            settle(self._merged(key, values))
+
+    def _merged(self, key: str, values: dict[str, Any]) -> Row | None:
+        old = self._cache.peek(key)
+        return None if old is None else old | values
 
     async def claim(
         self,
@@ -74,10 +90,22 @@ class SessionStore:
         where = self.scope(project_id).eq("id", session_id).is_in("status", list(from_statuses))
         if job_id:
             where.eq("job_id", job_id)
-        return await self.table.writer.update(str(where), values) > 0
+        key = session_key(project_id, session_id)
+        async with self._cache.writing(key) as settle:
+            changed = await self.table.writer.update(str(where), values) > 0
+            settle(self._merged(key, values) if changed else None)
+        return changed
 
     async def delete(self, project_id: str, session_id: str) -> None:
-        await self.table.writer.delete(str(self.scope(project_id).eq("id", session_id)))
+        async with self._cache.writing(session_key(project_id, session_id)) as settle:
+            await self.table.writer.delete(str(self.scope(project_id).eq("id", session_id)))
+            settle(None)
+
+    def forget_user(self, project_id: str, user_id: str) -> None:
+        """The user's sessions were rewritten behind the cache (purge, rename)."""
+        self._cache.forget(
+            lambda key, row: row["project_id"] == project_id and row["user_id"] == user_id
+        )
 
     # -- the sweeper's queries span every project: it acts on each row's own project ---------
     async def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:

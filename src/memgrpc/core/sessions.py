@@ -113,6 +113,7 @@ class SessionService:
             now = datetime.now(UTC)
             changed = replace(current, **{f: getattr(s, f) for f in fields}, update_time=now)
             await self._store.patch(
+                project_id,
                 {
                     "id": changed.id,
                     "title": changed.title,
@@ -125,7 +126,7 @@ class SessionService:
                     ),
                     "auto_process_at": due_time(row["active_time"], changed.auto_process_after),
                     "update_time": now,
-                }
+                },
             )
             return changed
 

@@ -41,7 +41,8 @@ def shared_embeddings(memo: Memo | None = None) -> Iterator[Memo]:
         _memo.reset(token)
 
 
-def _row_of(batch: asyncio.Future[Vectors], index: int) -> asyncio.Future[Row]:
+def row_of(batch: asyncio.Future[Vectors], index: int) -> asyncio.Future[Row]:
+    """Row `index` of a batch being embedded, as its own future (to put in a memo)."""
     row: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
 
     def settle(done: asyncio.Future[Vectors]) -> None:
@@ -72,6 +73,6 @@ class SharingEmbedder(BatchingEmbedder):
             # its own task: a cancelled first caller must not fail the others waiting for it
             batch = asyncio.ensure_future(super().embed(missing))
             for i, text in enumerate(missing):
-                memo[text] = _row_of(batch, i)
+                memo[text] = row_of(batch, i)
         rows = [await asyncio.shield(memo[t]) for t in texts]
         return np.stack(rows).astype(np.float32, copy=False)

@@ -117,7 +117,9 @@ class Conversations:
         session_store = SessionStore(store)
         messages = MessageService(store, memories, session_store)
         jobs = JobRunner(store, session_store, messages, memories, default_steps(embedder))
-        data = UserData(store, memories.users, jobs, idempotency, memories.cache)
+        data = UserData(
+            store, memories.users, jobs, idempotency, memories.cache, session_store, messages
+        )
         return cls(
             sessions=SessionService(store, session_store, messages, jobs, memories),
             messages=messages,

@@ -53,6 +53,10 @@ class Table:
         rows: list[Row] = (await q.to_arrow()).to_pylist()
         return rows
 
+    async def version(self) -> int:
+        """The table version this handle sees (cheap: no data is read)."""
+        return int(await self._tbl.version())
+
     async def first(self, where: Where) -> Row | None:
         found = await self.rows(where, limit=1)
         return found[0] if found else None
