@@ -32,7 +32,7 @@ from memgrpc.core.types import (
 from memgrpc.core.users import UserRegistry
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.memories import MemoryFilter, MemoryTable
+from memgrpc.store.memories import MemoryFilter, MemoryTable, Scored
 
 MAX_BATCH = 1000
 DEFAULT_LIMIT = 10
@@ -358,15 +358,18 @@ class MemoryService:
             self._table.text_search(flt, query, pool) if mode != "semantic" else _no_hits()
         )
         try:
-            dense = []
+            dense: Scored = []
             if mode != "keyword":
                 vector = await self._embedder.embed_one(query)
                 dense = await self._table.vector_search(flt, vector, pool)
             text = await text_leg
         finally:
             text_leg.cancel()
-        hits = _fuse(dense, text, mode)
-        return [SearchHit(rows.from_row(r), s) for r, s in hits if s >= min_score][:k]
+        ranked = [(i, s) for i, s in _fuse(dense, text, mode) if s >= min_score][:k]
+        # only the results' rows are read (the legs return ids and scores)
+        read = await self._table.get_many(project_id, [i for i, _ in ranked])
+        by_id = {r["id"]: r for r in read}
+        return [SearchHit(rows.from_row(by_id[i]), s) for i, s in ranked if i in by_id]
 
     async def _search_cached(
         self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
@@ -493,7 +496,7 @@ def embed_text(m: Memory) -> str:
     return recall.embed_text(m.content, m.speaker)
 
 
-async def _no_hits() -> builtins.list[tuple[dict[str, Any], float]]:
+async def _no_hits() -> Scored:
     return []
 
 
@@ -506,15 +509,10 @@ def _minmax(scores: dict[str, float]) -> dict[str, float]:
     return {k: (s - lo) / (hi - lo) for k, s in scores.items()}
 
 
-def _fuse(
-    dense: list[tuple[dict[str, Any], float]],
-    text: list[tuple[dict[str, Any], float]],
-    mode: SearchMode,
-) -> list[tuple[dict[str, Any], float]]:
+def _fuse(dense: Scored, text: Scored, mode: SearchMode) -> Scored:
     """Scores in [0, 1]: cosine for semantic, BM25/max for keyword, min-max fusion for hybrid."""
-    by_id = {r["id"]: r for r, _ in dense} | {r["id"]: r for r, _ in text}
-    d = {r["id"]: max(0.0, s) for r, s in dense}
-    t = {r["id"]: s for r, s in text}
+    d = {i: max(0.0, s) for i, s in dense}
+    t = dict(text)
     if mode == "semantic":
         fused = {i: min(1.0, s) for i, s in d.items()}
     elif mode == "keyword":
@@ -525,6 +523,5 @@ def _fuse(
         if not t:
             fused = {i: min(1.0, s) for i, s in d.items()}
         else:
-            fused = {i: W_DENSE * dn.get(i, 0.0) + W_TEXT * tn.get(i, 0.0) for i in by_id}
-    ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(by_id[i], float(s)) for i, s in ranked]
+            fused = {i: W_DENSE * dn.get(i, 0.0) + W_TEXT * tn.get(i, 0.0) for i in d | t}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -1,0 +1,66 @@
+"""The search legs' project-wide fast path (search the whole table, then keep the project's rows)
+never returns another project's or an archived row, and falls back to the prefiltered search
+when other projects crowd the top of the table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from memgrpc.store.db import Store, StoreConfig
+from memgrpc.store.memories import MemoryFilter, MemoryTable
+
+DIM = 8
+
+
+def _row(i: int, project: str, vec: np.ndarray, *, archived: bool = False) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "id": f"{project}_{i:04d}", "project_id": project, "user_id": "u",
+        "content": f"lighthouse keeper note {i}", "type": "fact", "tags": [], "categories": [],
+        "metadata": "{}", "metadata_kv": [], "importance": 0.5, "archived": archived,
+        "source_message_ids": [], "version": 1, "event_time": now, "create_time": now,
+        "update_time": now, "version_time": now, "vector": vec.tolist(),
+    }  # fmt: skip
+
+
+def _unit(rng: np.random.Generator, base: np.ndarray, noise: float) -> np.ndarray:
+    v = base + rng.normal(0, noise, DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+async def test_project_wide_legs_keep_to_the_project(tmp_path: Path) -> None:
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    try:
+        table = MemoryTable(store)
+        rng = np.random.default_rng(5)
+        q = _unit(rng, np.ones(DIM), 0.0)
+        rows = [_row(i, "big", _unit(rng, q, 0.01)) for i in range(200)]  # closest to q
+        rows += [_row(i, "small", _unit(rng, q, 0.3)) for i in range(6)]
+        rows += [_row(i, "small", _unit(rng, q, 0.3), archived=True) for i in range(6, 9)]
+        await table.writer.insert(rows)
+
+        # "small" is crowded out of the table's top rows: the prefiltered search runs
+        small = MemoryFilter(project_id="small")
+        for hits in (
+            await table.vector_search(small, q, 5),
+            await table.text_search(small, "lighthouse keeper", 5),
+        ):
+            assert len(hits) == 5
+            assert all(i.startswith("small_") and int(i[-4:]) < 6 for i, _ in hits)
+        with_archived = MemoryFilter(project_id="small", include_archived=True)
+        found = await table.vector_search(with_archived, q, 20)
+        assert sorted(i for i, _ in found) == [f"small_{i:04d}" for i in range(9)]
+
+        # "big" fills the top: the unfiltered search is enough, and ranked best first
+        big = await table.vector_search(MemoryFilter(project_id="big"), q, 10)
+        assert len(big) == 10 and all(i.startswith("big_") for i, _ in big)
+        assert [s for _, s in big] == sorted((s for _, s in big), reverse=True)
+        # an unknown project sees nothing
+        assert await table.vector_search(MemoryFilter(project_id="none"), q, 5) == []
+        assert await table.text_search(MemoryFilter(project_id="none"), "lighthouse", 5) == []
+    finally:
+        await store.close()
