@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from memgrpc.client import (
     NotFoundError,
 )
 from memgrpc.server import app
+from tests.conftest import ServerHandle
 
 pytestmark = pytest.mark.skipif(
     "memgrpc.v1.ChatService" not in app.SERVICE_NAMES, reason="ChatService is not served yet"
@@ -127,21 +129,40 @@ async def test_chat_async_client(aclient: AsyncMemgrpcClient) -> None:
     assert (await session.messages())["total_size"] == 10  # 5 turns, 2 messages each
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="server race (core/chat.py): the local provider finishes generating before the "
-    "cancel arrives, and the cancel then kills the pending write of the complete reply, so no "
-    "assistant message is stored at all",
-)
-async def test_leaving_the_stream_stores_the_reply(aclient: AsyncMemgrpcClient) -> None:
-    session = await aclient.sessions.create(user_id="u4")
-    async for event in session.chat("Tell me everything you know, at length."):
-        if event["type"] == "delta":
-            break
-    for _ in range(200):
-        messages = (await session.messages())["messages"]
-        if len(messages) == 2:
-            break
-        await asyncio.sleep(0.02)
-    # interrupted, or complete when generation beat the cancel: either way it is stored
+async def test_leaving_the_stream_after_the_last_delta_stores_the_reply(
+    aclient: AsyncMemgrpcClient, server: ServerHandle
+) -> None:
+    """The client leaves after the last delta, while the complete reply is being written: the
+    write still lands. The reply's insert (into the real table) is held until the cancel has
+    reached the server, so the race the local provider used to win or lose by chance is forced."""
+    writer = server.app.store.writer("messages")
+    insert = writer.insert
+    reply_pending, release = asyncio.Event(), asyncio.Event()
+
+    async def held(rows: Sequence[dict[str, Any]]) -> None:
+        if any(r["role"] == "assistant" for r in rows):
+            reply_pending.set()
+            await release.wait()
+        await insert(rows)
+
+    writer.insert = held  # type: ignore[method-assign]
+    try:
+        session = await aclient.sessions.create(user_id="u4")
+        events = session.chat("Tell me everything you know, at length.")
+        async for event in events:
+            if event["type"] == "delta":
+                await asyncio.wait_for(reply_pending.wait(), 5)  # generation is over
+                break
+        await events.aclose()  # type: ignore[attr-defined]  # cancels the call
+        await asyncio.sleep(0.2)  # the cancel reaches the turn while its reply write waits
+        release.set()
+        for _ in range(200):
+            messages = (await session.messages())["messages"]
+            if len(messages) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        release.set()
+        del writer.insert
     assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert not messages[1].get("interrupted")  # generation had finished: the whole reply

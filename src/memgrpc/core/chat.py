@@ -486,7 +486,10 @@ class ChatService:
         finally:
             await gen.aclose()
         reply = "".join(parts)
-        stored = await self._store_reply(plan, reply, interrupted=False)
+        # a cancel arriving now (the client left after the last delta) must not lose the whole
+        # reply: its write runs on, shielded and tracked, like an interrupted one
+        write = self.track(asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False)))
+        stored = await asyncio.shield(write)
         usage = gen.usage or Usage(
             prompt_tokens=sum(self._embedder.count_tokens(m.content) for m in prompt),
             completion_tokens=self._embedder.count_tokens(reply),
