@@ -70,6 +70,7 @@ class SessionService:
     ) -> None:
         self._store = sessions
         self._users = Table(store, "users")
+        self._chat_results = Table(store, "chat_results")
         self._messages = messages
         self._jobs = jobs
         self._memories = memories
@@ -131,8 +132,8 @@ class SessionService:
             return changed
 
     async def delete(self, project_id: str, session_id: str) -> None:
-        """The session, its messages, the memories made from them (and its summary) and its
-        jobs. Memories only linked to it stay, unlinked."""
+        """The session, its messages, the memories made from them (and its summary), its jobs
+        and its chat results. Memories only linked to it stay, unlinked."""
         async with self._store.locks.hold(session_key(project_id, session_id)):
             await self._store.require_row(project_id, session_id)
             await self._jobs.cancel_session(project_id, session_id)
@@ -153,7 +154,15 @@ class SessionService:
                     Patch(Memory(id=memory_id, session_id=""), frozenset({"session_id"})),
                 )
             await self._jobs.delete_session(project_id, session_id)
+            await self._delete_chat_results(project_id, session_id)
             await self._store.delete(project_id, session_id)
+
+    async def _delete_chat_results(self, project_id: str, session_id: str) -> None:
+        """The session's chat turns as recorded for polls and replays (they quote its messages);
+        a turn still running patches nothing back (patches skip deleted rows)."""
+        where = Where().eq("project_id", project_id).eq("session_id", session_id)
+        if await self._chat_results.count(where):
+            await self._chat_results.writer.delete(str(where))
 
     async def list(self, project_id: str, q: SessionQuery, page: Page) -> Listing:
         """Newest first, keyset-paged by (create_time, id), with the total count."""
