@@ -15,7 +15,15 @@ from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
 from tests.memhelpers import struct
 
-USER_TABLES = ("memories", "memory_versions", "messages", "sessions", "jobs", "requests")
+USER_TABLES = (
+    "memories",
+    "memory_versions",
+    "messages",
+    "sessions",
+    "jobs",
+    "requests",
+    "chat_results",
+)
 
 
 def msg(content: str, **kw: Any) -> spb.Message:

@@ -7,14 +7,21 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
+import lancedb
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
+from memgrpc.core.chat import ChatRequest
+from memgrpc.core.chat_replay import fingerprint
+from memgrpc.core.ids import derived_id
 from memgrpc.embed import Embedder
 from memgrpc.server.app import start
+from memgrpc.store.filters import Where
 from memgrpc.v1 import chat_pb2 as pb
 from memgrpc.v1 import chat_pb2_grpc, sessions_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
@@ -488,3 +495,177 @@ async def test_sessions_are_checked_before_anything_is_stored(chat, sessions, ne
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert details(err.value)[1] == "SESSION_PROCESSED"
     assert len(await messages_of(sessions, key, s.id)) == 1
+
+
+# -- request_id on the streamed Chat ----------------------------------------------------------------
+async def chat_result_rows(data_dir: Path, project_id: str, session_id: str = "") -> int:
+    """Rows of the project (or session) in `chat_results`, read by a fresh connection."""
+    db = await lancedb.connect_async(str(data_dir))
+    tbl = await db.open_table("chat_results")
+    where = Where().eq("project_id", project_id)
+    if session_id:
+        where.eq("session_id", session_id)
+    return int(await tbl.count_rows(str(where)))
+
+
+async def test_chat_retry_with_request_id_replays_the_turn(
+    chat, sessions, new_key, fake_llm: FakeLLM, server: ServerHandle
+) -> None:
+    project, key = await new_key()
+    await turn(chat, key, user_id="rio", message="hi")  # no request_id: nothing recorded
+    assert await chat_result_rows(server.data_dir, project) == 0
+    asked = len(fake_llm.seen)
+    req = {"user_id": "rio", "message": "Hello there", "provider": "openai", "request_id": "r-1"}
+    first = await turn(chat, key, **req)
+    second = await turn(chat, key, **req)
+    assert len(fake_llm.seen) == asked + 1  # one generation
+    assert kinds(first)[0] == "started" and kinds(first)[-1] == "done"
+    assert kinds(second) == ["started", "context", "delta", "done"]
+    assert second[0].started == first[0].started  # same user message, same (new) session
+    assert second[-1].done.assistant_message_id == first[-1].done.assistant_message_id
+    assert second[-1].done.usage == first[-1].done.usage
+    assert text_of(second) == text_of(first) == "".join(FAST_TEXT)
+    session_id = first[0].started.session_id
+    stored = await messages_of(sessions, key, session_id)
+    assert [m.id for m in stored] == [
+        first[0].started.user_message_id,
+        first[-1].done.assistant_message_id,
+    ]
+    listed = await sessions.ListSessions(spb.ListSessionsRequest(user_id="rio"), metadata=md(key))
+    assert listed.total_size == 2  # the turn without request_id, and this one (made once)
+    assert await chat_result_rows(server.data_dir, project, session_id) == 1
+    # the same request_id in another project is another request
+    _, other = await new_key()
+    elsewhere = await turn(chat, other, **req)
+    assert elsewhere[0].started.session_id != session_id
+    assert len(fake_llm.seen) == asked + 2
+
+
+async def test_chat_request_id_reused_for_another_request(chat, new_key) -> None:
+    _, key = await new_key()
+    await turn(chat, key, user_id="reu", message="first question", request_id="r-2")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await turn(chat, key, user_id="reu", message="another question", request_id="r-2")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(err.value) == ({"request_id"}, "REQUEST_ID_REUSED")
+
+
+async def test_chat_retry_replays_a_failed_turn(chat, sessions, new_key, fake_llm: FakeLLM) -> None:
+    _, key = await new_key()
+    req = pb.ChatRequest(
+        user_id="fay", message="hi", provider="openai", model="ratelimit", request_id="r-3"
+    )
+    asked = len(fake_llm.seen)
+    attempts: list[list[pb.ChatEvent]] = []
+    for _ in range(2):
+        events: list[pb.ChatEvent] = []
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for ev in chat.Chat(req, metadata=md(key)):
+                events.append(ev)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details(err.value)[1] == "PROVIDER_RATE_LIMITED"
+        attempts.append(events)
+    first, second = attempts
+    assert len(fake_llm.seen) == asked + 1
+    assert kinds(second) == kinds(first) == ["started", "context", "error"]
+    assert second[0].started == first[0].started
+    assert second[-1].error.reason == "PROVIDER_RATE_LIMITED"
+    stored = await messages_of(sessions, key, first[0].started.session_id)
+    assert [m.role for m in stored] == ["user"]  # stored once
+
+
+async def test_chat_retry_while_the_first_runs_waits_for_it(
+    chat, sessions, new_key, fake_llm: FakeLLM
+) -> None:
+    """The retry waits for the first attempt; that one is cancelled by its client, so the retry
+    replays it as interrupted (the user message is not stored twice, nothing runs again)."""
+    _, key = await new_key()
+    req = pb.ChatRequest(
+        user_id="wes", message="Tell me a story", provider="openai", model="slow", request_id="r-4"
+    )
+    asked = len(fake_llm.seen)
+    call = chat.Chat(req, metadata=md(key))
+    deltas: list[str] = []
+    async for ev in call:
+        if ev.HasField("delta"):
+            deltas.append(ev.delta.text)
+            if len(deltas) == 2:
+                break
+    retry = asyncio.ensure_future(turn(chat, key, **{"request_id": "r-4"} | _kw(req)))
+    await asyncio.sleep(0.3)
+    assert not retry.done()  # waiting for the first attempt
+    call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(retry, 5)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(err.value)[1] == "CHAT_TURN_INTERRUPTED"
+    assert len(fake_llm.seen) == asked + 1
+
+    async def partial_stored() -> bool:
+        return len(await messages_of(sessions, key, session_id)) == 2
+
+    listed = await sessions.ListSessions(spb.ListSessionsRequest(user_id="wes"), metadata=md(key))
+    assert listed.total_size == 1
+    session_id = listed.sessions[0].id
+    await eventually(partial_stored, timeout_s=5)
+    user, reply = await messages_of(sessions, key, session_id)
+    assert user.content == "Tell me a story" and reply.interrupted
+    # the replayed stream, read event by event: started (same ids), the partial text, error
+    events: list[pb.ChatEvent] = []
+    with pytest.raises(grpc.aio.AioRpcError):
+        async for ev in chat.Chat(req, metadata=md(key)):
+            events.append(ev)
+    assert kinds(events) == ["started", "context", "delta", "error"]
+    assert events[0].started.user_message_id == user.id
+    assert reply.content.startswith(text_of(events)) and text_of(events).startswith("".join(deltas))
+    assert events[-1].error.reason == "CHAT_TURN_INTERRUPTED"
+
+
+def _kw(req: pb.ChatRequest) -> dict[str, object]:
+    return {"user_id": req.user_id, "message": req.message, "provider": req.provider,
+            "model": req.model}  # fmt: skip
+
+
+async def test_delete_session_removes_its_chat_results(
+    chat, sessions, new_key, server: ServerHandle
+) -> None:
+    project, key = await new_key()
+    s = await sessions.CreateSession(new_session("del"), metadata=md(key))
+    keep = await sessions.CreateSession(new_session("del"), metadata=md(key))
+    queued = [
+        await chat.ChatAsync(pb.ChatRequest(session_id=sid, message=m), metadata=md(key))
+        for sid, m in ((s.id, "one"), (s.id, "two"), (keep.id, "kept"))
+    ]
+    await turn(chat, key, session_id=s.id, message="streamed", request_id="r-5")
+
+    async def settled() -> bool:
+        found = [await result(chat, key, q.processing_id) for q in queued]
+        return all(r.status == pb.CHAT_STATUS_COMPLETE for r in found)
+
+    await eventually(settled, timeout_s=10, every_s=0.05)
+    assert await chat_result_rows(server.data_dir, project, s.id) == 3
+    assert await chat_result_rows(server.data_dir, project, keep.id) == 1
+    await sessions.DeleteSession(spb.DeleteSessionRequest(id=s.id), metadata=md(key))
+    assert await chat_result_rows(server.data_dir, project, s.id) == 0
+    assert await chat_result_rows(server.data_dir, project, keep.id) == 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await result(chat, key, queued[0].processing_id)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await result(chat, key, queued[2].processing_id)).response
+
+
+async def test_chat_retry_of_a_turn_running_elsewhere(chat, new_key, server: ServerHandle) -> None:
+    """A turn recorded as running that this server does not run (another replica's, or one
+    whose server died mid-turn) is not run again."""
+    project, key = await new_key()
+    req = ChatRequest(message="hi", user_id="eli")
+    row_id = derived_id("chat", project, "Chat", "r-6") + "_" + fingerprint(req)
+    now = datetime.now(UTC)
+    await server.app.store.writer("chat_results").insert(
+        [{"id": row_id, "project_id": project, "user_id": "eli", "session_id": "ses_x",
+          "status": "running", "create_time": now, "update_time": now}]
+    )  # fmt: skip
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await turn(chat, key, message="hi", user_id="eli", request_id="r-6")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(err.value)[1] == "CHAT_TURN_IN_PROGRESS"

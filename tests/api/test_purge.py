@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 import pytest
 
+from memgrpc.v1 import chat_pb2 as cpb
+from memgrpc.v1 import chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
-from memgrpc.v1 import sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import users_pb2 as upb
 from tests.conftest import ServerHandle
 from tests.convhelpers import add, count_rows, msg, new_session, new_user
@@ -25,7 +28,9 @@ def sessions(channel: grpc.aio.Channel) -> sessions_pb2_grpc.SessionServiceStub:
     return sessions_pb2_grpc.SessionServiceStub(channel)
 
 
-async def _populate(users, sessions, memory_stub, key: str, user: str) -> tuple[str, str, str]:
+async def _populate(
+    users, sessions, memory_stub, channel, key: str, user: str
+) -> tuple[str, str, str]:
     """A user with a row in every table; returns (session id, memory id, job id)."""
     await users.CreateUser(
         new_user(user, {"plan": "pro"}, request_id=f"cu-{user}"), metadata=md(key)
@@ -46,15 +51,21 @@ async def _populate(users, sessions, memory_stub, key: str, user: str) -> tuple[
         metadata=md(key),
     )
     assert job.state == spb.JOB_STATE_DONE
+    chat = chat_pb2_grpc.ChatServiceStub(channel)  # a recorded turn: a chat_results row
+    events = chat.Chat(
+        cpb.ChatRequest(user_id=user, message="hello", request_id=f"ch-{user}"), metadata=md(key)
+    )
+    assert [ev async for ev in events][-1].HasField("done")
     return s.id, m.id, job.id
 
 
 async def test_purge_removes_every_row(
-    users, sessions, memory_stub, new_key, server: ServerHandle
+    users, sessions, memory_stub, channel, new_key, server: ServerHandle
 ) -> None:
     project, key = await new_key()
-    gone_session, gone_memory, gone_job = await _populate(users, sessions, memory_stub, key, "gone")
-    await _populate(users, sessions, memory_stub, key, "stays")
+    populate = functools.partial(_populate, users, sessions, memory_stub, channel, key)
+    gone_session, gone_memory, gone_job = await populate("gone")
+    await populate("stays")
     before = await count_rows(server.data_dir, project, "gone")
     assert all(n > 0 for n in before.values()), before  # every table holds some of it
     kept = await count_rows(server.data_dir, project, "stays")

@@ -26,6 +26,7 @@ from memgrpc.core.chat import (
     Started,
 )
 from memgrpc.core.chat_async import BackgroundChats, ChatResult
+from memgrpc.core.chat_replay import ChatReplays
 from memgrpc.core.idempotency import Idempotency
 from memgrpc.core.types import SearchHit
 from memgrpc.llm import Usage
@@ -120,16 +121,23 @@ def _result(r: ChatResult) -> pb.ChatResult:
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(
-        self, chat: ChatService, background: BackgroundChats, idempotency: Idempotency
+        self,
+        chat: ChatService,
+        background: BackgroundChats,
+        replays: ChatReplays,
+        idempotency: Idempotency,
     ) -> None:
         self._chat = chat
         self._background = background
+        self._replays = replays
         self._idem = idempotency
 
     async def Chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatEvent]:
-        turn = await self._chat.stream(principal.current().project_id, _request(request))
+        project = principal.current().project_id
+        # a retried request_id replays the first attempt (core/chat_replay.py)
+        turn = await self._replays.stream(project, _request(request), request.request_id)
         # the call ending any way (cancel, deadline) stops the turn, wherever this generator is
         context.add_done_callback(lambda _: turn.cancel())
         try:

@@ -30,6 +30,7 @@ from memgrpc.config import ServerConfig
 from memgrpc.core.admin import AdminService, Authenticator
 from memgrpc.core.chat import ChatService
 from memgrpc.core.chat_async import BackgroundChats
+from memgrpc.core.chat_replay import ChatReplays
 from memgrpc.core.context import ContextService, SessionMessages
 from memgrpc.core.idempotency import Idempotency
 from memgrpc.core.jobs import AutoProcessor, JobRunner
@@ -136,6 +137,7 @@ class Chats:
 
     service: ChatService
     background: BackgroundChats
+    replays: ChatReplays
     providers: Providers
 
     @classmethod
@@ -158,7 +160,12 @@ class Chats:
         )
         context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
         service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
-        return cls(service, BackgroundChats(store, service, memories), providers)
+        return cls(
+            service,
+            BackgroundChats(store, service, memories),
+            ChatReplays(store, service, conv.sessions, memories),
+            providers,
+        )
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
@@ -319,7 +326,8 @@ async def start(
             server,
         )
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
-            ChatServicer(app.chat.service, app.chat.background, conv.idempotency), server
+            ChatServicer(app.chat.service, app.chat.background, app.chat.replays, conv.idempotency),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -75,6 +75,11 @@ class ChatRequest(_message.Message):
     max_tokens: _builtins.int
     """Cap on the reply's tokens; unset = the provider's default."""
     request_id: _builtins.str
+    """Retries with the same id (and the same request) run the turn once. Chat replays a finished
+    turn (started, context, the reply as one delta, done or the first error), waits for one
+    still running on the same server, and fails FAILED_PRECONDITION (CHAT_TURN_IN_PROGRESS)
+    otherwise; another request under the same id is INVALID_ARGUMENT (REQUEST_ID_REUSED).
+    """
     def __init__(
         self,
         *,
