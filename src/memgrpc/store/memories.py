@@ -83,17 +83,13 @@ class MemoryTable:
     async def get_many(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         if not ids:
             return []
-        where = Where().eq("project_id", project_id).is_in("id", list(ids))
+        where = Where().is_in("id", list(ids))
         tbl = await self._tbl.query().where(str(where)).select(ROW_COLUMNS).to_arrow()
-        rows: list[dict[str, Any]] = tbl.to_pylist()
-        return rows
+        return _in_project(tbl.to_pylist(), project_id)
 
     async def get_with_vectors(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        where = Where().eq("project_id", project_id).is_in("id", list(ids))
-        rows: list[dict[str, Any]] = (
-            await self._tbl.query().where(str(where)).to_arrow()
-        ).to_pylist()
-        return rows
+        where = Where().is_in("id", list(ids))
+        return _in_project(_rows(await self._tbl.query().where(str(where)).to_arrow()), project_id)
 
     async def scan(
         self, flt: MemoryFilter, *, with_vectors: bool, batch_rows: int
@@ -107,14 +103,13 @@ class MemoryTable:
     async def user_rows(
         self, project_id: str, user_id: str, *, since: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Every row of one user with its vector (changed since `since`, when given)."""
-        where = Where().eq("project_id", project_id).eq("user_id", user_id)
+        """Every row of one user with its vector as a numpy array (changed since `since`, when
+        given)."""
+        where = Where().eq("user_id", user_id)
         if since is not None:
             where.cmp("update_time", ">=", since)
-        rows: list[dict[str, Any]] = (
-            await self._tbl.query().where(str(where)).to_arrow()
-        ).to_pylist()
-        return rows
+        q = self._tbl.query().where(str(where)).select([*ROW_COLUMNS, "vector"])
+        return _in_project(_rows(await q.to_arrow()), project_id)
 
     async def version(self) -> int:
         return int(await self._tbl.version())
@@ -176,6 +171,26 @@ class MemoryTable:
             if "no tokens" in str(exc).lower() or "empty" in str(exc).lower():
                 return []
             raise
+
+
+def _in_project(rows: list[dict[str, Any]], project_id: str) -> list[dict[str, Any]]:
+    """The rows of one project. Lookups by id or user filter on that indexed column alone and
+    check the project here: a `project_id = ...` prefilter is evaluated over every row of the
+    project (~30 ms at 1M rows), where the id or user index narrows to a few rows at once."""
+    return [r for r in rows if r["project_id"] == project_id]
+
+
+def _rows(tbl: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts, with the vector as a float32 numpy array (not a list of Python floats)."""
+    if "vector" not in tbl.column_names or tbl.num_rows == 0:
+        out: list[dict[str, Any]] = tbl.to_pylist()
+        return out
+    col = tbl.column("vector").combine_chunks()
+    vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+    rows: list[dict[str, Any]] = tbl.drop_columns(["vector"]).to_pylist()
+    for row, vec in zip(rows, vectors, strict=True):
+        row["vector"] = vec
+    return rows
 
 
 Scored = list[tuple[str, float]]  # (memory id, the leg's score), best first
