@@ -113,3 +113,60 @@ async def test_open_adds_new_nullable_columns_to_old_tables(tmp_path: Path) -> N
     await s.writer("users").insert([_user("y")])
     assert set(await _rows(s)) == {"x", "y"}
     await s.close()
+
+
+async def test_exclusive_work_runs_between_commits(store: Store) -> None:
+    """A compaction run through `exclusive` is not raced by this writer's updates: patches
+    queued meanwhile commit after it, and the compaction commits (no conflict)."""
+    w = store.writer("users")
+    await asyncio.gather(*(w.insert([_user(f"u{i}")]) for i in range(20)))
+    for i in range(10):  # fragments to compact
+        await w.patch([{"pk": f"u{i}", "metadata": f'{{"n": {i}}}'}])
+    tbl = store.table("users")
+    started = asyncio.Event()
+    order: list[str] = []
+
+    async def compact() -> object:
+        started.set()
+        stats = await tbl.optimize()
+        order.append("compacted")
+        return stats
+
+    job = asyncio.ensure_future(w.exclusive(compact))
+    await started.wait()
+
+    async def patch(i: int) -> None:
+        await w.patch([{"pk": f"u{i}", "metadata": f'{{"again": {i}}}'}])
+        order.append(f"patched u{i}")
+
+    await asyncio.gather(job, *(patch(i) for i in range(5)))
+    assert order[0] == "compacted" and len(order) == 6
+    assert (await tbl.stats())["fragment_stats"]["num_small_fragments"] <= 2
+    rows = await _rows(store)
+    assert rows["u3"] == '{"again": 3}' and rows["u7"] == '{"n": 7}'
+    # a failing job reaches its caller and the writer goes on
+    with pytest.raises(RuntimeError, match="boom"):
+
+        async def fail() -> None:
+            raise RuntimeError("boom")
+
+        await w.exclusive(fail)
+    await w.insert([_user("after")])
+    assert "after" in await _rows(store)
+
+
+async def test_interleaved_inserts_and_patches_share_commits(store: Store) -> None:
+    """New rows and patches of other rows, queued alternately, take one commit per kind; a
+    patch of a row inserted in the same flush still lands after its insert."""
+    w = store.writer("users")
+    await w.insert([_user(f"old{i}") for i in range(10)])
+    before = w.stats.commits
+    ops = []
+    for i in range(10):
+        ops.append(w.insert([_user(f"new{i}")]))
+        ops.append(w.patch([{"pk": f"old{i}", "metadata": f'{{"n": {i}}}'}]))
+    ops.append(w.patch([{"pk": "new3", "metadata": '{"patched": true}'}]))
+    await asyncio.gather(*ops)
+    rows = await _rows(store)
+    assert len(rows) == 20 and rows["old7"] == '{"n": 7}' and rows["new3"] == '{"patched": true}'
+    assert w.stats.commits - before <= 4  # the first op may flush alone

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,15 +87,19 @@ class Maintainer:
         self.runs += 1
 
     async def _optimize(self, name: str, tbl: Any) -> None:
-        """Compact one table; a busy table (a write won the commit race) is retried, then left
-        for the next pass, without holding up the other tables."""
+        """Compact one table alongside its writes; when a write wins the commit race (a table
+        whose rows are updated all the time, like sessions), the last try runs between the
+        writer's commits. Failing that (another replica's write), it is left for the next pass
+        without holding up the other tables."""
         writer = self._store.writer(name)
         for attempt in range(3):
             before = int(await tbl.version())
             try:
-                stats = await tbl.optimize(
-                    cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
+                work = functools.partial(
+                    tbl.optimize,
+                    cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s),
                 )
+                stats = await (writer.exclusive(work) if attempt == 2 else work())
             except Exception as exc:
                 if attempt == 2 or "conflict" not in str(exc).lower():
                     log.warning("table_optimize_failed", table=name, error=str(exc)[:300])

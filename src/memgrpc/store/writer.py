@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import structlog
@@ -25,8 +25,9 @@ from memgrpc import tracing
 
 log = structlog.get_logger(__name__)
 _OWN_VERSIONS = 4096
+T = TypeVar("T")
 
-OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch"]
+OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch", "exclusive"]
 # (kind, rows, seconds, ok) of every commit, for metrics (server/metrics.py)
 CommitObserver = Callable[[str, int, float, bool], None]
 
@@ -37,6 +38,8 @@ class _Op:
     rows: list[dict[str, Any]] = field(default_factory=list)
     where: str = ""
     values: dict[str, Any] = field(default_factory=dict)
+    # `exclusive`: the work to run between this writer's commits
+    work: Callable[[], Awaitable[Any]] | None = None
     # None for most kinds; the number of rows changed for `update`
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -130,6 +133,12 @@ class TableWriter:
             raise ValueError("every patched row must have the same columns")
         await self._submit(_Op("patch", rows=list(rows)))
 
+    async def exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` (a compaction) with no commit of this writer in between: a rewrite of the
+        table's fragments that ran alongside an update would lose the commit race to it."""
+        result: T = await self._submit(_Op("exclusive", work=work))
+        return result
+
     async def close(self) -> None:
         """Flush what is queued, then stop."""
         self._closed = True
@@ -148,7 +157,7 @@ class TableWriter:
     async def _submit(self, op: _Op) -> Any:
         if self._closed:
             raise RuntimeError("writer is closed")
-        if op.kind not in ("delete", "update") and not op.rows:
+        if op.kind not in ("delete", "update", "exclusive") and not op.rows:
             return None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="table-writer")
@@ -187,15 +196,40 @@ class TableWriter:
             self.stats.queue_depth = self._queue.qsize()
             await self._flush(batch)
 
-    async def _flush(self, batch: list[_Op]) -> None:
-        # group consecutive ops of the same kind: order between kinds is preserved
+    def _group(self, batch: list[_Op]) -> list[list[_Op]]:
+        """Ops that may share a commit, in commit order. A row op joins the latest group of its
+        kind when no op in between touches its keys or filters rows (delete, update,
+        exclusive): interleaved inserts and patches of different rows (new sessions and their
+        counters) then take two commits, not one each. Deletes group only when consecutive."""
         groups: list[list[_Op]] = []
+        keys: list[set[Any]] = []
         for op in batch:
-            if groups and op.kind != "update" and groups[-1][0].group_key == op.group_key:
-                groups[-1].append(op)
-            else:
+            mine = {r[self._key] for r in op.rows}
+            target = None
+            if op.kind in ("insert", "upsert", "insert_absent", "patch"):
+                for i in range(len(groups) - 1, -1, -1):
+                    if groups[i][0].kind in ("delete", "update", "exclusive"):
+                        break
+                    if groups[i][0].group_key == op.group_key:
+                        target = i
+                        break
+                    if keys[i] & mine:
+                        break
+            elif op.kind == "delete" and groups and groups[-1][0].kind == "delete":
+                target = len(groups) - 1
+            if target is None:
                 groups.append([op])
-        for group in groups:
+                keys.append(mine)
+            else:
+                groups[target].append(op)
+                keys[target] |= mine
+        return groups
+
+    async def _flush(self, batch: list[_Op]) -> None:
+        for group in self._group(batch):
+            if group[0].kind == "exclusive":
+                await _run_exclusive(group[0])
+                continue
             traced = [op.trace for op in group if op.trace is not None]
             start = time.perf_counter()
             nrows = 0
@@ -306,6 +340,18 @@ class TableWriter:
         return current - since <= _OWN_VERSIONS and all(
             v in self.own_versions for v in range(since + 1, current + 1)
         )
+
+
+async def _run_exclusive(op: _Op) -> None:
+    assert op.work is not None
+    try:
+        result = await op.work()
+    except Exception as exc:
+        if not op.future.done():
+            op.future.set_exception(exc)
+    else:
+        if not op.future.done():
+            op.future.set_result(result)
 
 
 def _retryable(exc: Exception) -> bool:
