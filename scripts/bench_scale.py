@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import collections
 import hashlib
-import json
 import os
 import random
 import re
@@ -69,8 +68,10 @@ from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import load_texts, pct
+
 ROOT = Path(__file__).resolve().parent.parent
-LOCOMO = ROOT.parent / "shared" / "bench" / "locomo_dev.json"
 KEY = "mgk_bench_bootstrap_key_0123456789abcdef"
 MD = (("x-api-key", KEY),)
 MODEL = "all-MiniLM-L6-v2-int8"
@@ -91,17 +92,6 @@ EMBED_LABEL = "reference: the query embedded in-process (LocalEmbedder), before 
 
 
 # -- data -------------------------------------------------------------------------------------
-def load_texts() -> tuple[list[str], list[str]]:
-    data = json.loads(LOCOMO.read_text())
-    turns, questions = [], []
-    for conv in data:
-        for k, v in conv["conversation"].items():
-            if k.startswith("session_") and isinstance(v, list):
-                turns += [f'{t["speaker"]} said, "{t["text"]}"' for t in v]
-        questions += [q["question"] for q in conv["qa"]]
-    return turns, questions
-
-
 def base_texts(turns: list[str], n: int, seed: int = 7) -> list[str]:
     """The real turns, then recombinations of them (one speaker, words of another turn)."""
     rng = random.Random(seed)
@@ -180,11 +170,6 @@ class Synth:
     def order(self, start: int, stop: int) -> np.ndarray:
         """The memories of one tier increment, shuffled (users' writes interleave)."""
         return np.random.default_rng(start).permutation(np.arange(start, stop))
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 # -- server and store -------------------------------------------------------------------------
