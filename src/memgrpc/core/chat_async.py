@@ -38,7 +38,7 @@ from memgrpc.core.types import SearchHit
 from memgrpc.llm import Usage
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Table
+from memgrpc.store.tables import Row, Table
 from memgrpc.store.writer import TableWriter
 
 log = structlog.get_logger(__name__)
@@ -60,6 +60,45 @@ class ChatFailure:
             return cls(exc.code, exc.message, exc.reason)
         return cls("INTERNAL", "internal error", "INTERNAL")
 
+    @classmethod
+    def of_row(cls, row: Row) -> ChatFailure | None:
+        if not row.get("error_code"):
+            return None
+        return cls(row["error_code"], row.get("error_message") or "", row["error_reason"] or "")
+
+
+def usage_of_row(row: Row) -> Usage | None:
+    if row.get("prompt_tokens") is None:
+        return None
+    return Usage(row["prompt_tokens"], row["completion_tokens"] or 0)
+
+
+def final_values(
+    result_id: str,
+    *,
+    failure: ChatFailure | None,
+    response: str,
+    user_message_id: str,
+    assistant_message_id: str,
+    memories: list[tuple[str, float]] | None,
+    usage: Usage | None,
+) -> Row:
+    """The columns of a `chat_results` row once its turn has ended (async and replayed turns)."""
+    return {
+        "id": result_id,
+        "status": "failed" if failure else "complete",
+        "response": response,
+        "user_message_id": user_message_id or None,
+        "assistant_message_id": assistant_message_id or None,
+        "memories": json.dumps(memories) if memories is not None else None,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "error_code": failure.code if failure else None,
+        "error_message": failure.message if failure else None,
+        "error_reason": failure.reason if failure else None,
+        "update_time": utc_now(),
+    }
+
 
 @dataclass
 class ChatResult:
@@ -75,7 +114,7 @@ class ChatResult:
     error: ChatFailure | None = None
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -110,7 +149,7 @@ class _Progress:
         self._dirty.set()
 
     async def running(self) -> None:
-        await self._writer.patch([{"id": self._id, "status": "running", "update_time": _now()}])
+        await self._writer.patch([{"id": self._id, "status": "running", "update_time": utc_now()}])
         self._flusher = asyncio.ensure_future(self._flush_loop())
 
     async def _flush_loop(self) -> None:
@@ -124,7 +163,7 @@ class _Progress:
                         "response": "".join(self._parts),
                         "user_message_id": self.user_message_id or None,
                         "memories": json.dumps(self.memories),
-                        "update_time": _now(),
+                        "update_time": utc_now(),
                     }
                 ]
             )
@@ -136,23 +175,17 @@ class _Progress:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-        usage = self.usage
         await self._writer.patch(
             [
-                {
-                    "id": self._id,
-                    "status": "failed" if failure else "complete",
-                    "response": "".join(self._parts),
-                    "user_message_id": self.user_message_id or None,
-                    "assistant_message_id": self.assistant_message_id or None,
-                    "memories": json.dumps(self.memories),
-                    "prompt_tokens": usage.prompt_tokens if usage else None,
-                    "completion_tokens": usage.completion_tokens if usage else None,
-                    "error_code": failure.code if failure else None,
-                    "error_message": failure.message if failure else None,
-                    "error_reason": failure.reason if failure else None,
-                    "update_time": _now(),
-                }
+                final_values(
+                    self._id,
+                    failure=failure,
+                    response="".join(self._parts),
+                    user_message_id=self.user_message_id,
+                    assistant_message_id=self.assistant_message_id,
+                    memories=self.memories,
+                    usage=self.usage,
+                )
             ]
         )
 
@@ -180,7 +213,7 @@ class BackgroundChats:
         s = plan.session
         assert s is not None
         result = ChatResult(id=new_id("chat"), status="queued", session_id=s.id, user_id=s.user_id)
-        now = _now()
+        now = utc_now()
         await self._table.writer.insert(
             [
                 {
@@ -242,14 +275,6 @@ class BackgroundChats:
             )
         scored = [(str(i), float(s)) for i, s in json.loads(row.get("memories") or "[]")]
         found = {m.id: m for m in await self._memories.get_many(project_id, [i for i, _ in scored])}
-        failure = (
-            ChatFailure(
-                row["error_code"], row.get("error_message") or "", row["error_reason"] or ""
-            )
-            if row.get("error_code")
-            else None
-        )
-        has_usage = row.get("prompt_tokens") is not None
         return ChatResult(
             id=row["id"],
             status=row.get("status") or "queued",
@@ -258,9 +283,9 @@ class BackgroundChats:
             response=row.get("response") or "",
             user_message_id=row.get("user_message_id") or "",
             assistant_message_id=row.get("assistant_message_id") or "",
-            usage=Usage(row["prompt_tokens"], row["completion_tokens"] or 0) if has_usage else None,
+            usage=usage_of_row(row),
             memories=[SearchHit(found[i], s) for i, s in scored if i in found],
-            error=failure,
+            error=ChatFailure.of_row(row),
         )
 
     async def stop(self, timeout_s: float = 5.0) -> None:

@@ -31,7 +31,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 import structlog
@@ -50,20 +50,14 @@ from memgrpc.core.chat import (
     Started,
     Turn,
 )
-from memgrpc.core.chat_async import ChatFailure
+from memgrpc.core.chat_async import ChatFailure, final_values, usage_of_row, utc_now
 from memgrpc.core.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
     DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
     Violations,
+    error_for,
 )
 from memgrpc.core.ids import derived_id
 from memgrpc.core.locks import KeyedLocks
@@ -77,20 +71,6 @@ from memgrpc.store.tables import Row, Table
 
 log = structlog.get_logger(__name__)
 
-_ERRORS: dict[str, type[DomainError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArgument,
-        NotFound,
-        AlreadyExists,
-        FailedPrecondition,
-        Unauthenticated,
-        PermissionDenied,
-        ResourceExhausted,
-        Unavailable,
-        DeadlineExceeded,
-    )
-}
 INTERRUPTED = ChatFailure(
     "FAILED_PRECONDITION",
     "the first attempt with this request_id was cancelled before the reply was complete "
@@ -129,7 +109,6 @@ class Outcome:
     @classmethod
     def of_row(cls, row: Row) -> Outcome:
         memories = row.get("memories")
-        has_usage = row.get("prompt_tokens") is not None
         return cls(
             fingerprint=str(row["id"]).rsplit("_", 1)[-1],
             status=row.get("status") or "running",
@@ -142,19 +121,9 @@ class Outcome:
                 if memories is not None
                 else None
             ),
-            usage=Usage(row["prompt_tokens"], row["completion_tokens"] or 0) if has_usage else None,
-            failure=(
-                ChatFailure(
-                    row["error_code"], row.get("error_message") or "", row["error_reason"] or ""
-                )
-                if row.get("error_code")
-                else None
-            ),
+            usage=usage_of_row(row),
+            failure=ChatFailure.of_row(row),
         )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Record:
@@ -194,7 +163,7 @@ class _Record:
         user_id = plan.session.user_id if plan.session is not None else plan.request.user_id
         if not user_id:  # a purge of the user must find the row
             user_id = (await self._replays.sessions.get(plan.project_id, o.session_id)).user_id
-        now = _now()
+        now = utc_now()
         await self._replays.table.writer.insert(
             [
                 {
@@ -232,24 +201,17 @@ class _Record:
             self.settled.set_result(None)
 
     async def _patch_row(self) -> None:
-        o, failure = self.outcome, self.outcome.failure
-        await self._replays.table.writer.patch(
-            [
-                {
-                    "id": self.row_id,
-                    "status": o.status,
-                    "response": o.response,
-                    "assistant_message_id": o.assistant_message_id or None,
-                    "memories": json.dumps(o.memories) if o.memories is not None else None,
-                    "prompt_tokens": o.usage.prompt_tokens if o.usage else None,
-                    "completion_tokens": o.usage.completion_tokens if o.usage else None,
-                    "error_code": failure.code if failure else None,
-                    "error_message": failure.message if failure else None,
-                    "error_reason": failure.reason if failure else None,
-                    "update_time": _now(),
-                }
-            ]
+        o = self.outcome
+        values = final_values(
+            self.row_id,
+            failure=o.failure,
+            response=o.response,
+            user_message_id=o.user_message_id,
+            assistant_message_id=o.assistant_message_id,
+            memories=o.memories,
+            usage=o.usage,
         )
+        await self._replays.table.writer.patch([values])
 
 
 class _RecordedTurn(Turn):
@@ -286,7 +248,7 @@ class Replayed:
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         for i, body in enumerate(self._bodies, start=1):
-            yield ChatEvent(i, _now(), body)
+            yield ChatEvent(i, utc_now(), body)
         if self._error is not None:
             raise self._error
 
@@ -360,7 +322,7 @@ class ChatReplays:
             bodies.append(Done(o.assistant_message_id, usage, timedelta(0)))
             return Replayed(bodies, None)
         f = o.failure
-        error = _ERRORS.get(f.code, DomainError)(f.message, reason=f.reason)
+        error = error_for(f.code, f.message, f.reason)
         bodies.append(Failed(error))
         return Replayed(bodies, error)
 

@@ -89,6 +89,12 @@ class DeadlineExceeded(DomainError):
     reason: str = "DEADLINE_EXCEEDED"
 
 
+def error_for(code: str, message: str, reason: str) -> DomainError:
+    """The error of a status name (a failure stored earlier, raised again)."""
+    by_code = {cls.code: cls for cls in DomainError.__subclasses__()}
+    return by_code.get(code, DomainError)(message, reason=reason)
+
+
 class Violations:
     """Collects field violations so one response names every bad field at once."""
 
