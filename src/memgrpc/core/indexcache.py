@@ -19,6 +19,7 @@ from typing import Any
 
 from memgrpc.core import rows as rowconv
 from memgrpc.core.locks import KeyedLocks
+from memgrpc.core.owncache import ThrottledVersion
 from memgrpc.core.recall import UserIndex
 from memgrpc.core.types import Memory
 from memgrpc.store.memories import MemoryFilter, MemoryTable
@@ -59,15 +60,7 @@ class IndexCache:
         self._pending: dict[tuple[str, str], list[tuple[str, Any]]] = {}
         self._locks = KeyedLocks()
         self.loads = 0
-        self._seen, self._seen_at = -1, -1e9  # the table version last read, and when
-
-    async def _version(self) -> int:
-        """The table's version, read at most once per `refresh_s` for all users (a read costs
-        1-4 ms on a busy million-row table)."""
-        now = time.monotonic()
-        if now - self._seen_at >= self._refresh_s:
-            self._seen, self._seen_at = await self._table.version(), now
-        return self._seen
+        self._version = ThrottledVersion(table.version, refresh_s)
 
     @property
     def rows(self) -> int:

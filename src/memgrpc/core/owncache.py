@@ -35,6 +35,22 @@ class _Entry(Generic[V]):
     version: int  # the table version the value was checked against
 
 
+class ThrottledVersion:
+    """A table's version, read at most once per `every_s` for all callers (a read costs 1-4 ms
+    on a busy table; others' writes may go unseen that long anyway, see read consistency)."""
+
+    def __init__(self, read: Callable[[], Awaitable[int]], every_s: float) -> None:
+        self._read = read
+        self._every_s = every_s
+        self._seen, self._seen_at = -1, -1e9
+
+    async def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._seen_at >= self._every_s:
+            self._seen, self._seen_at = await self._read(), now
+        return self._seen
+
+
 class _Load:
     spoiled = False  # a write of the key ended while this load was reading
 
@@ -44,10 +60,8 @@ class OwnWritesCache(Generic[V]):
         """`refresh_s`: how long an entry is served before the table version is checked again
         (the store's read consistency interval: reads may miss others' writes that long)."""
         self._table = table
-        self._refresh_s = refresh_s
         self._size = size
-        self._seen = -1  # the table version last read, and when (one read serves every key)
-        self._seen_at = -1e9
+        self._version = ThrottledVersion(table.version, refresh_s)
         self._entries: OrderedDict[str, _Entry[V]] = OrderedDict()
         self._loads: dict[str, set[_Load]] = {}  # loads in flight, by key
 
@@ -76,13 +90,6 @@ class OwnWritesCache(Generic[V]):
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
         return value
-
-    async def _version(self) -> int:
-        """The table's version, read at most once per `refresh_s` for all keys."""
-        now = time.monotonic()
-        if now - self._seen_at >= self._refresh_s:
-            self._seen, self._seen_at = await self._table.version(), now
-        return self._seen
 
     def peek(self, key: str) -> V | None:
         """The entry as last cached, unchecked (for updating it after a write)."""
