@@ -73,6 +73,28 @@ def usage_of_row(row: Row) -> Usage | None:
     return Usage(row["prompt_tokens"], row["completion_tokens"] or 0)
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def first_values(
+    result_id: str, project_id: str, user_id: str, session_id: str, status: str, **more: str
+) -> Row:
+    """A new `chat_results` row (a queued async turn, a recorded streamed one)."""
+    now = utc_now()
+    return {
+        "id": result_id,
+        "project_id": project_id,
+        "user_id": user_id,
+        "session_id": session_id,
+        "status": status,
+        "response": "",
+        "create_time": now,
+        "update_time": now,
+        **more,
+    }
+
+
 def final_values(
     result_id: str,
     *,
@@ -112,10 +134,6 @@ class ChatResult:
     usage: Usage | None = None
     memories: list[SearchHit] = field(default_factory=list)
     error: ChatFailure | None = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Progress:
@@ -213,20 +231,8 @@ class BackgroundChats:
         s = plan.session
         assert s is not None
         result = ChatResult(id=new_id("chat"), status="queued", session_id=s.id, user_id=s.user_id)
-        now = utc_now()
         await self._table.writer.insert(
-            [
-                {
-                    "id": result.id,
-                    "project_id": project_id,
-                    "user_id": s.user_id,
-                    "session_id": s.id,
-                    "status": "queued",
-                    "response": "",
-                    "create_time": now,
-                    "update_time": now,
-                }
-            ]
+            [first_values(result.id, project_id, s.user_id, s.id, "queued")]
         )
         self._spawn(self._run(plan, result.id), result.id)
         return result

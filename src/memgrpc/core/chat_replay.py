@@ -50,7 +50,13 @@ from memgrpc.core.chat import (
     Started,
     Turn,
 )
-from memgrpc.core.chat_async import ChatFailure, final_values, usage_of_row, utc_now
+from memgrpc.core.chat_async import (
+    ChatFailure,
+    final_values,
+    first_values,
+    usage_of_row,
+    utc_now,
+)
 from memgrpc.core.errors import (
     DomainError,
     FailedPrecondition,
@@ -163,22 +169,15 @@ class _Record:
         user_id = plan.session.user_id if plan.session is not None else plan.request.user_id
         if not user_id:  # a purge of the user must find the row
             user_id = (await self._replays.sessions.get(plan.project_id, o.session_id)).user_id
-        now = utc_now()
-        await self._replays.table.writer.insert(
-            [
-                {
-                    "id": self.row_id,
-                    "project_id": plan.project_id,
-                    "user_id": user_id,
-                    "session_id": o.session_id,
-                    "status": "running",
-                    "response": "",
-                    "user_message_id": o.user_message_id,
-                    "create_time": now,
-                    "update_time": now,
-                }
-            ]
+        row = first_values(
+            self.row_id,
+            plan.project_id,
+            user_id,
+            o.session_id,
+            "running",
+            user_message_id=o.user_message_id,
         )
+        await self._replays.table.writer.insert([row])
 
     def end(self, failure: ChatFailure | None) -> None:
         """The turn is over; record it (in a task of its own: nothing may cancel that write)."""
