@@ -5,7 +5,6 @@ indexed, and a memory the client deleted on purpose stays deleted."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,8 +97,3 @@ async def test_a_memory_deleted_on_purpose_stays_deleted(parts: Parts) -> None:
         await parts.store.table("messages").query().where(str(Where().eq("id", said.id))).to_arrow()
     )
     assert rows.num_rows == 1  # the message itself is kept
-
-
-def test_message_memory_ids_are_kept_when_indexed_late() -> None:
-    m = Message(id="m1", session_id="s", user_id="u", content="x", memory_id="mem_1")
-    assert replace(_as_memory(m), id=m.memory_id).id == "mem_1"

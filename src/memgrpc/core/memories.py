@@ -383,12 +383,10 @@ class MemoryService:
         elif flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id, types=flt.types):
             # only types (a context's summaries): no pass over every item
             allowed = set().union(*(user.by_type.get(t, ()) for t in flt.types)) - user.archived
-            if not allowed:
-                return []
         else:
             allowed = {i for i, m in memories.items() if matches(m, flt)}
-            if not allowed:  # e.g. a user's summaries before any session was processed
-                return []
+        if allowed is not None and not allowed:  # e.g. summaries before any were made
+            return []
         vector = await self._embedder.embed_one(query)
         with tracing.span("recall.search", items=len(memories), k=k):
             ranked = user.index.search(query, vector, k, filter=allowed)

@@ -306,8 +306,8 @@ class MessageService:
         (none while the cached tail is current and reaches back to `seq`)."""
         key = session_key(project_id, session_id)
         cached = self._tails.peek(key)
-        if cached is not None and cached.start > seq:
-            self._tails.forget(lambda k, _: k == key)
+        if cached is not None and cached.start > seq:  # it does not reach back that far
+            self._tails.drop(key)
 
         async def load() -> Tail:
             where = self._in_session(project_id, session_id).cmp("seq", ">=", seq)

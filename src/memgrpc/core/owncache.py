@@ -113,6 +113,11 @@ class OwnWritesCache(Generic[V]):
                 else:
                     del self._entries[key]
 
+    def drop(self, key: str) -> None:
+        """Forget one entry (and a load of it in flight)."""
+        self._spoil(key)
+        self._entries.pop(key, None)
+
     def forget(self, match: Callable[[str, V], bool]) -> None:
         """Drop entries written behind the cache's back (and any load in flight)."""
         for key in list(self._loads):
