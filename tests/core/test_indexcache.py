@@ -98,3 +98,46 @@ async def test_archived_memories_are_hidden_unless_asked(
         assert svc.cache.loads == 1  # all served from the cache
     finally:
         await store.close()
+
+
+async def test_get_by_id_from_a_cached_user(tmp_path: Path, shared_embedder: Embedder) -> None:
+    """A get of a cached user's memory is served by the cache, as fresh as that user's searches:
+    own writes at once, another replica's update or delete within the refresh interval."""
+    from memgrpc.core.errors import NotFound
+    from memgrpc.core.types import Patch
+
+    store_a, a = await _service(tmp_path / "db", shared_embedder, 0.2)
+    store_b, b = await _service(tmp_path / "db", shared_embedder, 0.2)
+    try:
+        m = await a.create("p", Memory(user_id="u", content="User keeps bees on the roof"))
+        assert await a.cache.lookup("p", m.id) is None  # nobody searched u yet: the store
+        assert (await a.get("p", m.id)).content == m.content
+        await _top(a, "bees")
+        assert a.cache.loads == 1
+        cached = await a.cache.lookup("p", m.id)
+        assert cached is not None and cached.content == m.content
+        assert await a.cache.lookup("other-project", m.id) is None
+        # own update: served at once
+        await a.update(
+            "p", Patch(Memory(id=m.id, content="User keeps wasps"), frozenset({"content"}))
+        )
+        assert (await a.get("p", m.id)).content == "User keeps wasps"
+        # another replica's update, then delete: seen within the interval
+        await asyncio.sleep(0.3)  # B sees A's writes after one interval too
+        await b.update(
+            "p", Patch(Memory(id=m.id, content="User keeps ants"), frozenset({"content"}))
+        )
+        await asyncio.sleep(0.3)
+        assert (await a.get("p", m.id)).content == "User keeps ants"
+        await b.delete("p", m.id)
+        await asyncio.sleep(0.3)
+        assert await a.cache.lookup("p", m.id) is None
+        try:
+            await a.get("p", m.id)
+        except NotFound:
+            pass
+        else:
+            raise AssertionError("a deleted memory was still returned")
+    finally:
+        await store_a.close()
+        await store_b.close()

@@ -130,6 +130,23 @@ class IndexCache:
         user.checked_at, user.checked_wall, user.checked_version = started, wall, version
         return user
 
+    async def lookup(self, project_id: str, memory_id: str) -> Memory | None:
+        """A memory of a cached user, as fresh as a search of that user sees it; None when no
+        cached user holds it (the caller reads the store). A lookup by id in LanceDB scans every
+        fragment not yet in the id index, which under a steady write load is most of the cost."""
+        owner = next(
+            (
+                u
+                for (p, u), user in self._users.items()
+                if p == project_id and memory_id in user.memories
+            ),
+            None,
+        )
+        if owner is None:
+            return None
+        user = await self.get(project_id, owner)
+        return None if user is None else user.memories.get(memory_id)
+
     def _evict(self) -> None:
         total = self.rows
         while total > self._max_rows and len(self._users) > 1:

@@ -140,6 +140,10 @@ class MemoryService:
 
     # -- read -----------------------------------------------------------------------------
     async def get(self, project_id: str, memory_id: str) -> Memory:
+        _check_id(memory_id)
+        cached = await self.cache.lookup(project_id, memory_id)
+        if cached is not None:
+            return cached
         return rows.from_row(await self._get_row(project_id, memory_id, with_vector=False))
 
     async def get_many(self, project_id: str, ids: Sequence[str]) -> builtins.list[Memory]:
@@ -150,9 +154,7 @@ class MemoryService:
     async def _get_row(
         self, project_id: str, memory_id: str, *, with_vector: bool
     ) -> dict[str, Any]:
-        v = Violations()
-        validation.check_id(v, "id", memory_id, required=True)
-        v.raise_if_any()
+        _check_id(memory_id)
         found = (
             await self._table.get_with_vectors(project_id, [memory_id])
             if with_vector
@@ -487,6 +489,12 @@ class MemoryService:
                 await self.cache.deleted(
                     project_id, user_id, [i for i, u in owners.items() if u == user_id]
                 )
+
+
+def _check_id(memory_id: str) -> None:
+    v = Violations()
+    validation.check_id(v, "id", memory_id, required=True)
+    v.raise_if_any()
 
 
 def embed_text(m: Memory) -> str:
