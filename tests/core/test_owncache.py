@@ -10,7 +10,7 @@ from typing import Any
 from memgrpc.core.memories import MemoryService
 from memgrpc.core.messages import MessageService
 from memgrpc.core.owncache import OwnWritesCache
-from memgrpc.core.records import Message, Session
+from memgrpc.core.records import Message, Session, session_row
 from memgrpc.core.session_store import SessionStore
 from memgrpc.embed import BatchingEmbedder, Embedder
 from memgrpc.store.db import Store, StoreConfig
@@ -59,6 +59,36 @@ async def test_hit_own_write_and_foreign_write(tmp_path: Path, shared_embedder: 
         async with cache.writing("s1"):
             pass
         assert cache.peek("s1") is None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_created_row_is_cached_and_another_writer_still_seen(
+    tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    a, b = await _open(tmp_path / "db", shared_embedder.dim), await _open(tmp_path / "db", 384)
+    try:
+        store_a, store_b = SessionStore(a), SessionStore(b)
+        cache: OwnWritesCache[Row] = OwnWritesCache(store_a.table, 0.0)
+        async with cache.creating("s1") as settle:
+            await store_a.table.writer.insert(
+                [session_row("p", Session(id="s1", user_id="u", title="made"), None)]
+            )
+            settle(session_row("p", Session(id="s1", user_id="u", title="made"), None))
+        load = CountingLoads(store_a.table, "s1")
+        assert (await cache.get("s1", load))["title"] == "made"  # type: ignore[index]
+        assert load.reads == 0
+        await store_b.table.writer.patch([{"id": "s1", "title": "renamed elsewhere"}])
+        assert (await cache.get("s1", load))["title"] == "renamed elsewhere"  # type: ignore[index]
+        assert load.reads == 1
+        # an insert that fails caches nothing
+        try:
+            async with cache.creating("s2") as settle:
+                raise RuntimeError("commit failed")
+        except RuntimeError:
+            pass
+        assert cache.peek("s2") is None
     finally:
         await a.close()
         await b.close()

@@ -113,6 +113,25 @@ class OwnWritesCache(Generic[V]):
                 else:
                     del self._entries[key]
 
+    @contextlib.asynccontextmanager
+    async def creating(self, key: str) -> AsyncIterator[Callable[[V | None], None]]:
+        """Around the insert of a row under a new key: the settled value is cached as of a
+        version read before the insert (no earlier commit can have touched a key that did not
+        exist), so the row's first read costs nothing."""
+        version = await self._version()
+        settled: list[V | None] = []
+        try:
+            yield settled.append
+        finally:
+            self._spoil(key)
+            if settled and settled[-1] is not None:
+                self._entries[key] = _Entry(settled[-1], version)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.pop(key, None)
+
     def drop(self, key: str) -> None:
         """Forget one entry (and a load of it in flight)."""
         self._spoil(key)

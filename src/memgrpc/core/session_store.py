@@ -63,7 +63,10 @@ class SessionStore:
         return session_from_row(await self.require_row(project_id, session_id, name))
 
     async def insert(self, project_id: str, s: Session, active_time: datetime | None) -> None:
-        await self.table.writer.insert([session_row(project_id, s, active_time)])
+        row = session_row(project_id, s, active_time)
+        async with self._cache.creating(session_key(project_id, s.id)) as settle:
+            await self.table.writer.insert([row])
+            settle(row)
 
     async def patch(self, project_id: str, values: dict[str, Any]) -> None:
         """Overwrite some columns of one session (by `id`); a deleted session stays deleted."""
