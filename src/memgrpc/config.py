@@ -36,6 +36,8 @@ ENV: Mapping[str, str] = {
     "grace_period_s": "MEMGRPC_GRACE_PERIOD",
     "read_consistency_s": "MEMGRPC_READ_CONSISTENCY",
     "maintenance_interval_s": "MEMGRPC_MAINTENANCE_INTERVAL",
+    "index_cache_mb": "MEMGRPC_INDEX_CACHE_MB",
+    "metadata_cache_mb": "MEMGRPC_METADATA_CACHE_MB",
     "rate_limit_rps": "MEMGRPC_RATE_LIMIT_RPS",
     "rate_limit_burst": "MEMGRPC_RATE_LIMIT_BURST",
     "tls_cert": "MEMGRPC_TLS_CERT",
@@ -76,6 +78,9 @@ class ServerConfig:
     grace_period_s: float = 10.0
     read_consistency_s: float = 0.5
     maintenance_interval_s: float = 30.0
+    # LanceDB's caches (store/db.py): opened indexes, and manifests/file metadata
+    index_cache_mb: int = 1024
+    metadata_cache_mb: int = 64
     # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
@@ -120,6 +125,9 @@ class ServerConfig:
                 raise ConfigError(f"{_label(name)}: must be between 0 and 86400 seconds")
         if self.maintenance_interval_s == 0:
             raise ConfigError(f"{_label('maintenance_interval_s')}: must be > 0")
+        for name in ("index_cache_mb", "metadata_cache_mb"):
+            if not 1 <= getattr(self, name) <= 1024 * 1024:
+                raise ConfigError(f"{_label(name)}: must be between 1 and 1048576 MiB")
         _check_rate_limit(self.rate_limit_rps, self.rate_limit_burst)
         _check_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
         if self.metrics_addr is not None:
@@ -205,6 +213,11 @@ def _parse(name: str, value: Any) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a number of requests/s") from None
+    if name in ("index_cache_mb", "metadata_cache_mb"):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{_label(name)}: {value!r} is not a whole number of MiB") from None
     if name == "rate_limit_burst":
         try:
             return int(value)

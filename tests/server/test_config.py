@@ -17,6 +17,7 @@ def test_defaults() -> None:
     assert (c.addr, c.data, c.admin_key) == ("127.0.0.1:50051", "./data", None)
     assert c.max_message_bytes == 8 * 1024 * 1024
     assert (c.grace_period_s, c.read_consistency_s, c.maintenance_interval_s) == (10, 0.5, 30)
+    assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 64)
 
 
 def test_flags_win_over_env() -> None:
@@ -26,12 +27,14 @@ def test_flags_win_over_env() -> None:
         "MEMGRPC_STORAGE_OPTIONS": '{"region": "eu", "allow_http": true, "timeout": 5}',
         "MEMGRPC_GRACE_PERIOD": "3.5",
         "MEMGRPC_LOG_LEVEL": "DEBUG",
+        "MEMGRPC_METADATA_CACHE_MB": "32",
     }
     c = ServerConfig.load({"addr": "127.0.0.1:7000", "data": None}, env=env)
     assert c.addr == "127.0.0.1:7000" and c.port == 7000 and c.host == "127.0.0.1"
     assert c.data == "/tmp/env-data"
     assert c.storage_options == {"region": "eu", "allow_http": "true", "timeout": "5"}
     assert c.grace_period_s == 3.5 and c.log_level == "debug"
+    assert c.metadata_cache_mb == 32
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,8 @@ def test_flags_win_over_env() -> None:
         ({"MEMGRPC_LOG_LEVEL": "loud"}, "MEMGRPC_LOG_LEVEL"),
         ({"MEMGRPC_EMBEDDER": "magic"}, "MEMGRPC_EMBEDDER"),
         ({"MEMGRPC_ADMIN_KEY": "short"}, "MEMGRPC_ADMIN_KEY"),
+        ({"MEMGRPC_INDEX_CACHE_MB": "lots"}, "--index-cache-mb"),
+        ({"MEMGRPC_METADATA_CACHE_MB": "0"}, "MEMGRPC_METADATA_CACHE_MB"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], mentions: str) -> None:

@@ -252,6 +252,8 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             dim=dim,
             storage_options=dict(config.storage_options),
             read_consistency_s=config.read_consistency_s,
+            index_cache_mb=config.index_cache_mb,
+            metadata_cache_mb=config.metadata_cache_mb,
         )
     )
     await store.open()

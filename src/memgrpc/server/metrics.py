@@ -93,12 +93,17 @@ class _LiveCollector(Collector):  # type: ignore[misc]
         runs = CounterMetricFamily(
             "memgrpc_maintenance_runs", "Completed maintenance passes (compaction, indexes)"
         )
+        cache = GaugeMetricFamily(
+            "memgrpc_store_cache_bytes",
+            "Bytes held by LanceDB's index and metadata caches (bounded by their settings)",
+        )
         if sample:
+            cache.add_metric([], self._store.session.size_bytes)
             for name, writer in sorted(self._store.writers().items()):
                 depth.add_metric([name], writer.pending)
             embed.add_metric([], self._embedder.pending)
             runs.add_metric([], self._maintainer.runs)
-        yield from (depth, embed, runs)
+        yield from (depth, embed, runs, cache)
 
 
 class _StoreCollector(Collector):  # type: ignore[misc]

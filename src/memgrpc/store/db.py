@@ -27,6 +27,10 @@ class StoreConfig:
     # how stale a read may be when another process wrote (replicas); 0 = always check
     read_consistency_s: float = 0.5
     writer_max_rows: int = 2000
+    # LanceDB's caches: its defaults (6 GiB of indexes, 1 GiB of metadata) fill with every
+    # version's manifests under a steady write load, which reads as a leak
+    index_cache_mb: int = 1024
+    metadata_cache_mb: int = 64
     writer_max_wait_ms: float = 0.0
 
 
@@ -90,6 +94,10 @@ class Store:
         self._tables: dict[str, Any] = {}
         self._writers: dict[str, TableWriter] = {}
         self._specs = _specs(config.dim)
+        self.session = lancedb.Session(
+            index_cache_size_bytes=config.index_cache_mb * 2**20,
+            metadata_cache_size_bytes=config.metadata_cache_mb * 2**20,
+        )
 
     @property
     def specs(self) -> dict[str, _Spec]:
@@ -100,6 +108,7 @@ class Store:
             self.config.uri,
             storage_options=storage_options(self.config.uri, self.config.storage_options),
             read_consistency_interval=timedelta(seconds=self.config.read_consistency_s),
+            session=self.session,
         )
         existing = set(await self._list_tables())
         for name, spec in self._specs.items():
