@@ -97,3 +97,40 @@ async def test_a_memory_deleted_on_purpose_stays_deleted(parts: Parts) -> None:
         await parts.store.table("messages").query().where(str(Where().eq("id", said.id))).to_arrow()
     )
     assert rows.num_rows == 1  # the message itself is kept
+
+
+async def _stored_count(parts: Parts) -> int:
+    row = await parts.store.table("sessions").query().where("id = 's1'").to_arrow()
+    return int(row.column("message_count")[0].as_py())
+
+
+async def test_deferred_counters_are_written_by_the_next_add_or_a_flush(parts: Parts) -> None:
+    """A chat turn's user message leaves the session's counters to its reply: one commit less,
+    no heal (no count query) in between, and a turn without a reply flushes them."""
+    msgs = parts.fresh_messages()
+    await msgs.add(P, "s1", [Message(role="user", content="one")], defer_counters=True)
+    assert await _stored_count(parts) == 0
+    healed: list[int] = []
+    heal = msgs._heal
+
+    async def counting_heal(project_id: str, session_id: str, counted: int) -> int:
+        healed.append(counted)
+        return await heal(project_id, session_id, counted)
+
+    msgs._heal = counting_heal  # type: ignore[method-assign]
+    (reply,) = await msgs.add(P, "s1", [Message(role="assistant", content="two")])
+    assert reply.seq == 1 and await _stored_count(parts) == 2
+    await msgs.add(P, "s1", [Message(role="user", content="three")], defer_counters=True)
+    await msgs.flush_counters(P, "s1")
+    assert await _stored_count(parts) == 3
+    await msgs.flush_counters(P, "s1")  # nothing held back: no write
+    assert healed == []
+
+
+async def test_counters_lost_in_a_crash_are_recounted(parts: Parts) -> None:
+    first = parts.fresh_messages()
+    await first.add(P, "s1", [Message(role="user", content="one")])
+    await first.add(P, "s1", [Message(role="user", content="two")], defer_counters=True)
+    # the crash: the counters were never written; a new process counts the messages
+    (after,) = await parts.fresh_messages().add(P, "s1", [Message(role="user", content="three")])
+    assert after.seq == 2 and await _stored_count(parts) == 3
