@@ -134,7 +134,7 @@ async def test_sessions_and_tails_across_two_processes(
         for store in (a, b):
             ss = SessionStore(store)
             services.append((ss, MessageService(store, _memories(store, shared_embedder), ss)))
-        (ss_a, msg_a), (_, msg_b) = services
+        (ss_a, msg_a), (ss_b, msg_b) = services
         await ss_a.insert("p", Session(id="s1", user_id="u"), None)
         await msg_a.add("p", "s1", [Message(role="user", content="hello from A")])
         assert [m.content for m in await msg_a.since("p", "s1", 0)] == ["hello from A"]
@@ -146,6 +146,7 @@ async def test_sessions_and_tails_across_two_processes(
         ]
         assert (await ss_a.require("p", "s1")).message_count == 2
         await msg_b.add("p", "s1", [Message(role="user", content="hello from B")])
+        await ss_b.flush()  # B's counters are written behind (core/session_store.py)
         # A's caches see B's commits and read again
         assert [m.content for m in await msg_a.since("p", "s1", 1)] == [
             "reply on A",

@@ -188,16 +188,6 @@ def provider_failure(exc: ProviderError) -> DomainError:
             )
 
 
-def _log_failure(event: str, session_id: str) -> Callable[[asyncio.Future[Any]], None]:
-    """A done callback for background work whose failure the next write repairs."""
-
-    def done(f: asyncio.Future[Any]) -> None:
-        if not f.cancelled() and f.exception() is not None:
-            log.warning(event, session_id=session_id, error=str(f.exception()))
-
-    return done
-
-
 def _resolve(f: asyncio.Future[Message], m: Message) -> None:
     if not f.done():
         f.set_result(m)
@@ -399,7 +389,6 @@ class ChatService:
                     [user_message],
                     minted_ids=True,
                     on_stored=lambda ms: _resolve(stored, ms[0]),
-                    defer_counters=True,  # the reply's write carries them
                 )
             )
             recall = asyncio.ensure_future(self._recall(plan))
@@ -426,13 +415,6 @@ class ChatService:
         except DomainError as exc:
             emit(Failed(exc))
             raise
-        finally:
-            # a turn that stored no reply writes its user message's counters itself
-            flush = asyncio.ensure_future(
-                self._messages.flush_counters(plan.project_id, plan.session_id)
-            )
-            flush.add_done_callback(_log_failure("chat_counters_not_written", plan.session_id))
-            self.track(flush)
 
     async def _recall(self, plan: Plan) -> tuple[Context | None, list[Message]]:
         """(the recalled context, or None without memory; the earlier turns of the session)."""

@@ -1,7 +1,8 @@
 """Messages of a session: each is stored and, in the same call, indexed as a memory.
 
 Write order makes a crash harmless: the messages and their memories (one embedding batch, one
-commit) are committed side by side, then the session's counters. A crash before the counters
+commit) are committed side by side, then the session's counters (written behind, see
+core/session_store.py). A crash before the counters
 leaves memories without messages or messages past `message_count` without their memory; the
 next write to the session deletes the first and indexes the second (`_heal`). Readers of
 messages never need the memory.
@@ -11,11 +12,8 @@ them as its history; see core/owncache.py).
 
 The next `seq` of a session is cached per process and trusted only while it equals the stored
 message_count, so a write costs no count query, and a crash, a failed write or another
-replica's write is noticed and healed. A chat turn defers the counters of its user message to
-its reply's write (`defer_counters`): the reply follows within the turn, and one session commit
-less per turn is what the sessions table, updated by every turn, needs under load.
-(Concurrent writes to one session from several replicas are not serialised: their seqs may
-tie; order then falls back to message id.)
+replica's write is noticed and healed. (Concurrent writes to one session from several replicas
+are not serialised: their seqs may tie; order then falls back to message id.)
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
@@ -92,8 +89,6 @@ class MessageService:
         self._sessions = sessions
         # session key -> next seq; trusted only while it equals the row's message_count
         self._next_seq: OrderedDict[str, int] = OrderedDict()
-        # session key -> (the row's message_count, the counters not written yet)
-        self._deferred: dict[str, tuple[int, dict[str, Any]]] = {}
         self._tails: OwnWritesCache[Tail] = OwnWritesCache(
             self._msgs, store.config.read_consistency_s
         )
@@ -134,7 +129,6 @@ class MessageService:
         *,
         minted_ids: bool = False,
         on_stored: Callable[[builtins.list[Message]], None] | None = None,
-        defer_counters: bool = False,
     ) -> builtins.list[Message]:
         """Store the messages in order and index each as a MESSAGE memory; all or nothing.
 
@@ -142,8 +136,6 @@ class MessageService:
         for clashing client ids is skipped. `on_stored` is called as soon as the messages are
         committed, while their memories and the session's counters may still be in flight (a
         chat turn starts generating then; what a crash leaves undone, `_heal` completes).
-        `defer_counters`: the session's counters are written by the session's next add, or by
-        `flush_counters`, which the caller must then call.
         """
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
@@ -159,8 +151,7 @@ class MessageService:
                     metadata={"session_id": session_id, "status": s.status},
                 )
             base = self._next_seq.get(key)
-            if base is None or base != self._expected_count(key, s.message_count):
-                self._deferred.pop(key, None)
+            if base is None or base != s.message_count:
                 base = await self._heal(project_id, session_id, s.message_count)
             # an empty session holds no ids yet: no query needed
             taken = await self._taken(project_id, session_id, client_ids) if base else set()
@@ -176,10 +167,9 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready, on_stored, defer_counters)
+                await self._write(project_id, s, ready, on_stored)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
-                self._deferred.pop(key, None)
                 raise
             self._remember(key, base + len(ready))
         return ready
@@ -190,7 +180,6 @@ class MessageService:
         s: Session,
         ready: builtins.list[Message],
         on_stored: Callable[[builtins.list[Message]], None] | None,
-        defer_counters: bool = False,
     ) -> None:
         # validated and given ids up front: the messages row names its memory
         made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
@@ -222,34 +211,8 @@ class MessageService:
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        # the counters last: a crash before them leaves what `_heal` repairs
-        key = session_key(project_id, s.id)
-        if defer_counters:
-            earlier = self._deferred.get(key)
-            self._deferred[key] = (earlier[0] if earlier else s.message_count, counters)
-            return
-        await self._sessions.patch(project_id, counters)
-        self._deferred.pop(key, None)
-
-    def _expected_count(self, key: str, stored: int) -> int:
-        """The next seq the session's row vouches for: its message_count, or, while this
-        process holds counters back, the count they will write."""
-        deferred = self._deferred.get(key)
-        if deferred is not None and deferred[0] == stored:
-            return int(deferred[1]["message_count"])
-        return stored
-
-    async def flush_counters(self, project_id: str, session_id: str) -> None:
-        """Write counters held back by `defer_counters` (a turn that stored no reply)."""
-        key = session_key(project_id, session_id)
-        async with self._sessions.locks.hold(key):  # after an add still running
-            deferred = self._deferred.pop(key, None)
-            if deferred is not None:
-                try:
-                    await self._sessions.patch(project_id, deferred[1])
-                except BaseException:
-                    self._next_seq.pop(key, None)
-                    raise
+        # the counters last, written behind: what a crash loses `_heal` repairs
+        self._sessions.patch_behind(project_id, counters)
 
     def created(self, project_id: str, session_id: str) -> None:
         """A session this process just created starts at seq 0 (its first write skips `_heal`)."""
@@ -377,7 +340,6 @@ class MessageService:
     async def delete_session(self, project_id: str, session_id: str) -> None:
         key = session_key(project_id, session_id)
         self._next_seq.pop(key, None)
-        self._deferred.pop(key, None)
         async with self._tails.writing(key) as settle:
             await self._msgs.writer.delete(str(self._in_session(project_id, session_id)))
             settle(None)

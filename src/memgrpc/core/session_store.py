@@ -4,13 +4,24 @@ Shared by messages, jobs and the session service, so that all of them take the s
 lock (`locks`) and change status only through `claim`, which is a conditional update: with
 several replicas, exactly one of them moves a session out of a given status. Rows are cached
 while only this process writes the table (`OwnWritesCache`): a chat turn reads its session twice.
+
+A session's counters (message_count, active and due times) change with every message, and the
+sessions table took three commits per chat turn. They are written behind (`patch_behind`):
+coalesced across sessions into one patch `COUNTERS_FLUSH_S` after the first, and at shutdown.
+Reads here merge them in; other replicas see them that much later. A crash loses at most that
+window of counters, which the session's next write recounts (MessageService._heal); a patch,
+claim or delete of the session writes its held counters first, so the order of writes holds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+import structlog
 
 from memgrpc.core import validation
 from memgrpc.core.errors import NotFound, Violations
@@ -20,6 +31,9 @@ from memgrpc.core.records import Session, SessionStatus, session_from_row, sessi
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
+
+log = structlog.get_logger(__name__)
+COUNTERS_FLUSH_S = 0.25
 
 
 def session_key(project_id: str, session_id: str) -> str:
@@ -33,17 +47,27 @@ class SessionStore:
         self._cache: OwnWritesCache[Row] = OwnWritesCache(
             self.table, store.config.read_consistency_s
         )
+        self._behind: dict[str, Row] = {}  # session key -> counters not written yet
+        self._flusher: asyncio.Task[None] | None = None
 
     @staticmethod
     def scope(project_id: str) -> Where:
         return Where().eq("project_id", project_id)
 
     async def row(self, project_id: str, session_id: str) -> Row | None:
+        key = session_key(project_id, session_id)
         found = await self._cache.get(
-            session_key(project_id, session_id),
-            lambda: self.table.first(self.scope(project_id).eq("id", session_id)),
+            key, lambda: self.table.first(self.scope(project_id).eq("id", session_id))
         )
-        return dict(found) if found is not None else None
+        if found is None:
+            return None
+        held = self._behind.get(key)
+        if held is None:
+            return dict(found)
+        if found["message_count"] > held["message_count"]:  # another replica wrote later ones
+            self._behind.pop(key, None)
+            return dict(found)
+        return found | held
 
     async def require_row(self, project_id: str, session_id: str, name: str = "id") -> Row:
         """The session's row; INVALID_ARGUMENT for a malformed id, NOT_FOUND when absent."""
@@ -71,6 +95,7 @@ class SessionStore:
     async def patch(self, project_id: str, values: dict[str, Any]) -> None:
         """Overwrite some columns of one session (by `id`); a deleted session stays deleted."""
         key = session_key(project_id, values["id"])
+        await self._write_behind_of(key)
         async with self._cache.writing(key) as settle:
             await self.table.writer.patch([values])
             settle(self._merged(key, values))
@@ -94,15 +119,74 @@ class SessionStore:
         if job_id:
             where.eq("job_id", job_id)
         key = session_key(project_id, session_id)
+        await self._write_behind_of(key)
         async with self._cache.writing(key) as settle:
             changed = await self.table.writer.update(str(where), values) > 0
             settle(self._merged(key, values) if changed else None)
         return changed
 
     async def delete(self, project_id: str, session_id: str) -> None:
+        self._behind.pop(session_key(project_id, session_id), None)
         async with self._cache.writing(session_key(project_id, session_id)) as settle:
             await self.table.writer.delete(str(self.scope(project_id).eq("id", session_id)))
             settle(None)
+
+    # -- counters written behind --------------------------------------------------------------
+    def patch_behind(self, project_id: str, values: dict[str, Any]) -> None:
+        """Like `patch`, for counters (with `message_count`): written within COUNTERS_FLUSH_S,
+        with other sessions', and never over a higher stored count."""
+        key = session_key(project_id, values["id"])
+        self._behind[key] = self._behind.get(key, {}) | values
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_soon(), name="session-counters"
+            )
+
+    async def _flush_soon(self) -> None:
+        while True:  # until nothing is held (counters may arrive during a flush)
+            await asyncio.sleep(COUNTERS_FLUSH_S)
+            try:
+                await self.flush()
+            except Exception as exc:  # the sessions' next writes recount (MessageService._heal)
+                log.warning("session_counters_flush_failed", error=str(exc))
+            if not self._behind:
+                return
+
+    async def flush(self, keys: Sequence[str] | None = None) -> None:
+        """Write the held counters (of `keys`, or all) as one patch."""
+        batch = {k: self._behind.pop(k) for k in (keys or list(self._behind)) if k in self._behind}
+        if not batch:
+            return
+        by_columns: dict[tuple[str, ...], list[str]] = {}
+        for key, values in batch.items():
+            by_columns.setdefault(tuple(sorted(values)), []).append(key)
+        async with contextlib.AsyncExitStack() as stack:
+            settles = {k: await stack.enter_async_context(self._cache.writing(k)) for k in batch}
+            for keys_of in by_columns.values():  # one patch per column set (one in practice)
+                # never back: another replica may have written later counters meanwhile
+                await self.table.writer.patch(
+                    [batch[k] for k in keys_of],
+                    only_if="target.message_count <= source.message_count",
+                )
+            for key, values in batch.items():
+                old = self._cache.peek(key)
+                kept = old is not None and old["message_count"] > values["message_count"]
+                settles[key](old if kept else self._merged(key, values))
+
+    async def _write_behind_of(self, key: str) -> None:
+        if key in self._behind:
+            await self.flush([key])
+
+    async def stop(self) -> None:
+        """Write what is held (before the store closes)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("session_counters_flush_failed", error=str(exc))
 
     def forget_user(self, project_id: str, user_id: str) -> None:
         """The user's sessions were rewritten behind the cache (purge, rename)."""

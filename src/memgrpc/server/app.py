@@ -109,6 +109,7 @@ class Conversations:
     sweeper: AutoProcessor
     users: UserService
     idempotency: Idempotency
+    session_store: SessionStore
 
     @classmethod
     def build(
@@ -128,6 +129,7 @@ class Conversations:
             sweeper=AutoProcessor(session_store, jobs),
             users=UserService(store, data, messages),
             idempotency=idempotency,
+            session_store=session_store,
         )
 
 
@@ -231,6 +233,7 @@ async def _close(app: App) -> None:
     await app.conversations.sweeper.stop()
     await app.conversations.jobs.stop()
     await app.memories.users.stop()  # flushes pending last_active_time
+    await app.conversations.session_store.stop()  # and sessions' counters
     await app.store.close()  # flushes every writer's queue
     await app.embedder.aclose()
 
