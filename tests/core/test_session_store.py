@@ -103,8 +103,10 @@ async def test_counters_lost_in_a_crash_are_recounted(
     await crashed.stop()  # (the "dead" process's flusher, so the test leaves no task behind)
 
 
-async def test_held_counters_never_overwrite_later_ones(store: Store, tmp_path: Path) -> None:
-    """Two replicas: A's counters are held while B writes later ones; A's flush leaves them."""
+async def test_held_counters_below_the_stored_ones_are_dropped(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two replicas: A's counters are held while B writes later ones; A drops its own."""
     other = Store(StoreConfig(uri=str(tmp_path / "db"), dim=384, read_consistency_s=0.0))
     await other.open()
     try:
@@ -113,8 +115,8 @@ async def test_held_counters_never_overwrite_later_ones(store: Store, tmp_path: 
         a.patch_behind("p", _counters("s1", 2))
         b.patch_behind("p", _counters("s1", 3))
         await b.flush()
+        assert (await a.require("p", "s1")).message_count == 3  # B's, read: A's dropped
         await a.flush()
         assert (await _on_disk(store, "s1"))["message_count"] == 3
-        assert (await a.require("p", "s1")).message_count == 3
     finally:
         await other.close()

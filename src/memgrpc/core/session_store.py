@@ -11,6 +11,9 @@ coalesced across sessions into one patch `COUNTERS_FLUSH_S` after the first, and
 Reads here merge them in; other replicas see them that much later. A crash loses at most that
 window of counters, which the session's next write recounts (MessageService._heal); a patch,
 claim or delete of the session writes its held counters first, so the order of writes holds.
+Two replicas writing one session at once may leave the lower count of the two (a conditional
+patch would prevent it, but LanceDB 0.40 panics on one over an indexed key); held counters
+below the stored ones are dropped here, and the session's next write recounts.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class SessionStore:
     # -- counters written behind --------------------------------------------------------------
     def patch_behind(self, project_id: str, values: dict[str, Any]) -> None:
         """Like `patch`, for counters (with `message_count`): written within COUNTERS_FLUSH_S,
-        with other sessions', and never over a higher stored count."""
+        with other sessions'."""
         key = session_key(project_id, values["id"])
         self._behind[key] = self._behind.get(key, {}) | values
         if self._flusher is None or self._flusher.done():
@@ -163,11 +166,7 @@ class SessionStore:
         async with contextlib.AsyncExitStack() as stack:
             settles = {k: await stack.enter_async_context(self._cache.writing(k)) for k in batch}
             for keys_of in by_columns.values():  # one patch per column set (one in practice)
-                # never back: another replica may have written later counters meanwhile
-                await self.table.writer.patch(
-                    [batch[k] for k in keys_of],
-                    only_if="target.message_count <= source.message_count",
-                )
+                await self.table.writer.patch([batch[k] for k in keys_of])
             for key, values in batch.items():
                 old = self._cache.peek(key)
                 kept = old is not None and old["message_count"] > values["message_count"]
