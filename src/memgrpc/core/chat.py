@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ MAX_MODEL_CHARS = 256
 HISTORY_TURNS = 10  # earlier messages of the session sent as chat turns
 TITLE_CHARS = 80  # a session made for a turn is titled with the message's start
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+COALESCE_AFTER_S = 0.02  # a delta that waited this long for the consumer takes the next along
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
 
 
@@ -188,6 +190,17 @@ def provider_failure(exc: ProviderError) -> DomainError:
             )
 
 
+@dataclass(frozen=True)
+class _Queued:
+    create_time: datetime
+    at: float  # perf_counter() when emitted
+    body: EventBody
+
+
+def _delta_of(item: object) -> str | None:
+    return item.body.text if isinstance(item, _Queued) and isinstance(item.body, Delta) else None
+
+
 def _resolve(f: asyncio.Future[Message], m: Message) -> None:
     if not f.done():
         f.set_result(m)
@@ -214,18 +227,25 @@ class Turn:
     """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
 
     The task is kept by the service until it ends, so an interrupted reply is still stored
-    after the caller is gone.
+    after the caller is gone. Deltas that waited `COALESCE_AFTER_S` or more for the consumer
+    go out as one with those queued behind them: a loaded server would otherwise send a reply
+    word by word, each write waiting its turn on the event loop. Nothing waits for more text,
+    and an idle server streams word by word.
     """
 
     def __init__(self, service: ChatService, plan: Plan) -> None:
-        self._queue: asyncio.Queue[ChatEvent | BaseException | None] = asyncio.Queue()
+        self._queue: deque[_Queued | BaseException | None] = deque()
+        self._ready = asyncio.Event()
         self._sequence = 0
         self._cancelled = False
         self._task = service.track(asyncio.ensure_future(self._drive(service, plan)))
 
+    def _put(self, item: _Queued | BaseException | None) -> None:
+        self._queue.append(item)
+        self._ready.set()
+
     def _emit(self, body: EventBody) -> None:
-        self._sequence += 1
-        self._queue.put_nowait(ChatEvent(self._sequence, datetime.now(UTC), body))
+        self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
 
     async def _drive(self, service: ChatService, plan: Plan) -> None:
         try:
@@ -233,19 +253,29 @@ class Turn:
         except asyncio.CancelledError:
             raise  # only its consumer cancels it, and that consumer is gone
         except BaseException as exc:
-            self._queue.put_nowait(exc)
+            self._put(exc)
         else:
-            self._queue.put_nowait(None)
+            self._put(None)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """Events as they happen; raises the error that ended the turn (after its `Failed`)."""
         while True:
-            item = await self._queue.get()
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._queue.popleft()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            body = item.body
+            if isinstance(body, Delta) and time.perf_counter() - item.at >= COALESCE_AFTER_S:
+                parts = [body.text]
+                while self._queue and _delta_of(self._queue[0]) is not None:
+                    parts.append(_delta_of(self._queue.popleft()) or "")
+                body = Delta("".join(parts))
+            self._sequence += 1
+            yield ChatEvent(self._sequence, item.create_time, body)
 
     def cancel(self) -> None:
         """Stop the turn (once: a second cancellation would interrupt its clean-up)."""

@@ -232,10 +232,10 @@ class _RecordedTurn(Turn):
             raise
         except BaseException as exc:
             self._record.end(ChatFailure.of(exc))
-            self._queue.put_nowait(exc)
+            self._put(exc)
         else:
             self._record.end(None)
-            self._queue.put_nowait(None)
+            self._put(None)
 
 
 class Replayed:

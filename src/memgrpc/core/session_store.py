@@ -156,8 +156,9 @@ class SessionStore:
                 return
 
     async def flush(self, keys: Sequence[str] | None = None) -> None:
-        """Write the held counters (of `keys`, or all) as one patch."""
-        batch = {k: self._behind.pop(k) for k in (keys or list(self._behind)) if k in self._behind}
+        """Write the held counters (of `keys`, or all) as one patch. They stay held (and read)
+        until committed; counters held meanwhile are kept for the next flush."""
+        batch = {k: self._behind[k] for k in (keys or list(self._behind)) if k in self._behind}
         if not batch:
             return
         by_columns: dict[tuple[str, ...], list[str]] = {}
@@ -168,6 +169,8 @@ class SessionStore:
             for keys_of in by_columns.values():  # one patch per column set (one in practice)
                 await self.table.writer.patch([batch[k] for k in keys_of])
             for key, values in batch.items():
+                if self._behind.get(key) is values:  # not superseded while committing
+                    del self._behind[key]
                 old = self._cache.peek(key)
                 kept = old is not None and old["message_count"] > values["message_count"]
                 settles[key](old if kept else self._merged(key, values))
