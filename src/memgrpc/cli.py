@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from memgrpc import allocators
+
+    allocators.tune()  # before the store's and the embedder's threads start
     from memgrpc.server.app import serve
     from memgrpc.server.logging import configure_logging
 
