@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from memgrpc.store.db import Store, StoreConfig
-from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
+from memgrpc.store.maintenance import (
+    Maintainer,
+    MaintenanceConfig,
+    adopt_unchanged,
+    rows_unchanged,
+)
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 
 DIM = 8
@@ -104,3 +109,51 @@ async def test_commit_pressure_wakes_the_maintainer(tmp_path: Path) -> None:
     finally:
         await m.stop()
         await store.close()
+
+
+async def test_compaction_counts_as_own_but_another_replicas_write_does_not(
+    tmp_path: Path,
+) -> None:
+    """The versions a pass makes are adopted as own writes (caches need not re-read), but a
+    version another replica committed in between is not (caches must see its rows)."""
+    a = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM, read_consistency_s=0.0))
+    b = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM, read_consistency_s=0.0))
+    await a.open()
+    await b.open()
+    try:
+        vec = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
+        mine, theirs = MemoryTable(a), MemoryTable(b)
+        for i in range(0, 40, 4):  # ten small fragments from A
+            await mine.writer.insert([_memory(j, vec) for j in range(i, i + 4)])
+        tbl = a.table("memories")
+        before = int(await tbl.version())
+        await theirs.writer.insert([_memory(100, vec)])  # B's write
+        await theirs.writer.delete("id = 'mem_00003'")  # and B's delete
+        await Maintainer(a, MaintenanceConfig(small_fragments=4)).run_once(force=True)
+        # as if B had committed while the pass ran: adopt everything since before B's writes
+        await adopt_unchanged(tbl, mine.writer, before)
+        after = int(await tbl.version())
+        assert after >= before + 3  # B's two commits and at least one of the pass's
+        foreign = [v for v in range(before + 1, after + 1) if v not in mine.writer.own_versions]
+        assert len(foreign) == 2  # B's insert and delete, nothing of the pass
+        assert not mine.writer.only_own_since(before, after)
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_rows_unchanged_reads_the_version_summary() -> None:
+    def summary(rows: int, data: int, deleted: int) -> dict[str, str]:
+        return {
+            "total_rows": str(rows),
+            "total_data_file_rows": str(data),
+            "total_deletion_file_rows": str(deleted),
+        }
+
+    assert rows_unchanged(summary(10, 12, 2), summary(10, 10, 0))  # a compaction
+    assert rows_unchanged(summary(10, 10, 0), summary(10, 10, 0))  # an index build
+    assert not rows_unchanged(summary(10, 10, 0), summary(11, 11, 0))  # an append
+    assert not rows_unchanged(summary(10, 10, 0), summary(9, 10, 1))  # a delete
+    assert not rows_unchanged(summary(10, 10, 0), summary(10, 11, 1))  # an update
+    assert not rows_unchanged(None, summary(10, 10, 0))
+    assert not rows_unchanged(summary(10, 10, 0), {"total_rows": "x"})

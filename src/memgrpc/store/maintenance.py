@@ -19,6 +19,7 @@ from lancedb.index import IvfHnswSq
 
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.writer import TableWriter
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +109,7 @@ class Maintainer:
                 continue
             writer.commits_since_compaction = 0
             # compaction rewrites no row: readers need not treat it as someone's write
-            writer.adopt_versions(before, int(await tbl.version()))
+            await adopt_unchanged(tbl, writer, before)
             log.info("table_optimized", table=name, stats=str(stats))
             return
 
@@ -139,7 +140,7 @@ class Maintainer:
             config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
             replace=True,
         )
-        self._store.writer("memories").adopt_versions(before, int(await tbl.version()))
+        await adopt_unchanged(tbl, self._store.writer("memories"), before)
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions)
 
@@ -149,3 +150,34 @@ class Maintainer:
         where = str(Where().cmp("create_time", "<", cutoff))
         if await tbl.count_rows(where):
             await self._store.writer("requests").delete(where)
+
+
+async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
+    """Count as own the versions after `before` that changed no rows: this pass's compaction and
+    index commits. A version that added or removed rows meanwhile is another replica's write,
+    which caches of this process must still see (core/owncache.py), so it is left out."""
+    after = int(await tbl.version())
+    if after <= before:
+        return
+    summary = {int(v["version"]): v["metadata"] for v in await tbl.list_versions()}
+    writer.adopt(
+        v
+        for v in range(before + 1, after + 1)
+        if v not in writer.own_versions and rows_unchanged(summary.get(v - 1), summary.get(v))
+    )
+
+
+def rows_unchanged(prev: dict[str, str] | None, cur: dict[str, str] | None) -> bool:
+    """Whether a version kept every row as it was, by its manifest summary: a compaction keeps the
+    row count and drops deleted rows, an index build changes nothing; an append, delete or update
+    adds data rows or deletion rows."""
+    if prev is None or cur is None:
+        return False
+    try:
+        return (
+            int(cur["total_rows"]) == int(prev["total_rows"])
+            and int(cur["total_data_file_rows"]) <= int(prev["total_data_file_rows"])
+            and int(cur["total_deletion_file_rows"]) <= int(prev["total_deletion_file_rows"])
+        )
+    except (KeyError, ValueError):  # an unknown summary: treat it as a write
+        return False

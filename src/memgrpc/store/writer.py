@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -330,9 +330,9 @@ class TableWriter:
         while len(self._version_order) > _OWN_VERSIONS:
             self.own_versions.discard(self._version_order.popleft())
 
-    def adopt_versions(self, after: int, upto: int) -> None:
-        """Versions this process made without changing rows (compaction, index builds)."""
-        for v in range(after + 1, upto + 1):
+    def adopt(self, versions: Iterable[int]) -> None:
+        """Versions that changed no rows (compaction, index builds): readers need not re-read."""
+        for v in versions:
             self._record_version(v)
 
     def only_own_since(self, since: int, current: int) -> bool:
