@@ -4,7 +4,8 @@ The ranker (core.recall) scores every item of a user exhaustively with signals L
 compute (neighbouring turns, session scores, speaker and time cues, tuned BM25), in a few ms.
 Users are loaded lazily from the store, kept current by this process's own writes (read-your-
 writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
-update_time; a full reload when rows went missing). Least recently used users are evicted once
+update_time; a full reload when rows went missing), or, while this process compacts the table,
+once that ends (at most MAINTENANCE_GRACE_S later). Least recently used users are evicted once
 the cache holds `max_rows`; users larger than `max_user_rows` are not cached (search falls back
 to the store's vector and full-text legs).
 """
@@ -26,6 +27,9 @@ from memgrpc.store.memories import MemoryFilter, MemoryTable
 
 # rows whose commit raced a refresh may carry an update_time a little before it
 _SLACK = timedelta(seconds=5)
+# how long a compaction running here may hold back reading others' writes (it takes ~1 s; every
+# cached user would otherwise re-read its rows during it)
+MAINTENANCE_GRACE_S = 5.0
 
 
 @dataclass
@@ -115,9 +119,16 @@ class IndexCache:
     async def _refresh(self, key: tuple[str, str], user: CachedUser) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
         version = await self._version()
-        if self._table.writer.only_own_since(user.checked_version, version):
+        writer = self._table.writer
+        if writer.only_own_since(user.checked_version, version):
             # nobody else wrote: this process's own writes are in the index already
             user.checked_at, user.checked_version = started, version
+            return user
+        since = writer.maintenance_since
+        if since is not None and started - since < MAINTENANCE_GRACE_S:
+            # versions of a compaction running here are adopted when it ends: look again then
+            # (the checked version stays, so another replica's write is read after it)
+            user.checked_at = started
             return user
         changed = await self._table.user_rows(*key, since=user.checked_wall - _SLACK)
         for row in changed:

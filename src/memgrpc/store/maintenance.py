@@ -94,24 +94,33 @@ class Maintainer:
         without holding up the other tables."""
         writer = self._store.writer(name)
         for attempt in range(3):
-            before = int(await tbl.version())
-            try:
-                work = functools.partial(
-                    tbl.optimize,
-                    cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s),
-                )
-                stats = await (writer.exclusive(work) if attempt == 2 else work())
-            except Exception as exc:
-                if attempt == 2 or "conflict" not in str(exc).lower():
-                    log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
-                    return
-                await asyncio.sleep(0.2 * (attempt + 1))
-                continue
-            writer.commits_since_compaction = 0
-            # compaction rewrites no row: readers need not treat it as someone's write
-            await adopt_unchanged(tbl, writer, before)
-            log.info("table_optimized", table=name, stats=str(stats))
-            return
+            with writer.maintaining():  # until its versions are adopted
+                before = int(await tbl.version())
+                try:
+                    stats = await self._optimize_once(tbl, writer, exclusive=attempt == 2)
+                except Exception as exc:
+                    # what a failed pass committed (a compaction before an index conflict)
+                    with contextlib.suppress(Exception):
+                        await adopt_unchanged(tbl, writer, before)
+                    if attempt == 2 or "conflict" not in str(exc).lower():
+                        log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
+                        return
+                    failed = True
+                else:
+                    failed = False
+                    writer.commits_since_compaction = 0
+                    # compaction rewrites no row: readers need not treat it as someone's write
+                    await adopt_unchanged(tbl, writer, before)
+            if not failed:
+                log.info("table_optimized", table=name, stats=str(stats))
+                return
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _optimize_once(self, tbl: Any, writer: TableWriter, *, exclusive: bool) -> Any:
+        work = functools.partial(
+            tbl.optimize, cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
+        )
+        return await (writer.exclusive(work) if exclusive else work())
 
     async def _needs_optimize(self, tbl: Any) -> bool:
         stats = await tbl.stats()
@@ -135,12 +144,14 @@ class Maintainer:
             return
         partitions = max(1, rows // 8192)
         before = int(await tbl.version())
-        await tbl.create_index(
-            "vector",
-            config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
-            replace=True,
-        )
-        await adopt_unchanged(tbl, self._store.writer("memories"), before)
+        writer = self._store.writer("memories")
+        with writer.maintaining():
+            await tbl.create_index(
+                "vector",
+                config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+                replace=True,
+            )
+            await adopt_unchanged(tbl, writer, before)
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions)
 

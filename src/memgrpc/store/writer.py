@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -93,6 +93,7 @@ class TableWriter:
         # versions this writer committed (bounded), so readers can tell others' writes apart
         self.own_versions: set[int] = set()
         self._version_order: deque[int] = deque()
+        self._maintaining_since: float | None = None
 
     # -- public API: each returns once the rows are committed ---------------------------------
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -329,6 +330,21 @@ class TableWriter:
         self._version_order.append(int(version))
         while len(self._version_order) > _OWN_VERSIONS:
             self.own_versions.discard(self._version_order.popleft())
+
+    @contextlib.contextmanager
+    def maintaining(self) -> Iterator[None]:
+        """Around a compaction or index build of this table by this process: versions it commits
+        are adopted only when it ends (see `maintenance_since`)."""
+        self._maintaining_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._maintaining_since = None
+
+    @property
+    def maintenance_since(self) -> float | None:
+        """monotonic() when this process's running compaction or index build began, if any."""
+        return self._maintaining_since
 
     def adopt(self, versions: Iterable[int]) -> None:
         """Versions that changed no rows (compaction, index builds): readers need not re-read."""
