@@ -141,3 +141,26 @@ async def test_get_by_id_from_a_cached_user(tmp_path: Path, shared_embedder: Emb
     finally:
         await store_a.close()
         await store_b.close()
+
+
+async def test_a_compaction_here_defers_the_refresh_not_the_write(
+    tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    """While this process compacts the table, its versions are not sorted out yet: the cache
+    looks again once the pass ends, and then reads another replica's write made meanwhile."""
+    store_a, a = await _service(tmp_path / "db", shared_embedder, 0.1)
+    store_b, b = await _service(tmp_path / "db", shared_embedder, 0.1)
+    try:
+        await a.create("p", Memory(user_id="u", content="User grows tomatoes"))
+        await _top(a, "garden")
+        loads = a.cache.loads
+        with a._table.writer.maintaining():
+            other = await b.create("p", Memory(user_id="u", content="User restores old clocks"))
+            await asyncio.sleep(0.2)
+            assert other.content not in await _top(a, "antique clocks")  # held back
+        await asyncio.sleep(0.2)
+        assert (await _top(a, "antique clocks"))[0] == other.content
+        assert a.cache.loads == loads  # a delta read, not a reload
+    finally:
+        await store_a.close()
+        await store_b.close()
