@@ -117,7 +117,8 @@ async def test_open_adds_new_nullable_columns_to_old_tables(tmp_path: Path) -> N
 
 async def test_exclusive_work_runs_between_commits(store: Store) -> None:
     """A compaction run through `exclusive` is not raced by this writer's updates: patches
-    queued meanwhile commit after it, and the compaction commits (no conflict)."""
+    queued meanwhile commit after it, inserts (appends) during it, and the compaction commits
+    (no conflict)."""
     w = store.writer("users")
     await asyncio.gather(*(w.insert([_user(f"u{i}")]) for i in range(20)))
     for i in range(10):  # fragments to compact
@@ -126,8 +127,11 @@ async def test_exclusive_work_runs_between_commits(store: Store) -> None:
     started = asyncio.Event()
     order: list[str] = []
 
+    inserted = asyncio.Event()
+
     async def compact() -> object:
         started.set()
+        await asyncio.wait_for(inserted.wait(), 10)  # an append commits during the work
         stats = await tbl.optimize()
         order.append("compacted")
         return stats
@@ -139,8 +143,13 @@ async def test_exclusive_work_runs_between_commits(store: Store) -> None:
         await w.patch([{"pk": f"u{i}", "metadata": f'{{"again": {i}}}'}])
         order.append(f"patched u{i}")
 
-    await asyncio.gather(job, *(patch(i) for i in range(5)))
-    assert order[0] == "compacted" and len(order) == 6
+    async def insert() -> None:
+        await w.insert([_user("new")])
+        order.append("inserted")
+        inserted.set()
+
+    await asyncio.gather(job, *(patch(i) for i in range(5)), insert())
+    assert order[:2] == ["inserted", "compacted"] and len(order) == 7
     assert (await tbl.stats())["fragment_stats"]["num_small_fragments"] <= 2
     rows = await _rows(store)
     assert rows["u3"] == '{"again": 3}' and rows["u7"] == '{"n": 7}'

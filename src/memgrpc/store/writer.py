@@ -27,7 +27,9 @@ log = structlog.get_logger(__name__)
 _OWN_VERSIONS = 4096
 T = TypeVar("T")
 
-OpKind = Literal["insert", "upsert", "insert_absent", "delete", "update", "patch", "exclusive"]
+OpKind = Literal[
+    "insert", "upsert", "insert_absent", "delete", "update", "patch", "exclusive", "wake"
+]
 # (kind, rows, seconds, ok) of every commit, for metrics (server/metrics.py)
 CommitObserver = Callable[[str, int, float, bool], None]
 
@@ -83,7 +85,9 @@ class TableWriter:
         self._max_rows = max_rows
         self._max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
+        self._held: list[list[_Op]] = []  # groups waiting for the `exclusive` work to end
         self._task: asyncio.Task[None] | None = None
+        self._exclusive: asyncio.Future[None] | None = None  # an `exclusive` work running
         self._closed = False
         self.stats = WriterStats()
         # every commit is a fragment: the maintainer listens to compact before reads slow down
@@ -135,8 +139,9 @@ class TableWriter:
         await self._submit(_Op("patch", rows=list(rows)))
 
     async def exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` (a compaction) with no commit of this writer in between: a rewrite of the
-        table's fragments that ran alongside an update would lose the commit race to it."""
+        """Run `work` (a compaction) with no commit of this writer in between but appends: a
+        rewrite of the table's fragments that ran alongside an update would lose the commit race
+        to it, while new fragments never conflict with it (so inserts keep flowing)."""
         result: T = await self._submit(_Op("exclusive", work=work))
         return result
 
@@ -175,6 +180,9 @@ class TableWriter:
             first = await self._queue.get()
             if first is None:
                 break
+            if first.kind == "wake":  # the exclusive work ended: commit what waited for it
+                await self._flush([])
+                continue
             batch = [first]
             nrows = len(first.rows)
             deadline = time.monotonic() + self._max_wait
@@ -192,10 +200,13 @@ class TableWriter:
                 if item is None:
                     stop = True
                     break
+                if item.kind == "wake":
+                    continue
                 batch.append(item)
                 nrows += len(item.rows)
             self.stats.queue_depth = self._queue.qsize()
             await self._flush(batch)
+        await self._commit_held()
 
     def _group(self, batch: list[_Op]) -> list[list[_Op]]:
         """Ops that may share a commit, in commit order. A row op joins the latest group of its
@@ -226,42 +237,72 @@ class TableWriter:
                 keys[target] |= mine
         return groups
 
+    async def _exclusive_done(self) -> None:
+        if self._exclusive is not None:
+            await self._exclusive  # never raises: the work's outcome goes to its caller
+            self._exclusive = None
+
     async def _flush(self, batch: list[_Op]) -> None:
+        """Commit the batch's groups in order; while an `exclusive` work runs, inserts commit at
+        once and the other groups wait for it, in their order, across flushes."""
         for group in self._group(batch):
             if group[0].kind == "exclusive":
-                await _run_exclusive(group[0])
-                continue
-            traced = [op.trace for op in group if op.trace is not None]
-            start = time.perf_counter()
-            nrows = 0
-            try:
-                with tracing.span_under(
-                    traced[0] if traced else None,
-                    "store.commit",
-                    links=traced[1:32],
-                    table=self.name,
-                    kind=group[0].kind,
-                    ops=len(group),
-                ) as span:
-                    nrows = await self._commit_with_retry(group)
-                    tracing.set_attributes(span, rows=nrows)
-                self._observe(group[0].kind, nrows, time.perf_counter() - start, True)
-                self.stats.commits += 1
-                self.commits_since_compaction += 1
-                if self.on_pressure is not None:
-                    self.on_pressure(self.commits_since_compaction)
-                self.stats.rows += nrows
-                self.stats.last_flush_rows = nrows
-                result = nrows if group[0].kind == "update" else None
-                for op in group:
-                    if not op.future.done():
-                        op.future.set_result(result)
-            except Exception as exc:  # every caller of the failed commit sees the error
-                log.error("store_commit_failed", kind=group[0].kind, error=str(exc))
-                self._observe(group[0].kind, nrows, time.perf_counter() - start, False)
-                for op in group:
-                    if not op.future.done():
-                        op.future.set_exception(exc)
+                await self._commit_held()
+                self._exclusive = asyncio.ensure_future(_run_exclusive(group[0]))
+                # the loop may be idle when it ends: wake it for the groups held meanwhile
+                self._exclusive.add_done_callback(lambda _: self._queue.put_nowait(_Op("wake")))
+            elif group[0].kind == "insert" or not self._exclusive_running:
+                if not self._exclusive_running:
+                    await self._commit_held()
+                await self._commit_group(group)
+            else:
+                self._held.append(group)
+        if not self._exclusive_running:
+            await self._commit_held()
+
+    @property
+    def _exclusive_running(self) -> bool:
+        return self._exclusive is not None and not self._exclusive.done()
+
+    async def _commit_held(self) -> None:
+        """Wait for the exclusive work (if any), then commit the groups held for it."""
+        await self._exclusive_done()
+        held, self._held = self._held, []
+        for group in held:
+            await self._commit_group(group)
+
+    async def _commit_group(self, group: list[_Op]) -> None:
+        traced = [op.trace for op in group if op.trace is not None]
+        start = time.perf_counter()
+        nrows = 0
+        try:
+            with tracing.span_under(
+                traced[0] if traced else None,
+                "store.commit",
+                links=traced[1:32],
+                table=self.name,
+                kind=group[0].kind,
+                ops=len(group),
+            ) as span:
+                nrows = await self._commit_with_retry(group)
+                tracing.set_attributes(span, rows=nrows)
+            self._observe(group[0].kind, nrows, time.perf_counter() - start, True)
+            self.stats.commits += 1
+            self.commits_since_compaction += 1
+            if self.on_pressure is not None:
+                self.on_pressure(self.commits_since_compaction)
+            self.stats.rows += nrows
+            self.stats.last_flush_rows = nrows
+            result = nrows if group[0].kind == "update" else None
+            for op in group:
+                if not op.future.done():
+                    op.future.set_result(result)
+        except Exception as exc:  # every caller of the failed commit sees the error
+            log.error("store_commit_failed", kind=group[0].kind, error=str(exc))
+            self._observe(group[0].kind, nrows, time.perf_counter() - start, False)
+            for op in group:
+                if not op.future.done():
+                    op.future.set_exception(exc)
 
     def _observe(self, kind: str, rows: int, seconds: float, ok: bool) -> None:
         if self.on_commit is None:
