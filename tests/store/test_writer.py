@@ -179,3 +179,29 @@ async def test_interleaved_inserts_and_patches_share_commits(store: Store) -> No
     rows = await _rows(store)
     assert len(rows) == 20 and rows["old7"] == '{"n": 7}' and rows["new3"] == '{"patched": true}'
     assert w.stats.commits - before <= 4  # the first op may flush alone
+
+
+async def test_exclusive_without_appends_holds_inserts_too(store: Store) -> None:
+    w = store.writer("users")
+    order: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def compact() -> None:
+        started.set()
+        await asyncio.wait_for(release.wait(), 10)
+        order.append("compacted")
+
+    job = asyncio.ensure_future(w.exclusive(compact, appends=False))
+    await started.wait()
+
+    async def insert() -> None:
+        await w.insert([_user("held")])
+        order.append("inserted")
+
+    pending = asyncio.ensure_future(insert())
+    await asyncio.sleep(0.2)
+    assert order == []  # the insert waits for the work
+    release.set()
+    await asyncio.gather(job, pending)
+    assert order == ["compacted", "inserted"]
+    assert "held" in await _rows(store)

@@ -90,19 +90,25 @@ class Maintainer:
     async def _optimize(self, name: str, tbl: Any) -> None:
         """Compact one table alongside its writes; when a write wins the commit race (a table
         whose rows are updated all the time, like sessions), the last try runs between the
-        writer's commits. Failing that (another replica's write), it is left for the next pass
-        without holding up the other tables."""
+        writer's commits. When a stream of inserts outran its commit (LanceDB gives up after 30
+        s), the next try holds the inserts too. Failing that (another replica's write), it is
+        left for the next pass without holding up the other tables."""
         writer = self._store.writer(name)
+        outrun = False  # the last try's commit lost to a stream of others (inserts, here)
         for attempt in range(3):
             with writer.maintaining():  # until its versions are adopted
                 before = int(await tbl.version())
                 try:
-                    stats = await self._optimize_once(tbl, writer, exclusive=attempt == 2)
+                    stats = await self._optimize_once(
+                        tbl, writer, exclusive=attempt == 2 or outrun, appends=not outrun
+                    )
                 except Exception as exc:
                     # what a failed pass committed (a compaction before an index conflict)
                     with contextlib.suppress(Exception):
                         await adopt_unchanged(tbl, writer, before)
-                    if attempt == 2 or "conflict" not in str(exc).lower():
+                    text = str(exc).lower()
+                    outrun = "too many concurrent writers" in text
+                    if attempt == 2 or ("conflict" not in text and not outrun):
                         log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
                         return
                     failed = True
@@ -116,11 +122,13 @@ class Maintainer:
                 return
             await asyncio.sleep(0.2 * (attempt + 1))
 
-    async def _optimize_once(self, tbl: Any, writer: TableWriter, *, exclusive: bool) -> Any:
+    async def _optimize_once(
+        self, tbl: Any, writer: TableWriter, *, exclusive: bool, appends: bool
+    ) -> Any:
         work = functools.partial(
             tbl.optimize, cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
         )
-        return await (writer.exclusive(work) if exclusive else work())
+        return await (writer.exclusive(work, appends=appends) if exclusive else work())
 
     async def _needs_optimize(self, tbl: Any) -> bool:
         stats = await tbl.stats()

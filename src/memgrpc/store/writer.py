@@ -88,6 +88,7 @@ class TableWriter:
         self._held: list[list[_Op]] = []  # groups waiting for the `exclusive` work to end
         self._task: asyncio.Task[None] | None = None
         self._exclusive: asyncio.Future[None] | None = None  # an `exclusive` work running
+        self._appends = True  # whether inserts may commit while it runs
         self._closed = False
         self.stats = WriterStats()
         # every commit is a fragment: the maintainer listens to compact before reads slow down
@@ -138,11 +139,12 @@ class TableWriter:
             raise ValueError("every patched row must have the same columns")
         await self._submit(_Op("patch", rows=list(rows)))
 
-    async def exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def exclusive(self, work: Callable[[], Awaitable[T]], *, appends: bool = True) -> T:
         """Run `work` (a compaction) with no commit of this writer in between but appends: a
         rewrite of the table's fragments that ran alongside an update would lose the commit race
-        to it, while new fragments never conflict with it (so inserts keep flowing)."""
-        result: T = await self._submit(_Op("exclusive", work=work))
+        to it, while new fragments never conflict with it (so inserts keep flowing).
+        `appends=False` holds inserts too: a steady stream of them can outrun its commit."""
+        result: T = await self._submit(_Op("exclusive", work=work, values={"appends": appends}))
         return result
 
     async def close(self) -> None:
@@ -249,9 +251,10 @@ class TableWriter:
             if group[0].kind == "exclusive":
                 await self._commit_held()
                 self._exclusive = asyncio.ensure_future(_run_exclusive(group[0]))
+                self._appends = bool(group[0].values.get("appends", True))
                 # the loop may be idle when it ends: wake it for the groups held meanwhile
                 self._exclusive.add_done_callback(lambda _: self._queue.put_nowait(_Op("wake")))
-            elif group[0].kind == "insert" or not self._exclusive_running:
+            elif (group[0].kind == "insert" and self._appends) or not self._exclusive_running:
                 if not self._exclusive_running:
                     await self._commit_held()
                 await self._commit_group(group)
