@@ -82,13 +82,7 @@ class OwnWritesCache(Generic[V]):
             loads.discard(token)
             if not loads:
                 del self._loads[key]
-        if value is None or token.spoiled:
-            self._entries.pop(key, None)
-        else:
-            self._entries[key] = _Entry(value, current)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+        self._keep(key, None if token.spoiled else value, current)
         return value
 
     def peek(self, key: str) -> V | None:
@@ -124,13 +118,17 @@ class OwnWritesCache(Generic[V]):
             yield settled.append
         finally:
             self._spoil(key)
-            if settled and settled[-1] is not None:
-                self._entries[key] = _Entry(settled[-1], version)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._size:
-                    self._entries.popitem(last=False)
-            else:
-                self._entries.pop(key, None)
+            self._keep(key, settled[-1] if settled else None, version)
+
+    def _keep(self, key: str, value: V | None, version: int) -> None:
+        """Cache `value` as checked at `version` (None drops the entry)."""
+        if value is None:
+            self._entries.pop(key, None)
+            return
+        self._entries[key] = _Entry(value, version)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
     def drop(self, key: str) -> None:
         """Forget one entry (and a load of it in flight)."""

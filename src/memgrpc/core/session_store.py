@@ -98,7 +98,7 @@ class SessionStore:
     async def patch(self, project_id: str, values: dict[str, Any]) -> None:
         """Overwrite some columns of one session (by `id`); a deleted session stays deleted."""
         key = session_key(project_id, values["id"])
-        await self._write_behind_of(key)
+        await self.flush([key])  # its held counters first
         async with self._cache.writing(key) as settle:
             await self.table.writer.patch([values])
             settle(self._merged(key, values))
@@ -122,7 +122,7 @@ class SessionStore:
         if job_id:
             where.eq("job_id", job_id)
         key = session_key(project_id, session_id)
-        await self._write_behind_of(key)
+        await self.flush([key])  # its held counters first
         async with self._cache.writing(key) as settle:
             changed = await self.table.writer.update(str(where), values) > 0
             settle(self._merged(key, values) if changed else None)
@@ -161,23 +161,16 @@ class SessionStore:
         batch = {k: self._behind[k] for k in (keys or list(self._behind)) if k in self._behind}
         if not batch:
             return
-        by_columns: dict[tuple[str, ...], list[str]] = {}
-        for key, values in batch.items():
-            by_columns.setdefault(tuple(sorted(values)), []).append(key)
         async with contextlib.AsyncExitStack() as stack:
             settles = {k: await stack.enter_async_context(self._cache.writing(k)) for k in batch}
-            for keys_of in by_columns.values():  # one patch per column set (one in practice)
-                await self.table.writer.patch([batch[k] for k in keys_of])
+            # one patch: counters always carry the same columns
+            await self.table.writer.patch(list(batch.values()))
             for key, values in batch.items():
                 if self._behind.get(key) is values:  # not superseded while committing
                     del self._behind[key]
                 old = self._cache.peek(key)
                 kept = old is not None and old["message_count"] > values["message_count"]
                 settles[key](old if kept else self._merged(key, values))
-
-    async def _write_behind_of(self, key: str) -> None:
-        if key in self._behind:
-            await self.flush([key])
 
     async def stop(self) -> None:
         """Write what is held (before the store closes)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,40 +96,27 @@ class Maintainer:
         left for the next pass without holding up the other tables."""
         writer = self._store.writer(name)
         outrun = False  # the last try's commit lost to a stream of others (inserts, here)
-        for attempt in range(3):
-            with writer.maintaining():  # until its versions are adopted
-                before = int(await tbl.version())
-                try:
-                    stats = await self._optimize_once(
-                        tbl, writer, exclusive=attempt == 2 or outrun, appends=not outrun
-                    )
-                except Exception as exc:
-                    # what a failed pass committed (a compaction before an index conflict)
-                    with contextlib.suppress(Exception):
-                        await adopt_unchanged(tbl, writer, before)
-                    text = str(exc).lower()
-                    outrun = "too many concurrent writers" in text
-                    if attempt == 2 or ("conflict" not in text and not outrun):
-                        log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
-                        return
-                    failed = True
-                else:
-                    failed = False
-                    writer.commits_since_compaction = 0
-                    # compaction rewrites no row: readers need not treat it as someone's write
-                    await adopt_unchanged(tbl, writer, before)
-            if not failed:
-                log.info("table_optimized", table=name, stats=str(stats))
-                return
-            await asyncio.sleep(0.2 * (attempt + 1))
-
-    async def _optimize_once(
-        self, tbl: Any, writer: TableWriter, *, exclusive: bool, appends: bool
-    ) -> Any:
         work = functools.partial(
             tbl.optimize, cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
         )
-        return await (writer.exclusive(work, appends=appends) if exclusive else work())
+        for attempt in range(3):
+            try:
+                async with adopting(tbl, writer):
+                    exclusive = attempt == 2 or outrun
+                    stats = await (
+                        writer.exclusive(work, appends=not outrun) if exclusive else work()
+                    )
+            except Exception as exc:
+                text = str(exc).lower()
+                outrun = "too many concurrent writers" in text
+                if attempt == 2 or ("conflict" not in text and not outrun):
+                    log.warning("table_optimize_failed", table=name, error=str(exc)[:300])
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            writer.commits_since_compaction = 0
+            log.info("table_optimized", table=name, stats=str(stats))
+            return
 
     async def _needs_optimize(self, tbl: Any) -> bool:
         stats = await tbl.stats()
@@ -151,15 +139,12 @@ class Maintainer:
             self._ann_rows = rows  # built by an earlier run or another replica
             return
         partitions = max(1, rows // 8192)
-        before = int(await tbl.version())
-        writer = self._store.writer("memories")
-        with writer.maintaining():
+        async with adopting(tbl, self._store.writer("memories")):
             await tbl.create_index(
                 "vector",
                 config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
                 replace=True,
             )
-            await adopt_unchanged(tbl, writer, before)
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions)
 
@@ -169,6 +154,22 @@ class Maintainer:
         where = str(Where().cmp("create_time", "<", cutoff))
         if await tbl.count_rows(where):
             await self._store.writer("requests").delete(where)
+
+
+@contextlib.asynccontextmanager
+async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
+    """Around a compaction or index build here: its versions are adopted as own when it ends,
+    failed or not (a failed pass may have committed its compaction before an index conflict),
+    and the writer says it is maintaining until then (core/indexcache.py waits for that)."""
+    with writer.maintaining():
+        before = int(await tbl.version())
+        try:
+            yield
+        finally:
+            try:
+                await adopt_unchanged(tbl, writer, before)
+            except Exception as exc:  # the caches then re-read: slower, never wrong
+                log.warning("versions_not_adopted", table=writer.name, error=str(exc)[:300])
 
 
 async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:

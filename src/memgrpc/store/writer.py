@@ -40,8 +40,10 @@ class _Op:
     rows: list[dict[str, Any]] = field(default_factory=list)
     where: str = ""
     values: dict[str, Any] = field(default_factory=dict)
-    # `exclusive`: the work to run between this writer's commits
+    # `exclusive`: the work to run between this writer's commits, and whether inserts may
+    # commit while it runs
     work: Callable[[], Awaitable[Any]] | None = None
+    appends: bool = True
     # None for most kinds; the number of rows changed for `update`
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -144,7 +146,7 @@ class TableWriter:
         rewrite of the table's fragments that ran alongside an update would lose the commit race
         to it, while new fragments never conflict with it (so inserts keep flowing).
         `appends=False` holds inserts too: a steady stream of them can outrun its commit."""
-        result: T = await self._submit(_Op("exclusive", work=work, values={"appends": appends}))
+        result: T = await self._submit(_Op("exclusive", work=work, appends=appends))
         return result
 
     async def close(self) -> None:
@@ -251,7 +253,7 @@ class TableWriter:
             if group[0].kind == "exclusive":
                 await self._commit_held()
                 self._exclusive = asyncio.ensure_future(_run_exclusive(group[0]))
-                self._appends = bool(group[0].values.get("appends", True))
+                self._appends = group[0].appends
                 # the loop may be idle when it ends: wake it for the groups held meanwhile
                 self._exclusive.add_done_callback(lambda _: self._queue.put_nowait(_Op("wake")))
             elif (group[0].kind == "insert" and self._appends) or not self._exclusive_running:
