@@ -4,8 +4,11 @@ process writes, re-read after another process's write, never keeping a read that
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from memgrpc.core.memories import MemoryService
 from memgrpc.core.messages import MessageService
@@ -35,63 +38,66 @@ class CountingLoads:
         return await self.table.first(Where().eq("project_id", "p").eq("id", self.session_id))
 
 
-async def test_hit_own_write_and_foreign_write(tmp_path: Path, shared_embedder: Embedder) -> None:
-    a, b = await _open(tmp_path / "db", shared_embedder.dim), await _open(tmp_path / "db", 384)
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one dataset, as two replicas."""
+    a, b = await _open(tmp_path / "db", 384), await _open(tmp_path / "db", 384)
     try:
-        store_a, store_b = SessionStore(a), SessionStore(b)
-        await store_a.insert("p", Session(id="s1", user_id="u", title="first"), None)
-        cache: OwnWritesCache[Row] = OwnWritesCache(store_a.table, 0.0)
-        load = CountingLoads(store_a.table, "s1")
-        assert (await cache.get("s1", load))["title"] == "first"  # type: ignore[index]
-        assert (await cache.get("s1", load))["title"] == "first"  # type: ignore[index]
-        assert load.reads == 1
-        # an own write applied through the cache: still no read, the new value served
-        async with cache.writing("s1") as settle:
-            await store_a.table.writer.patch([{"id": "s1", "title": "second"}])
-            settle((cache.peek("s1") or {}) | {"title": "second"})
-        assert (await cache.get("s1", load))["title"] == "second"  # type: ignore[index]
-        assert load.reads == 1
-        # another process writes: the next get reads the table again
-        await store_b.table.writer.patch([{"id": "s1", "title": "third"}])
-        assert (await cache.get("s1", load))["title"] == "third"  # type: ignore[index]
-        assert load.reads == 2
-        # a failed write (no settle) drops the entry
-        async with cache.writing("s1"):
-            pass
-        assert cache.peek("s1") is None
+        yield a, b
     finally:
         await a.close()
         await b.close()
+
+
+async def test_hit_own_write_and_foreign_write(replicas: tuple[Store, Store]) -> None:
+    a, b = replicas
+    store_a, store_b = SessionStore(a), SessionStore(b)
+    await store_a.insert("p", Session(id="s1", user_id="u", title="first"), None)
+    cache: OwnWritesCache[Row] = OwnWritesCache(store_a.table, 0.0)
+    load = CountingLoads(store_a.table, "s1")
+    assert (await cache.get("s1", load))["title"] == "first"  # type: ignore[index]
+    assert (await cache.get("s1", load))["title"] == "first"  # type: ignore[index]
+    assert load.reads == 1
+    # an own write applied through the cache: still no read, the new value served
+    async with cache.writing("s1") as settle:
+        await store_a.table.writer.patch([{"id": "s1", "title": "second"}])
+        settle((cache.peek("s1") or {}) | {"title": "second"})
+    assert (await cache.get("s1", load))["title"] == "second"  # type: ignore[index]
+    assert load.reads == 1
+    # another process writes: the next get reads the table again
+    await store_b.table.writer.patch([{"id": "s1", "title": "third"}])
+    assert (await cache.get("s1", load))["title"] == "third"  # type: ignore[index]
+    assert load.reads == 2
+    # a failed write (no settle) drops the entry
+    async with cache.writing("s1"):
+        pass
+    assert cache.peek("s1") is None
 
 
 async def test_a_created_row_is_cached_and_another_writer_still_seen(
-    tmp_path: Path, shared_embedder: Embedder
+    replicas: tuple[Store, Store],
 ) -> None:
-    a, b = await _open(tmp_path / "db", shared_embedder.dim), await _open(tmp_path / "db", 384)
+    a, b = replicas
+    store_a, store_b = SessionStore(a), SessionStore(b)
+    cache: OwnWritesCache[Row] = OwnWritesCache(store_a.table, 0.0)
+    async with cache.creating("s1") as settle:
+        await store_a.table.writer.insert(
+            [session_row("p", Session(id="s1", user_id="u", title="made"), None)]
+        )
+        settle(session_row("p", Session(id="s1", user_id="u", title="made"), None))
+    load = CountingLoads(store_a.table, "s1")
+    assert (await cache.get("s1", load))["title"] == "made"  # type: ignore[index]
+    assert load.reads == 0
+    await store_b.table.writer.patch([{"id": "s1", "title": "renamed elsewhere"}])
+    assert (await cache.get("s1", load))["title"] == "renamed elsewhere"  # type: ignore[index]
+    assert load.reads == 1
+    # an insert that fails caches nothing
     try:
-        store_a, store_b = SessionStore(a), SessionStore(b)
-        cache: OwnWritesCache[Row] = OwnWritesCache(store_a.table, 0.0)
-        async with cache.creating("s1") as settle:
-            await store_a.table.writer.insert(
-                [session_row("p", Session(id="s1", user_id="u", title="made"), None)]
-            )
-            settle(session_row("p", Session(id="s1", user_id="u", title="made"), None))
-        load = CountingLoads(store_a.table, "s1")
-        assert (await cache.get("s1", load))["title"] == "made"  # type: ignore[index]
-        assert load.reads == 0
-        await store_b.table.writer.patch([{"id": "s1", "title": "renamed elsewhere"}])
-        assert (await cache.get("s1", load))["title"] == "renamed elsewhere"  # type: ignore[index]
-        assert load.reads == 1
-        # an insert that fails caches nothing
-        try:
-            async with cache.creating("s2") as settle:
-                raise RuntimeError("commit failed")
-        except RuntimeError:
-            pass
-        assert cache.peek("s2") is None
-    finally:
-        await a.close()
-        await b.close()
+        async with cache.creating("s2") as settle:
+            raise RuntimeError("commit failed")
+    except RuntimeError:
+        pass
+    assert cache.peek("s2") is None
 
 
 async def test_a_read_that_overlaps_a_write_is_not_kept(
@@ -124,43 +130,39 @@ async def test_a_read_that_overlaps_a_write_is_not_kept(
 
 
 async def test_sessions_and_tails_across_two_processes(
-    tmp_path: Path, shared_embedder: Embedder
+    replicas: tuple[Store, Store], shared_embedder: Embedder
 ) -> None:
     """Two stores on one dataset (as two replicas): each sees the other's messages and counters
     at once (consistency interval 0), while its own repeated reads are served from the cache."""
-    a, b = await _open(tmp_path / "db", shared_embedder.dim), await _open(tmp_path / "db", 384)
-    try:
-        services: list[tuple[SessionStore, MessageService]] = []
-        for store in (a, b):
-            ss = SessionStore(store)
-            services.append((ss, MessageService(store, _memories(store, shared_embedder), ss)))
-        (ss_a, msg_a), (ss_b, msg_b) = services
-        await ss_a.insert("p", Session(id="s1", user_id="u"), None)
-        await msg_a.add("p", "s1", [Message(role="user", content="hello from A")])
-        assert [m.content for m in await msg_a.since("p", "s1", 0)] == ["hello from A"]
-        await msg_a.add("p", "s1", [Message(role="assistant", content="reply on A")])
-        # the cached tail follows A's own writes
-        assert [m.content for m in await msg_a.since("p", "s1", 0)] == [
-            "hello from A",
-            "reply on A",
-        ]
-        assert (await ss_a.require("p", "s1")).message_count == 2
-        await msg_b.add("p", "s1", [Message(role="user", content="hello from B")])
-        await ss_b.flush()  # B's counters are written behind (core/session_store.py)
-        # A's caches see B's commits and read again
-        assert [m.content for m in await msg_a.since("p", "s1", 1)] == [
-            "reply on A",
-            "hello from B",
-        ]
-        assert (await ss_a.require("p", "s1")).message_count == 3
-        # a purge behind the caches' backs is forgotten explicitly
-        ss_a.forget_user("p", "u")
-        msg_a.forget_user("p", "u")
-        assert ss_a._cache.peek("p/s1") is None
-        assert msg_a._tails.peek("p/s1") is None
-    finally:
-        await a.close()
-        await b.close()
+    a, b = replicas
+    services: list[tuple[SessionStore, MessageService]] = []
+    for store in (a, b):
+        ss = SessionStore(store)
+        services.append((ss, MessageService(store, _memories(store, shared_embedder), ss)))
+    (ss_a, msg_a), (ss_b, msg_b) = services
+    await ss_a.insert("p", Session(id="s1", user_id="u"), None)
+    await msg_a.add("p", "s1", [Message(role="user", content="hello from A")])
+    assert [m.content for m in await msg_a.since("p", "s1", 0)] == ["hello from A"]
+    await msg_a.add("p", "s1", [Message(role="assistant", content="reply on A")])
+    # the cached tail follows A's own writes
+    assert [m.content for m in await msg_a.since("p", "s1", 0)] == [
+        "hello from A",
+        "reply on A",
+    ]
+    assert (await ss_a.require("p", "s1")).message_count == 2
+    await msg_b.add("p", "s1", [Message(role="user", content="hello from B")])
+    await ss_b.flush()  # B's counters are written behind (core/session_store.py)
+    # A's caches see B's commits and read again
+    assert [m.content for m in await msg_a.since("p", "s1", 1)] == [
+        "reply on A",
+        "hello from B",
+    ]
+    assert (await ss_a.require("p", "s1")).message_count == 3
+    # a purge behind the caches' backs is forgotten explicitly
+    ss_a.forget_user("p", "u")
+    msg_a.forget_user("p", "u")
+    assert ss_a._cache.peek("p/s1") is None
+    assert msg_a._tails.peek("p/s1") is None
 
 
 def _memories(store: Store, embedder: Embedder) -> Any:
