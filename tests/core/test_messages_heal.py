@@ -4,6 +4,7 @@ indexed, and a memory the client deleted on purpose stays deleted."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,3 +98,33 @@ async def test_a_memory_deleted_on_purpose_stays_deleted(parts: Parts) -> None:
         await parts.store.table("messages").query().where(str(Where().eq("id", said.id))).to_arrow()
     )
     assert rows.num_rows == 1  # the message itself is kept
+
+
+@pytest.mark.parametrize("outcome", ["done", "cancelled"])
+async def test_memory_waits_for_index_after_and_the_message_does_not(
+    parts: Parts, outcome: str
+) -> None:
+    """A chat turn's recall goes first: its message commits at once, its memory after."""
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    committed = asyncio.Event()
+    add = asyncio.ensure_future(
+        parts.fresh_messages().add(
+            P,
+            "s1",
+            [Message(role="user", content="my dog is Biscuit")],
+            on_stored=lambda _: committed.set(),
+            index_after=gate,
+        )
+    )
+    await asyncio.wait_for(committed.wait(), 10)
+    stored = await parts.store.table("messages").query().select(["id"]).to_arrow()
+    assert stored.num_rows == 1
+    await asyncio.sleep(0.1)
+    assert await parts.memory_ids() == set()
+    assert not add.done()
+    if outcome == "done":
+        gate.set_result(None)
+    else:
+        gate.cancel()
+    (message,) = await asyncio.wait_for(add, 10)
+    assert await parts.memory_ids() == {message.memory_id}

@@ -3,8 +3,9 @@ stream the provider's reply as it is produced, store the reply.
 
 Order and durability: the user message is committed before generation starts (`started` carries
 its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The message's
-memory (its search index entry) commits alongside and is complete before the reply is stored; a
-crash in between is repaired by the session's next write (MessageService._heal). The turn runs
+memory (its search index entry) commits once recall is done (it is not recalled in its own turn,
+and on two cores its commit slowed both legs) and before the reply is stored; a crash in between
+is repaired by the session's next write (MessageService._heal). The turn runs
 the model once, as soon as the request is valid: the message as stored is embedded and serves as
 the query vector too. The reply is stored when the
 provider finishes (`done` carries its id). A turn that is cancelled (the client
@@ -412,6 +413,7 @@ class ChatService:
         r, user_message = plan.request, plan.user_message
         stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
+            recall = asyncio.ensure_future(self._recall(plan))
             store = asyncio.ensure_future(
                 self._messages.add(
                     plan.project_id,
@@ -419,9 +421,9 @@ class ChatService:
                     [user_message],
                     minted_ids=True,
                     on_stored=lambda ms: _resolve(stored, ms[0]),
+                    index_after=recall,  # the message's memory is not recalled in this turn
                 )
             )
-            recall = asyncio.ensure_future(self._recall(plan))
         recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
         # generation starts once the message row is committed; its memory and the session's
         # counters may still be in flight (the reply's own store waits for them, under the

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -129,6 +130,7 @@ class MessageService:
         *,
         minted_ids: bool = False,
         on_stored: Callable[[builtins.list[Message]], None] | None = None,
+        index_after: asyncio.Future[Any] | None = None,
     ) -> builtins.list[Message]:
         """Store the messages in order and index each as a MESSAGE memory; all or nothing.
 
@@ -136,6 +138,8 @@ class MessageService:
         for clashing client ids is skipped. `on_stored` is called as soon as the messages are
         committed, while their memories and the session's counters may still be in flight (a
         chat turn starts generating then; what a crash leaves undone, `_heal` completes).
+        `index_after`: the memories are committed once it is done, whatever its outcome (a chat
+        turn's recall goes first: on two cores their commit would slow the turn's own).
         """
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
@@ -167,7 +171,7 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready, on_stored)
+                await self._write(project_id, s, ready, on_stored, index_after)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
@@ -180,6 +184,7 @@ class MessageService:
         s: Session,
         ready: builtins.list[Message],
         on_stored: Callable[[builtins.list[Message]], None] | None,
+        index_after: asyncio.Future[Any] | None = None,
     ) -> None:
         # validated and given ids up front: the messages row names its memory
         made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
@@ -203,8 +208,13 @@ class MessageService:
             if on_stored is not None:
                 on_stored(ready)
 
+        async def store_memories() -> None:
+            if index_after is not None:
+                await asyncio.wait([index_after])
+            await self._memories.insert_prepared(project_id, made)
+
         results = await asyncio.gather(
-            self._memories.insert_prepared(project_id, made),
+            store_memories(),
             store_messages(),
             return_exceptions=True,
         )

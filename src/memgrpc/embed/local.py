@@ -146,6 +146,9 @@ class LocalEmbedder:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
+        # idle workers sleep instead of spinning between ops: a spinning worker holds a core
+        # the server's own threads (LanceDB commits, gRPC) need, for no gain in throughput
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
