@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +207,41 @@ async def test_exclusive_without_appends_holds_inserts_too(store: Store) -> None
     await asyncio.gather(job, pending)
     assert order == ["compacted", "inserted"]
     assert "held" in await _rows(store)
+
+
+async def test_a_patch_runs_aside_inserts_pass_it_other_writes_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A patch (a merge_insert, slow on a table of many fragments) does not hold up inserts;
+    an update or delete submitted meanwhile waits for it, and a second patch after it too."""
+    w = store.writer("users")
+    await w.insert([_user(f"u{i}") for i in range(5)])
+    release = asyncio.Event()
+    order: list[str] = []
+    commit = w._commit_with_retry
+
+    async def gated(group: list[Any]) -> int:
+        if group[0].kind == "patch" and not release.is_set():
+            await asyncio.wait_for(release.wait(), 10)  # the slow merge_insert
+        return await commit(group)
+
+    monkeypatch.setattr(w, "_commit_with_retry", gated)
+
+    async def run(name: str, op: Awaitable[object]) -> None:
+        await op
+        order.append(name)
+
+    patch = asyncio.ensure_future(run("patch", w.patch([{"pk": "u1", "metadata": '{"n": 1}'}])))
+    await asyncio.sleep(0.05)
+    later = [
+        asyncio.ensure_future(run("delete", w.delete(str(Where().eq("pk", "u2"))))),
+        asyncio.ensure_future(run("patch2", w.patch([{"pk": "u1", "metadata": '{"n": 2}'}]))),
+    ]
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(run("insert", w.insert([_user("new")])), 10)
+    assert order == ["insert"]  # committed while the patch runs
+    release.set()
+    await asyncio.wait_for(asyncio.gather(patch, *later), 10)
+    assert order == ["insert", "patch", "delete", "patch2"]
+    rows = await _rows(store)
+    assert rows["u1"] == '{"n": 2}' and "u2" not in rows and "new" in rows

@@ -6,6 +6,11 @@ groups consecutive operations of the same kind into one commit, and resolves eac
 only after that commit (acknowledged = durable). A flush takes up to `max_rows` rows, waiting at
 most `max_wait_ms` for more; the default wait is 0 because what arrives while a commit is in
 flight forms the next commit by itself, and an idle writer should not delay a lone caller.
+
+Inserts never wait for a slow commit of other rows: a compaction (`exclusive`) or a patch (a
+`merge_insert` that reads every fragment of the table, the slowest commit there is) runs aside
+while inserts keep committing (new fragments never conflict with it), and the other writes wait
+for it in their order.
 """
 
 from __future__ import annotations
@@ -87,9 +92,9 @@ class TableWriter:
         self._max_rows = max_rows
         self._max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Op | None] = asyncio.Queue()
-        self._held: list[list[_Op]] = []  # groups waiting for the `exclusive` work to end
+        self._held: list[list[_Op]] = []  # groups waiting for the work aside to end
         self._task: asyncio.Task[None] | None = None
-        self._exclusive: asyncio.Future[None] | None = None  # an `exclusive` work running
+        self._aside: asyncio.Future[None] | None = None  # an exclusive work or patch running
         self._appends = True  # whether inserts may commit while it runs
         self._closed = False
         self.stats = WriterStats()
@@ -210,7 +215,7 @@ class TableWriter:
                 nrows += len(item.rows)
             self.stats.queue_depth = self._queue.qsize()
             await self._flush(batch)
-        await self._commit_held()
+        await self._drain()
 
     def _group(self, batch: list[_Op]) -> list[list[_Op]]:
         """Ops that may share a commit, in commit order. A row op joins the latest group of its
@@ -241,40 +246,57 @@ class TableWriter:
                 keys[target] |= mine
         return groups
 
-    async def _exclusive_done(self) -> None:
-        if self._exclusive is not None:
-            await self._exclusive  # never raises: the work's outcome goes to its caller
-            self._exclusive = None
+    async def _aside_done(self) -> None:
+        if self._aside is not None:
+            await self._aside  # never raises: the work's outcome goes to its callers
+            self._aside = None
+
+    def _set_aside(self, work: Awaitable[None], appends: bool) -> None:
+        self._aside = asyncio.ensure_future(work)
+        self._appends = appends
+        # the loop may be idle when it ends: wake it for the groups held meanwhile
+        self._aside.add_done_callback(lambda _: self._queue.put_nowait(_Op("wake")))
 
     async def _flush(self, batch: list[_Op]) -> None:
-        """Commit the batch's groups in order; while an `exclusive` work runs, inserts commit at
-        once and the other groups wait for it, in their order, across flushes."""
+        """Commit the batch's groups in order; while an exclusive work or a patch runs aside,
+        inserts commit at once and the other groups wait for it, in their order, across
+        flushes."""
         for group in self._group(batch):
-            if group[0].kind == "exclusive":
-                await self._commit_held()
-                self._exclusive = asyncio.ensure_future(_run_exclusive(group[0]))
-                self._appends = group[0].appends
-                # the loop may be idle when it ends: wake it for the groups held meanwhile
-                self._exclusive.add_done_callback(lambda _: self._queue.put_nowait(_Op("wake")))
-            elif (group[0].kind == "insert" and self._appends) or not self._exclusive_running:
-                if not self._exclusive_running:
-                    await self._commit_held()
+            if not self._aside_running:
+                await self._commit_held()  # which may set a held one aside
+            if not self._aside_running:
+                await self._start(group)
+            elif group[0].kind == "insert" and self._appends:
                 await self._commit_group(group)
             else:
                 self._held.append(group)
-        if not self._exclusive_running:
+        if not self._aside_running:
             await self._commit_held()
 
+    async def _start(self, group: list[_Op]) -> None:
+        """Commit `group`, or set it running aside (an exclusive work, a patch)."""
+        if group[0].kind == "exclusive":
+            self._set_aside(_run_exclusive(group[0]), group[0].appends)
+        elif group[0].kind == "patch":
+            self._set_aside(self._commit_group(group), appends=True)
+        else:
+            await self._commit_group(group)
+
     @property
-    def _exclusive_running(self) -> bool:
-        return self._exclusive is not None and not self._exclusive.done()
+    def _aside_running(self) -> bool:
+        return self._aside is not None and not self._aside.done()
 
     async def _commit_held(self) -> None:
-        """Wait for the exclusive work (if any), then commit the groups held for it."""
-        await self._exclusive_done()
-        held, self._held = self._held, []
-        for group in held:
-            await self._commit_group(group)
+        """Wait for the work aside (if any), then commit the groups held for it; a held patch
+        or exclusive work is set aside again, and the rest waits for it as before."""
+        await self._aside_done()
+        while self._held and not self._aside_running:
+            await self._start(self._held.pop(0))
+
+    async def _drain(self) -> None:
+        """Everything held and aside, committed (the writer is closing)."""
+        while self._aside is not None or self._held:
+            await self._commit_held()
 
     async def _commit_group(self, group: list[_Op]) -> None:
         traced = [op.trace for op in group if op.trace is not None]
