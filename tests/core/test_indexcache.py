@@ -58,6 +58,17 @@ async def test_two_writers_share_one_dataset(tmp_path: Path, shared_embedder: Em
             ),
         )
         assert (await _top(a, "cat name"))[0] == "The user's cat is called Tofu"
+        # an update on B of a row A holds: A's refresh replaces it (rows it read before and
+        # that did not change since are skipped)
+        await asyncio.sleep(0.3)
+        await b.update(
+            "p",
+            Patch(
+                Memory(id=cat.id, content="The user's cat is called Mochi"), frozenset({"content"})
+            ),
+        )
+        await asyncio.sleep(0.3)
+        assert (await _top(a, "cat name"))[0] == "The user's cat is called Mochi"
     finally:
         await store_a.close()
         await store_b.close()

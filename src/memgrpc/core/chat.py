@@ -522,11 +522,18 @@ class ChatService:
         # reply: its write runs on, shielded and tracked, like an interrupted one
         write = self.track(asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False)))
         stored = await asyncio.shield(write)
-        usage = gen.usage or Usage(
+        # counted off the event loop: the prompt carries the recalled context (thousands of
+        # tokens), which on the loop held up every other call in flight
+        usage = gen.usage
+        if usage is None:
+            usage = await asyncio.to_thread(self._count_usage, prompt, reply)
+        emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
+
+    def _count_usage(self, prompt: Sequence[ChatMessage], reply: str) -> Usage:
+        return Usage(
             prompt_tokens=sum(self._embedder.count_tokens(m.content) for m in prompt),
             completion_tokens=self._embedder.count_tokens(reply),
         )
-        emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
 
     async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
         if not text.strip():

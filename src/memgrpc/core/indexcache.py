@@ -132,7 +132,8 @@ class IndexCache:
             return user
         changed = await self._table.user_rows(*key, since=user.checked_wall - _SLACK)
         for row in changed:
-            _put(user, row)
+            if _newer(user, row):  # most were read by the last refresh too (the slack)
+                _put(user, row)
         total = await self._table.count(
             MemoryFilter(project_id=key[0], user_id=key[1], include_archived=True)
         )
@@ -212,6 +213,15 @@ def _put(user: CachedUser, row: dict[str, Any]) -> None:
         session=m.session_id,
         position=m.seq,
         time=m.event_time,
+    )
+
+
+def _newer(user: CachedUser, row: dict[str, Any]) -> bool:
+    held = user.memories.get(row["id"])
+    return (
+        held is None
+        or held.version != int(row.get("version") or 1)
+        or held.update_time != row.get("update_time")
     )
 
 

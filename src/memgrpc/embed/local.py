@@ -183,9 +183,11 @@ class LocalEmbedder:
     def count_tokens(self, text: str) -> int:
         """WordPiece tokens of ``text`` without special tokens or truncation.
 
-        More than ``max_length - 2`` means the embedding only saw a prefix.
+        More than ``max_length - 2`` means the embedding only saw a prefix. Counted through
+        ``encode_batch``, which releases the GIL (``encode`` holds it: a few ms of a long prompt,
+        during which no other thread of the server runs Python).
         """
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
+        return len(self._counter.encode_batch([text], add_special_tokens=False)[0].ids)
 
     def _run(self, encodings: Sequence[Encoding]) -> Vectors:
         """One onnxruntime call on a chunk padded to its longest member, then mean pooling."""
