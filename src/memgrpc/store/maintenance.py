@@ -89,21 +89,23 @@ class Maintainer:
         self.runs += 1
 
     async def _optimize(self, name: str, tbl: Any) -> None:
-        """Compact one table in its writer's exclusive lane: inserts keep committing (new
-        fragments never conflict with a rewrite), patches, updates and deletes wait for it
-        (they would win the commit race and the whole compaction would be redone). When a
-        stream of inserts outran its commit (LanceDB gives up after 30 s), the next try holds
-        the inserts too. Failing that (another replica's write), it is left for the next pass
-        without holding up the other tables."""
+        """Compact one table alongside its writes; when a write wins the commit race (a table
+        whose rows are updated all the time, like sessions), the last try runs between the
+        writer's commits. When a stream of inserts outran its commit (LanceDB gives up after 30
+        s), the next try holds the inserts too. Failing that (another replica's write), it is
+        left for the next pass without holding up the other tables."""
         writer = self._store.writer(name)
-        outrun = False  # the last try's commit lost to a stream of inserts
+        outrun = False  # the last try's commit lost to a stream of others (inserts, here)
         work = functools.partial(
             tbl.optimize, cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
         )
         for attempt in range(3):
             try:
                 async with adopting(tbl, writer):
-                    stats = await writer.exclusive(work, appends=not outrun)
+                    exclusive = attempt == 2 or outrun
+                    stats = await (
+                        writer.exclusive(work, appends=not outrun) if exclusive else work()
+                    )
             except Exception as exc:
                 text = str(exc).lower()
                 outrun = "too many concurrent writers" in text
