@@ -42,6 +42,9 @@ class Wrapped:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens_many(texts)
+
 
 @pytest.fixture
 async def batcher(local_embedder: LocalEmbedder) -> AsyncIterator[BatchingEmbedder]:

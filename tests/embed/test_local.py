@@ -85,6 +85,10 @@ def test_count_tokens(local_embedder: LocalEmbedder) -> None:
     assert local_embedder.count_tokens("") == 0
     assert local_embedder.count_tokens("hello world") == 2
     assert local_embedder.count_tokens("The user's dog is named Biscuit.") > 6
+    texts = ["", "hello world", "The user's dog is named Biscuit.", "word " * 700]
+    assert local_embedder.count_tokens_many(texts) == [
+        local_embedder.count_tokens(t) for t in texts
+    ]
 
 
 def test_sha256_rejects_small_bogus_file(tmp_path: Path) -> None:

@@ -222,6 +222,7 @@ def test_count_tokens_heuristic() -> None:
     assert emb.count_tokens("internationalisation") == 4
     assert emb.count_tokens("Hi, you!") == 4
     assert 8 <= emb.count_tokens("The user's dog is named Biscuit.") <= 14
+    assert emb.count_tokens_many(["hello world", "Hi, you!"]) == [2, 4]
 
 
 async def test_through_the_batcher(server: tuple[str, Recorder]) -> None:

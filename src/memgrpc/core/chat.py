@@ -130,6 +130,8 @@ class TurnEmbedder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]: ...
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -530,10 +532,8 @@ class ChatService:
         emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
 
     def _count_usage(self, prompt: Sequence[ChatMessage], reply: str) -> Usage:
-        return Usage(
-            prompt_tokens=sum(self._embedder.count_tokens(m.content) for m in prompt),
-            completion_tokens=self._embedder.count_tokens(reply),
-        )
+        *asked, said = self._embedder.count_tokens_many([*(m.content for m in prompt), reply])
+        return Usage(prompt_tokens=sum(asked), completion_tokens=said)
 
     async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
         if not text.strip():

@@ -45,6 +45,10 @@ class Embedder(Protocol):
         """Token count of ``text`` (exact or approximate), for budgets and truncation checks."""
         ...
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """`count_tokens` of each text; blocking, call it off the event loop."""
+        ...
+
 
 def l2_normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     """Row-wise L2 normalisation to float32; all-zero rows stay zero instead of becoming NaN."""

@@ -69,6 +69,9 @@ class BatchingEmbedder:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens_many(texts)
+
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         """Blocking pass-through (no batching), so this also satisfies :class:`Embedder`."""
         return self.inner.embed_sync(texts)

@@ -183,11 +183,17 @@ class LocalEmbedder:
     def count_tokens(self, text: str) -> int:
         """WordPiece tokens of ``text`` without special tokens or truncation.
 
-        More than ``max_length - 2`` means the embedding only saw a prefix. Counted through
-        ``encode_batch``, which releases the GIL (``encode`` holds it: a few ms of a long prompt,
-        during which no other thread of the server runs Python).
+        More than ``max_length - 2`` means the embedding only saw a prefix.
         """
-        return len(self._counter.encode_batch([text], add_special_tokens=False)[0].ids)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        """`count_tokens` of each, for a worker thread: ``encode_batch`` releases the GIL
+        (``encode`` holds it, a few ms for a long prompt), but its pool's threads compete for
+        the cores, so `count_tokens` stays the one for a single text on the request path."""
+        return [
+            len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)
+        ]
 
     def _run(self, encodings: Sequence[Encoding]) -> Vectors:
         """One onnxruntime call on a chunk padded to its longest member, then mean pooling."""

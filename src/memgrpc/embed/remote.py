@@ -84,6 +84,9 @@ class RemoteEmbedder:
         """Approximation, see :func:`approx_tokens`."""
         return approx_tokens(text)
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return [approx_tokens(t) for t in texts]
+
     def _request(self, texts: list[str]) -> Vectors:
         # OpenAI rejects empty strings; a lone space embeds as "nothing" all the same.
         body = json.dumps({"model": self.model, "input": [t or " " for t in texts]}).encode()
