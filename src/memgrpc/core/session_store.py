@@ -36,9 +36,7 @@ from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
 
 log = structlog.get_logger(__name__)
-# every patch of `sessions` reads all its fragments and leaves deletion files the next compaction
-# (which rebuilds the table's indexes) must fold in: under a chat load, four a second outran it
-COUNTERS_FLUSH_S = 1.0
+COUNTERS_FLUSH_S = 0.25
 
 
 def session_key(project_id: str, session_id: str) -> str:
