@@ -5,13 +5,12 @@ Order and durability: the user message is committed before generation starts (`s
 its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The message's
 memory (its search index entry) commits once recall is done (it is not recalled in its own turn,
 and on two cores its commit slowed both legs) and before the reply is stored; a crash in between
-is repaired by the session's next write (MessageService._heal). The turn runs
-the model once, as soon as the request is valid: the message as stored is embedded and serves as
-the query vector too. The reply is stored when the
-provider finishes (`done` carries its id). A turn that is cancelled (the client
-went away or its deadline passed) closes the provider stream at once, which for HTTP providers
-closes the connection, and stores what was generated marked `interrupted`; that write is shielded
-from the cancellation.
+is repaired by the session's next write (MessageService._heal). The turn runs the model once, as
+soon as the request is valid: the message as stored is embedded and serves as the query vector
+too. The reply is stored when the provider finishes (`done` carries its id). A turn that is
+cancelled (the client went away or its deadline passed) closes the provider stream at once, which
+for HTTP providers closes the connection, and stores what was generated marked `interrupted`;
+that write is shielded from the cancellation.
 
 A streamed turn runs in its own task (`Turn`), so the caller's cancellation reaches it wherever
 the caller was (awaiting an event or writing one to the network).
@@ -200,10 +199,6 @@ class _Queued:
     body: EventBody
 
 
-def _delta_of(item: object) -> str | None:
-    return item.body.text if isinstance(item, _Queued) and isinstance(item.body, Delta) else None
-
-
 def _resolve(f: asyncio.Future[Message], m: Message) -> None:
     if not f.done():
         f.set_result(m)
@@ -274,8 +269,11 @@ class Turn:
             body = item.body
             if isinstance(body, Delta) and time.perf_counter() - item.at >= COALESCE_AFTER_S:
                 parts = [body.text]
-                while self._queue and _delta_of(self._queue[0]) is not None:
-                    parts.append(_delta_of(self._queue.popleft()) or "")
+                while self._queue and isinstance(nxt := self._queue[0], _Queued):
+                    if not isinstance(nxt.body, Delta):
+                        break
+                    parts.append(nxt.body.text)
+                    self._queue.popleft()
                 body = Delta("".join(parts))
             self._sequence += 1
             yield ChatEvent(self._sequence, item.create_time, body)

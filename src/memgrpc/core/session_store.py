@@ -158,7 +158,8 @@ class SessionStore:
     async def flush(self, keys: Sequence[str] | None = None) -> None:
         """Write the held counters (of `keys`, or all) as one patch. They stay held (and read)
         until committed; counters held meanwhile are kept for the next flush."""
-        batch = {k: self._behind[k] for k in (keys or list(self._behind)) if k in self._behind}
+        wanted = list(self._behind) if keys is None else keys
+        batch = {k: self._behind[k] for k in wanted if k in self._behind}
         if not batch:
             return
         async with contextlib.AsyncExitStack() as stack:
