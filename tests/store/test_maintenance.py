@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,3 +158,31 @@ def test_rows_unchanged_reads_the_version_summary() -> None:
     assert not rows_unchanged(summary(10, 10, 0), summary(10, 11, 1))  # an update
     assert not rows_unchanged(None, summary(10, 10, 0))
     assert not rows_unchanged(summary(10, 10, 0), {"total_rows": "x"})
+
+
+async def test_cleanup_keeps_the_version_an_export_is_reading(tmp_path: Path) -> None:
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    table = MemoryTable(store)
+    tbl = store.table("memories")
+    vec = np.ones(DIM, dtype=np.float32)
+    for start in range(0, 600, 100):
+        await table.writer.insert([_memory(i, vec) for i in range(start, start + 100)])
+    read_version = int(await tbl.version())
+    scan = table.scan(MemoryFilter(project_id="p"), with_vectors=False, batch_rows=50)
+    seen = (await anext(scan)).num_rows
+    await table.writer.delete("user_id = 'u0'")  # the compaction rewrites the fragments
+    m = Maintainer(store, MaintenanceConfig(cleanup_older_than_s=0.2))
+    await asyncio.sleep(0.5)
+    await m.run_once(force=True)
+    versions = {int(v["version"]) for v in await tbl.list_versions()}
+    assert read_version in versions  # kept while the export reads it
+    async for batch in scan:
+        seen += batch.num_rows
+    assert seen == 600  # the whole snapshot, deleted rows included
+    await table.writer.insert([_memory(900, vec)])
+    await asyncio.sleep(0.5)
+    await m.run_once(force=True)
+    versions = {int(v["version"]) for v in await tbl.list_versions()}
+    assert read_version not in versions  # removed once it ended
+    await store.close()

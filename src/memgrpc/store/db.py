@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -98,6 +101,8 @@ class Store:
             index_cache_size_bytes=config.index_cache_mb * 2**20,
             metadata_cache_size_bytes=config.metadata_cache_mb * 2**20,
         )
+        self._snapshot_reads: dict[int, float] = {}
+        self._read_ids = itertools.count()
 
     @property
     def specs(self) -> dict[str, _Spec]:
@@ -170,6 +175,22 @@ class Store:
                 await tbl.create_index(col, config=cfg)
             except Exception as exc:  # another replica may have raced us; indexes are optional
                 log.warning("index_create_failed", column=col, error=str(exc))
+
+    @contextlib.contextmanager
+    def snapshot_read(self) -> Iterator[None]:
+        """Around a read that streams one table version for long (an export): old-version
+        cleanup keeps the versions of its time until it ends (store/maintenance.py)."""
+        token = next(self._read_ids)
+        self._snapshot_reads[token] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._snapshot_reads[token]
+
+    def oldest_snapshot_read_s(self) -> float:
+        """How long the oldest snapshot read in flight has run (0 when none is)."""
+        started = min(self._snapshot_reads.values(), default=None)
+        return 0.0 if started is None else time.monotonic() - started
 
     def table(self, name: str) -> Any:
         return self._tables[name]

@@ -30,7 +30,11 @@ class MaintenanceConfig:
     interval_s: float = 30.0
     small_fragments: int = 8  # compact once a table has this many small fragments
     unindexed_rows: int = 5000  # or this many rows outside the FTS/scalar indexes
-    cleanup_older_than_s: float = 120.0
+    # versions older than this are removed once a compaction is done. Lance's commits, version
+    # checks and version listing slow down with every version kept: at 120 s under a steady
+    # write load (~2000 versions a table) compactions took 20-30 s and reads seconds
+    # (docs/BENCHMARKS.md, load 2026-11-22 09:3x); a snapshot read in flight extends it
+    cleanup_older_than_s: float = 15.0
     ann_min_rows: int = 50_000
     request_ttl_s: float = 24 * 3600.0
     # compact early once a table took this many commits since its last compaction,
@@ -96,9 +100,8 @@ class Maintainer:
         left for the next pass without holding up the other tables."""
         writer = self._store.writer(name)
         outrun = False  # the last try's commit lost to a stream of others (inserts, here)
-        work = functools.partial(
-            tbl.optimize, cleanup_older_than=timedelta(seconds=self.config.cleanup_older_than_s)
-        )
+        keep = self.config.cleanup_older_than_s + self._store.oldest_snapshot_read_s()
+        work = functools.partial(tbl.optimize, cleanup_older_than=timedelta(seconds=keep))
         for attempt in range(3):
             try:
                 async with adopting(tbl, writer):

@@ -73,6 +73,7 @@ class MemoryTable:
     """Read helpers over the `memories` table plus its writer."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._tbl = store.table("memories")
         self.writer = store.writer("memories")
 
@@ -97,8 +98,9 @@ class MemoryTable:
         """Every matching row, streamed in record batches from one table version (exports)."""
         columns = [*ROW_COLUMNS, "vector"] if with_vectors else ROW_COLUMNS
         q = self._tbl.query().where(str(flt.where())).select(columns)
-        async for batch in await q.to_batches(max_batch_length=batch_rows):
-            yield batch
+        with self._store.snapshot_read():
+            async for batch in await q.to_batches(max_batch_length=batch_rows):
+                yield batch
 
     async def user_rows(
         self, project_id: str, user_id: str, *, since: datetime | None = None
