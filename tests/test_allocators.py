@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PROBE = (
     "from memgrpc import allocators; allocators.tune(); import pyarrow as pa; "
     "print(pa.default_memory_pool().backend_name)"
@@ -23,3 +25,34 @@ def _run(env: dict[str, str]) -> str:
 def test_system_pool_by_default_and_env_wins() -> None:
     assert _run({}) == "system"
     assert _run({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
+
+
+# After a 4 MiB block is freed, glibc's moving threshold (4 MiB then) puts a 256 KiB block on the
+# heap; with the threshold held at 128 KiB it is mapped on its own (the IS_MMAPPED bit, 0x2, of
+# the chunk's size field, the word before the pointer).
+MMAP_PROBE = """
+import ctypes, sys
+from memgrpc import allocators
+allocators.tune()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(4 << 20))
+p = libc.malloc(256 << 10)
+print(bool(ctypes.c_size_t.from_address(p - ctypes.sizeof(ctypes.c_size_t)).value & 2))
+"""
+
+
+def _mapped(env: dict[str, str]) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", MMAP_PROBE], env=clean | env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc only")
+def test_mmap_threshold_held_and_env_wins() -> None:
+    assert _mapped({}) == "True"
+    assert _mapped({"MALLOC_MMAP_THRESHOLD_": str(1 << 30)}) == "False"
