@@ -213,8 +213,9 @@ async def main() -> int:
                 # reach their working size), then measure
                 rss_cold = rss_kb(proc.pid)
                 warm_until = time.monotonic() + args.warmup
+                warm = Stats()
                 await asyncio.gather(
-                    *(worker(i, ch, warm_until, Stats(), ids, chat) for i in range(args.clients))
+                    *(worker(i, ch, warm_until, warm, ids, chat) for i in range(args.clients))
                 )
                 rss_before = rss_kb(proc.pid)
                 stats = Stats()
@@ -244,6 +245,10 @@ async def main() -> int:
         )
     if stats.errors:
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in stats.errors.most_common()))
+    warm_calls = sum(len(v) for v in warm.lat.values())
+    lines.append(
+        f"warm-up: {warm_calls} calls, {sum(warm.errors.values())} errors (not counted above)"
+    )
     growth = 100 * (rss_after - rss_before) / max(rss_before, 1)
     from_cold = 100 * (rss_after - rss_cold) / max(rss_cold, 1)
     lines.append(

@@ -5,11 +5,13 @@ defaults: glibc gives each thread that contends for the heap an arena of its own
 core, with LanceDB's, gRPC's and ONNX Runtime's threads all allocating), and pyarrow's mimalloc
 pool keeps what it freed. Two arenas and the system pool cost no throughput there.
 
-glibc also raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
-blocks of that size come from the heap, where the small ones LanceDB keeps around pin them: a
-loop of single-row LanceDB commits with compaction grew ~17 KiB a commit with the moving
-threshold and under 2 KiB with it fixed at 128 KiB (docs/BENCHMARKS.md, 2026-11-22 10:3x).
-An explicit MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_ or ARROW_DEFAULT_MEMORY_POOL wins.
+glibc also raises its mmap threshold each time a large block is freed (up to 32 MiB on 64-bit),
+after which blocks of that size come from the heap, where the small ones LanceDB keeps around pin
+them: a loop of single-row LanceDB commits with compaction grew ~17 KiB a commit with the moving
+threshold and under 2 KiB with it held at 128 KiB (docs/BENCHMARKS.md, the reading after the
+load run of 2026-11-22 10:16; the server's own RSS under load.py moved no more than its noise).
+An explicit MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES or ARROW_DEFAULT_MEMORY_POOL
+wins.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ def tune() -> None:
         # not glibc (e.g. musl): nothing to tune
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6")
-            if "MALLOC_ARENA_MAX" not in os.environ:
+            tunables = os.environ.get("GLIBC_TUNABLES", "")
+            if "MALLOC_ARENA_MAX" not in os.environ and "arena_max" not in tunables:
                 libc.mallopt(_M_ARENA_MAX, ARENAS)
-            if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+            if "MALLOC_MMAP_THRESHOLD_" not in os.environ and "mmap_threshold" not in tunables:
                 libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         import pyarrow as pa

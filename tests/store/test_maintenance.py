@@ -169,20 +169,48 @@ async def test_cleanup_keeps_the_version_an_export_is_reading(tmp_path: Path) ->
     for start in range(0, 600, 100):
         await table.writer.insert([_memory(i, vec) for i in range(start, start + 100)])
     read_version = int(await tbl.version())
+    await asyncio.sleep(0.5)  # a quiet table: the version read is older than the window
     scan = table.scan(MemoryFilter(project_id="p"), with_vectors=False, batch_rows=50)
     seen = (await anext(scan)).num_rows
     await table.writer.delete("user_id = 'u0'")  # the compaction rewrites the fragments
     m = Maintainer(store, MaintenanceConfig(cleanup_older_than_s=0.2))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.3)
     await m.run_once(force=True)
     versions = {int(v["version"]) for v in await tbl.list_versions()}
     assert read_version in versions  # kept while the export reads it
     async for batch in scan:
         seen += batch.num_rows
     assert seen == 600  # the whole snapshot, deleted rows included
+    assert store.snapshot_age_s("memories") == 0.0
     await table.writer.insert([_memory(900, vec)])
     await asyncio.sleep(0.5)
     await m.run_once(force=True)
     versions = {int(v["version"]) for v in await tbl.list_versions()}
     assert read_version not in versions  # removed once it ended
+    await store.close()
+
+
+async def test_a_snapshot_read_is_released_when_stopped_early_and_held_at_most_the_cap(
+    tmp_path: Path,
+) -> None:
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    table = MemoryTable(store)
+    tbl = store.table("memories")
+    vec = np.ones(DIM, dtype=np.float32)
+    for start in range(0, 300, 100):
+        await table.writer.insert([_memory(i, vec) for i in range(start, start + 100)])
+    read_version = int(await tbl.version())
+    scan = table.scan(MemoryFilter(project_id="p"), with_vectors=False, batch_rows=50)
+    await anext(scan)
+    assert store.snapshot_age_s("memories") > 0.0
+    assert store.snapshot_age_s("messages") == 0.0  # only the table read is held
+    # past the cap, the version is not kept any more
+    await table.writer.delete("user_id = 'u0'")
+    await asyncio.sleep(0.5)
+    m = Maintainer(store, MaintenanceConfig(cleanup_older_than_s=0.1, snapshot_max_s=0.1))
+    await m.run_once(force=True)
+    assert read_version not in {int(v["version"]) for v in await tbl.list_versions()}
+    await scan.aclose()  # the client went away after one batch
+    assert store.snapshot_age_s("memories") == 0.0
     await store.close()

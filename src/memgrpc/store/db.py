@@ -101,7 +101,7 @@ class Store:
             index_cache_size_bytes=config.index_cache_mb * 2**20,
             metadata_cache_size_bytes=config.metadata_cache_mb * 2**20,
         )
-        self._snapshot_reads: dict[int, float] = {}
+        self._snapshot_reads: dict[int, tuple[str, float]] = {}
         self._read_ids = itertools.count()
 
     @property
@@ -177,20 +177,22 @@ class Store:
                 log.warning("index_create_failed", column=col, error=str(exc))
 
     @contextlib.contextmanager
-    def snapshot_read(self) -> Iterator[None]:
-        """Around a read that streams one table version for long (an export): old-version
-        cleanup keeps the versions of its time until it ends (store/maintenance.py)."""
+    def snapshot_read(self, table: str, committed: float) -> Iterator[None]:
+        """Around a read that streams one version of `table` for long (an export); `committed`
+        is that version's commit time (epoch seconds). Old-version cleanup keeps every version
+        since then until the read ends (store/maintenance.py): Lance removes versions by their
+        commit time, and the version read may be old when the table was quiet."""
         token = next(self._read_ids)
-        self._snapshot_reads[token] = time.monotonic()
+        self._snapshot_reads[token] = (table, committed)
         try:
             yield
         finally:
             del self._snapshot_reads[token]
 
-    def oldest_snapshot_read_s(self) -> float:
-        """How long the oldest snapshot read in flight has run (0 when none is)."""
-        started = min(self._snapshot_reads.values(), default=None)
-        return 0.0 if started is None else time.monotonic() - started
+    def snapshot_age_s(self, table: str) -> float:
+        """How old the oldest version of `table` a snapshot read holds is (0 when none)."""
+        held = [t for name, t in self._snapshot_reads.values() if name == table]
+        return max(0.0, time.time() - min(held)) if held else 0.0
 
     def table(self, name: str) -> Any:
         return self._tables[name]

@@ -32,9 +32,12 @@ class MaintenanceConfig:
     unindexed_rows: int = 5000  # or this many rows outside the FTS/scalar indexes
     # versions older than this are removed once a compaction is done. Lance's commits, version
     # checks and version listing slow down with every version kept: at 120 s under a steady
-    # write load (~2000 versions a table) compactions took 20-30 s and reads seconds
-    # (docs/BENCHMARKS.md, load 2026-11-22 09:3x); a snapshot read in flight extends it
+    # write load (~2000 versions a table) compactions took 17-32 s and reads seconds
+    # (docs/BENCHMARKS.md, the reading after the load run of 2026-11-22 10:16)
     cleanup_older_than_s: float = 15.0
+    # a snapshot read in flight (an export) keeps the versions since the one it reads, for at
+    # most this long: a client that stops reading must not pile up versions for good
+    snapshot_max_s: float = 600.0
     ann_min_rows: int = 50_000
     request_ttl_s: float = 24 * 3600.0
     # compact early once a table took this many commits since its last compaction,
@@ -100,7 +103,10 @@ class Maintainer:
         left for the next pass without holding up the other tables."""
         writer = self._store.writer(name)
         outrun = False  # the last try's commit lost to a stream of others (inserts, here)
-        keep = self.config.cleanup_older_than_s + self._store.oldest_snapshot_read_s()
+        held = self._store.snapshot_age_s(name)
+        if held > self.config.snapshot_max_s:
+            log.warning("snapshot_read_outlived", table=name, age_s=round(held))
+        keep = self.config.cleanup_older_than_s + min(held, self.config.snapshot_max_s)
         work = functools.partial(tbl.optimize, cleanup_older_than=timedelta(seconds=keep))
         for attempt in range(3):
             try:
