@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,14 +161,20 @@ def test_rows_unchanged_reads_the_version_summary() -> None:
     assert not rows_unchanged(summary(10, 10, 0), {"total_rows": "x"})
 
 
-async def test_cleanup_keeps_the_version_an_export_is_reading(tmp_path: Path) -> None:
+async def _hundreds(tmp_path: Path, commits: int) -> tuple[Store, MemoryTable, Any]:
+    """A store whose memories table took `commits` commits of 100 rows (one fragment each)."""
     store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
     await store.open()
     table = MemoryTable(store)
-    tbl = store.table("memories")
     vec = np.ones(DIM, dtype=np.float32)
-    for start in range(0, 600, 100):
+    for start in range(0, 100 * commits, 100):
         await table.writer.insert([_memory(i, vec) for i in range(start, start + 100)])
+    return store, table, store.table("memories")
+
+
+async def test_cleanup_keeps_the_version_an_export_is_reading(tmp_path: Path) -> None:
+    store, table, tbl = await _hundreds(tmp_path, 6)
+    vec = np.ones(DIM, dtype=np.float32)
     read_version = int(await tbl.version())
     await asyncio.sleep(0.5)  # a quiet table: the version read is older than the window
     scan = table.scan(MemoryFilter(project_id="p"), with_vectors=False, batch_rows=50)
@@ -193,13 +200,7 @@ async def test_cleanup_keeps_the_version_an_export_is_reading(tmp_path: Path) ->
 async def test_a_snapshot_read_is_released_when_stopped_early_and_held_at_most_the_cap(
     tmp_path: Path,
 ) -> None:
-    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
-    await store.open()
-    table = MemoryTable(store)
-    tbl = store.table("memories")
-    vec = np.ones(DIM, dtype=np.float32)
-    for start in range(0, 300, 100):
-        await table.writer.insert([_memory(i, vec) for i in range(start, start + 100)])
+    store, table, tbl = await _hundreds(tmp_path, 3)
     read_version = int(await tbl.version())
     scan = table.scan(MemoryFilter(project_id="p"), with_vectors=False, batch_rows=50)
     await anext(scan)
