@@ -15,17 +15,24 @@ PROBE = (
 )
 
 
-def _run(env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL",)}
+def _probe(code: str, env: dict[str, str]) -> str:
+    """What `code` prints in a fresh interpreter, with no allocator settings inherited."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_")
+        and k not in ("ARROW_DEFAULT_MEMORY_POOL", "GLIBC_TUNABLES", "LD_PRELOAD")
+    }
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=clean | env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True
     )
+    assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
 def test_system_pool_by_default_and_env_wins() -> None:
-    assert _run({}) == "system"
-    assert _run({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
+    assert _probe(PROBE, {}) == "system"
+    assert _probe(PROBE, {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "mimalloc"
 
 
 # After a 4 MiB block is freed, glibc's moving threshold (4 MiB then) puts a 256 KiB block on the
@@ -44,24 +51,13 @@ print(bool(ctypes.c_size_t.from_address(p - ctypes.sizeof(ctypes.c_size_t)).valu
 """
 
 
-def _mapped(env: dict[str, str]) -> str:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "LD_PRELOAD")
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", MMAP_PROBE], env=clean | env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 @pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc" or sys.maxsize <= 2**32,
     reason="glibc on 64-bit (elsewhere the threshold moves differently or not at all)",
 )
 def test_mmap_threshold_held_and_env_wins() -> None:
-    assert _mapped({}) == "True"
-    assert _mapped({"MALLOC_MMAP_THRESHOLD_": str(1 << 30)}) == "False"
-    assert _mapped({"GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={1 << 30}"}) == "False"
+    assert _probe(MMAP_PROBE, {}) == "True"
+    assert _probe(MMAP_PROBE, {"MALLOC_MMAP_THRESHOLD_": str(1 << 30)}) == "False"
+    assert (
+        _probe(MMAP_PROBE, {"GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={1 << 30}"}) == "False"
+    )

@@ -269,9 +269,11 @@ class Turn:
             body = item.body
             if isinstance(body, Delta) and time.perf_counter() - item.at >= COALESCE_AFTER_S:
                 parts = [body.text]
-                while self._queue and isinstance(nxt := self._queue[0], _Queued):
-                    if not isinstance(nxt.body, Delta):
-                        break
+                while (
+                    self._queue
+                    and isinstance(nxt := self._queue[0], _Queued)
+                    and isinstance(nxt.body, Delta)
+                ):
                     parts.append(nxt.body.text)
                     self._queue.popleft()
                 body = Delta("".join(parts))

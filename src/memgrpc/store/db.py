@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -101,8 +100,7 @@ class Store:
             index_cache_size_bytes=config.index_cache_mb * 2**20,
             metadata_cache_size_bytes=config.metadata_cache_mb * 2**20,
         )
-        self._snapshot_reads: dict[int, tuple[str, float]] = {}
-        self._read_ids = itertools.count()
+        self._snapshot_reads: list[tuple[str, float]] = []  # (table, commit time held)
 
     @property
     def specs(self) -> dict[str, _Spec]:
@@ -176,22 +174,22 @@ class Store:
             except Exception as exc:  # another replica may have raced us; indexes are optional
                 log.warning("index_create_failed", column=col, error=str(exc))
 
-    @contextlib.contextmanager
-    def snapshot_read(self, table: str, committed: float) -> Iterator[None]:
-        """Around a read that streams one version of `table` for long (an export); `committed`
-        is that version's commit time (epoch seconds). Old-version cleanup keeps every version
-        since then until the read ends (store/maintenance.py): Lance removes versions by their
-        commit time, and the version read may be old when the table was quiet."""
-        token = next(self._read_ids)
-        self._snapshot_reads[token] = (table, committed)
+    @contextlib.asynccontextmanager
+    async def snapshot_read(self, table: str) -> AsyncIterator[None]:
+        """Around a read that streams the version of `table` current now for long (an export):
+        old-version cleanup keeps every version since that one's commit until the read ends
+        (store/maintenance.py). Lance removes versions by commit time, and the version read may
+        be old when the table was quiet, so it is the commit time that is held."""
+        entry = (table, await _commit_time(self._tables[table]))
+        self._snapshot_reads.append(entry)
         try:
             yield
         finally:
-            del self._snapshot_reads[token]
+            self._snapshot_reads.remove(entry)  # equal entries are interchangeable
 
     def snapshot_age_s(self, table: str) -> float:
         """How old the oldest version of `table` a snapshot read holds is (0 when none)."""
-        held = [t for name, t in self._snapshot_reads.values() if name == table]
+        held = [t for name, t in self._snapshot_reads if name == table]
         return max(0.0, time.time() - min(held)) if held else 0.0
 
     def table(self, name: str) -> Any:
@@ -210,3 +208,13 @@ class Store:
             with contextlib.suppress(Exception):
                 tbl.close()
         self._tables.clear()
+
+
+async def _commit_time(tbl: Any) -> float:
+    """Epoch seconds of the commit of the version `tbl` reads now (a read started after this
+    sees it or a newer one). LanceDB gives the time as a naive local datetime."""
+    version = int(await tbl.version())
+    for v in await tbl.list_versions():
+        if int(v["version"]) == version:
+            return float(v["timestamp"].timestamp())
+    return time.time()  # removed meanwhile: the read sees a newer version

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,7 +98,7 @@ class MemoryTable:
         """Every matching row, streamed in record batches from one table version (exports)."""
         columns = [*ROW_COLUMNS, "vector"] if with_vectors else ROW_COLUMNS
         q = self._tbl.query().where(str(flt.where())).select(columns)
-        with self._store.snapshot_read("memories", await _commit_time(self._tbl)):
+        async with self._store.snapshot_read("memories"):
             async for batch in await q.to_batches(max_batch_length=batch_rows):
                 yield batch
 
@@ -174,17 +173,6 @@ class MemoryTable:
             if "no tokens" in str(exc).lower() or "empty" in str(exc).lower():
                 return []
             raise
-
-
-async def _commit_time(tbl: Any) -> float:
-    """Epoch seconds of the commit of the version `tbl` reads now (a read started after this
-    sees it or a newer one). LanceDB gives the time as a naive local datetime."""
-    version = int(await tbl.version())
-    for v in await tbl.list_versions():
-        if int(v["version"]) == version:
-            stamp: datetime = v["timestamp"]
-            return stamp.timestamp()
-    return time.time()  # removed meanwhile: the read sees a newer version
 
 
 def _in_project(rows: list[dict[str, Any]], project_id: str) -> list[dict[str, Any]]:
