@@ -54,13 +54,13 @@ async def test_compaction_ann_index_and_late_rows(tmp_path: Path) -> None:
     await table.writer.insert([_memory(i, vecs[i]) for i in range(1000, 1200)])
     flt = MemoryFilter(project_id="p", user_id="u1")
     hits = await table.vector_search(flt, vecs[1150], 5)  # 1150 % 3 == 1
-    assert hits[0][0] == "mem_01150" and hits[0][1] > 0.99
+    assert hits[0][0]["id"] == "mem_01150" and hits[0][1] > 0.99
     found = await table.text_search(flt, "1150", 5)
-    assert [i for i, _ in found][:1] == ["mem_01150"]
+    assert [r["id"] for r, _ in found][:1] == ["mem_01150"]
     # and the indexed ones too, with the user prefilter honoured
     hits = await table.vector_search(flt, vecs[4], 5)  # 4 % 3 == 1
-    assert hits[0][0] == "mem_00004"
-    assert all(int(i[-5:]) % 3 == 1 for i, _ in hits)  # u1's memories only
+    assert hits[0][0]["id"] == "mem_00004"
+    assert all(int(r["id"][-5:]) % 3 == 1 for r, _ in hits)  # u1's memories only
     await store.close()
 
 

@@ -10,20 +10,21 @@ from pathlib import Path
 import numpy as np
 
 from memgrpc.store.db import Store, StoreConfig
-from memgrpc.store.memories import MemoryFilter, MemoryTable
+from memgrpc.store.memories import DOC, MemoryFilter, MemoryTable, encode_doc
 
 DIM = 8
 
 
 def _row(i: int, project: str, vec: np.ndarray, *, archived: bool = False) -> dict[str, object]:
     now = datetime.now(UTC)
-    return {
+    row = {
         "id": f"{project}_{i:04d}", "project_id": project, "user_id": "u",
         "content": f"lighthouse keeper note {i}", "type": "fact", "tags": [], "categories": [],
         "metadata": "{}", "metadata_kv": [], "importance": 0.5, "archived": archived,
         "source_message_ids": [], "version": 1, "event_time": now, "create_time": now,
         "update_time": now, "version_time": now, "vector": vec.tolist(),
     }  # fmt: skip
+    return row | {DOC: encode_doc(row)}  # as written by the service; rows without: test_memory_docs
 
 
 def _unit(rng: np.random.Generator, base: np.ndarray, noise: float) -> np.ndarray:
@@ -50,14 +51,14 @@ async def test_project_wide_legs_keep_to_the_project(tmp_path: Path) -> None:
             await table.text_search(small, "lighthouse keeper", 5),
         ):
             assert len(hits) == 5
-            assert all(i.startswith("small_") and int(i[-4:]) < 6 for i, _ in hits)
+            assert all(r["id"].startswith("small_") and int(r["id"][-4:]) < 6 for r, _ in hits)
         with_archived = MemoryFilter(project_id="small", include_archived=True)
         found = await table.vector_search(with_archived, q, 20)
-        assert sorted(i for i, _ in found) == [f"small_{i:04d}" for i in range(9)]
+        assert sorted(r["id"] for r, _ in found) == [f"small_{i:04d}" for i in range(9)]
 
         # "big" fills the top: the unfiltered search is enough, and ranked best first
         big = await table.vector_search(MemoryFilter(project_id="big"), q, 10)
-        assert len(big) == 10 and all(i.startswith("big_") for i, _ in big)
+        assert len(big) == 10 and all(r["id"].startswith("big_") for r, _ in big)
         assert [s for _, s in big] == sorted((s for _, s in big), reverse=True)
         # an unknown project sees nothing
         assert await table.vector_search(MemoryFilter(project_id="none"), q, 5) == []

@@ -32,7 +32,7 @@ from memgrpc.core.types import (
 from memgrpc.core.users import UserRegistry
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.memories import MemoryFilter, MemoryTable, Scored
+from memgrpc.store.memories import Found, MemoryFilter, MemoryTable
 
 MAX_BATCH = 1000
 DEFAULT_LIMIT = 10
@@ -360,18 +360,18 @@ class MemoryService:
             self._table.text_search(flt, query, pool) if mode != "semantic" else _no_hits()
         )
         try:
-            dense: Scored = []
+            dense: Found = []
             if mode != "keyword":
                 vector = await self._embedder.embed_one(query)
                 dense = await self._table.vector_search(flt, vector, pool)
             text = await text_leg
         finally:
             text_leg.cancel()
-        ranked = [(i, s) for i, s in _fuse(dense, text, mode) if s >= min_score][:k]
-        # only the results' rows are read (the legs return ids and scores)
-        read = await self._table.get_many(project_id, [i for i, _ in ranked])
-        by_id = {r["id"]: r for r in read}
-        return [SearchHit(rows.from_row(by_id[i]), s) for i, s in ranked if i in by_id]
+        # the legs read their hits' rows (one column each: store.memories.DOC)
+        by_id = {r["id"]: r for r, _ in (*dense, *text)}
+        fused = _fuse(_ids(dense), _ids(text), mode)
+        ranked = [(i, s) for i, s in fused if s >= min_score][:k]
+        return [SearchHit(rows.from_row(by_id[i]), s) for i, s in ranked]
 
     async def _search_cached(
         self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
@@ -502,7 +502,7 @@ def embed_text(m: Memory) -> str:
     return recall.embed_text(m.content, m.speaker)
 
 
-async def _no_hits() -> Scored:
+async def _no_hits() -> Found:
     return []
 
 
@@ -513,6 +513,13 @@ def _minmax(scores: dict[str, float]) -> dict[str, float]:
     if hi - lo < 1e-9:
         return {k: 1.0 for k in scores}
     return {k: (s - lo) / (hi - lo) for k, s in scores.items()}
+
+
+Scored = builtins.list[tuple[str, float]]  # (memory id, score), best first
+
+
+def _ids(found: Found) -> Scored:
+    return [(r["id"], s) for r, s in found]
 
 
 def _fuse(dense: Scored, text: Scored, mode: SearchMode) -> Scored:

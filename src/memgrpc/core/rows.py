@@ -9,11 +9,12 @@ import numpy as np
 
 from memgrpc.core.types import Memory, MemoryVersion
 from memgrpc.core.validation import canonical_json, metadata_pairs
+from memgrpc.store.memories import encode_doc
 
 
 def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[str, Any]:
     vec = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
-    return {
+    row = {
         "id": m.id,
         "project_id": project_id,
         "user_id": m.user_id,
@@ -36,6 +37,8 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "seq": m.seq,
         "vector": vec,
     }
+    row["doc"] = encode_doc(row)
+    return row
 
 
 def metadata_kv(m: Memory) -> list[str]:

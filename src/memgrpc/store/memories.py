@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,31 @@ ROW_COLUMNS = [
     "create_time", "update_time", "version_time", "speaker", "seq",
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
+# ROW_COLUMNS again, as one JSON document per row: what reads and search legs select. Lance reads
+# a random row column by column: 10 random rows of 19 columns take ~13 ms at 1M rows, of one
+# column ~0.5 ms (docs/BENCHMARKS.md). The columns stay the source for filters and indexes.
+DOC = "doc"
+_TIMES = ("event_time", "create_time", "update_time", "version_time")
+
+
+def encode_doc(row: Mapping[str, Any]) -> str:
+    """The `doc` of a row about to be written (its ROW_COLUMNS values, as they read back)."""
+    doc = {c: row.get(c) for c in ROW_COLUMNS}
+    for c in _TIMES:
+        when = doc[c]
+        if when is not None:
+            doc[c] = (when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    if doc["importance"] is not None:  # the column holds a float32
+        doc["importance"] = float(np.float32(doc["importance"]))
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_doc(doc: str) -> dict[str, Any]:
+    row: dict[str, Any] = json.loads(doc)
+    for c in _TIMES:
+        if row[c] is not None:
+            row[c] = datetime.fromisoformat(row[c])
+    return row
 
 
 @dataclass(frozen=True)
@@ -84,13 +110,11 @@ class MemoryTable:
     async def get_many(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         if not ids:
             return []
-        where = Where().is_in("id", list(ids))
-        tbl = await self._tbl.query().where(str(where)).select(ROW_COLUMNS).to_arrow()
-        return _in_project(tbl.to_pylist(), project_id)
+        return _in_project(await self._read(Where().is_in("id", list(ids))), project_id)
 
     async def get_with_vectors(self, project_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        where = Where().is_in("id", list(ids))
-        return _in_project(_rows(await self._tbl.query().where(str(where)).to_arrow()), project_id)
+        rows = await self._read(Where().is_in("id", list(ids)), vectors=True)
+        return _in_project(rows, project_id)
 
     async def scan(
         self, flt: MemoryFilter, *, with_vectors: bool, batch_rows: int
@@ -110,8 +134,29 @@ class MemoryTable:
         where = Where().eq("user_id", user_id)
         if since is not None:
             where.cmp("update_time", ">=", since)
-        q = self._tbl.query().where(str(where)).select([*ROW_COLUMNS, "vector"])
-        return _in_project(_rows(await q.to_arrow()), project_id)
+        return _in_project(await self._read(where, vectors=True), project_id)
+
+    async def _read(self, where: Where, *, vectors: bool = False) -> list[dict[str, Any]]:
+        """The matching rows, from their docs; rows without one (written before docs, or re-owned
+        since: see `fill_docs`) are read from their columns."""
+        extra = ["vector"] if vectors else []
+        tbl: pa.Table = await self._tbl.query().where(str(where)).select([DOC, *extra]).to_arrow()
+        found = _rows(tbl)
+        if len(found) == tbl.num_rows:
+            return found
+        bare = f"({where}) AND {DOC} IS NULL"
+        return found + _rows(
+            await self._tbl.query().where(bare).select([*ROW_COLUMNS, *extra]).to_arrow()
+        )
+
+    async def fill_docs(self, where: Where) -> int:
+        """Write the docs of matching rows that have none (after a bulk update voided them)."""
+        bare = f"({where}) AND {DOC} IS NULL"
+        tbl = await self._tbl.query().where(bare).select(ROW_COLUMNS).to_arrow()
+        rows = tbl.to_pylist()
+        if rows:
+            await self.writer.patch([{"id": r["id"], DOC: encode_doc(r)} for r in rows])
+        return len(rows)
 
     async def version(self) -> int:
         return int(await self._tbl.version())
@@ -144,27 +189,27 @@ class MemoryTable:
         rows = {r["id"]: r for r in await self.get_many(flt.project_id, ids)}
         return [rows[i] for i in ids if i in rows]
 
-    async def vector_search(self, flt: MemoryFilter, vector: np.ndarray, k: int) -> Scored:
-        """Exact or ANN cosine search; (id, similarity), best first."""
+    async def vector_search(self, flt: MemoryFilter, vector: np.ndarray, k: int) -> Found:
+        """Exact or ANN cosine search; (row, similarity), best first."""
 
-        def query(where: str | None, limit: int) -> Any:
+        def query(where: str | None, limit: int, columns: list[str]) -> Any:
             q = self._tbl.vector_search(vector.astype(np.float32)).distance_type("cosine")
             if where:
                 q = q.where(where)  # a prefilter by default in the async API
-            return q.select([*_SCOPE_COLUMNS, "_distance"]).limit(limit)
+            return q.select([*columns, "_distance"]).limit(limit)
 
         with tracing.span("store.vector_search", table="memories", k=k):
             found = await _scored(flt, k, query, "_distance")
-        return [(i, 1.0 - d) for i, d in found]
+        return [(r, 1.0 - d) for r, d in found]
 
-    async def text_search(self, flt: MemoryFilter, query: str, k: int) -> Scored:
-        """BM25 full-text search over content; (id, bm25), best first."""
+    async def text_search(self, flt: MemoryFilter, query: str, k: int) -> Found:
+        """BM25 full-text search over content; (row, bm25), best first."""
 
-        def build(where: str | None, limit: int) -> Any:
+        def build(where: str | None, limit: int, columns: list[str]) -> Any:
             q = self._tbl.query().nearest_to_text(query, columns="content")
             if where:
                 q = q.where(where)
-            return q.select([*_SCOPE_COLUMNS, "_score"]).limit(limit)
+            return q.select([*columns, "_score"]).limit(limit)
 
         try:
             with tracing.span("store.text_search", table="memories", k=k):
@@ -183,36 +228,54 @@ def _in_project(rows: list[dict[str, Any]], project_id: str) -> list[dict[str, A
 
 
 def _rows(tbl: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts, with the vector as a float32 numpy array (not a list of Python floats)."""
-    if "vector" not in tbl.column_names or tbl.num_rows == 0:
-        out: list[dict[str, Any]] = tbl.to_pylist()
-        return out
-    col = tbl.column("vector").combine_chunks()
-    vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
-    rows: list[dict[str, Any]] = tbl.drop_columns(["vector"]).to_pylist()
-    for row, vec in zip(rows, vectors, strict=True):
-        row["vector"] = vec
+    """Rows as dicts (from their docs when read; rows whose doc is null are left out), with the
+    vector as a float32 numpy array (not a list of Python floats)."""
+    names = tbl.column_names
+    if DOC in names:
+        docs = tbl.column(DOC).to_pylist()
+        keep = [i for i, d in enumerate(docs) if d is not None]
+        if len(keep) < len(docs):
+            tbl = tbl.take(pa.array(keep, pa.int64()))
+        rows = [decode_doc(docs[i]) for i in keep]
+        rest = tbl.drop_columns([DOC, *(["vector"] if "vector" in names else [])]).to_pylist()
+        for row, more in zip(rows, rest, strict=True):
+            row.update(more)
+    else:
+        rows = tbl.drop_columns(["vector"] if "vector" in names else []).to_pylist()
+    if "vector" in names and rows:
+        col = tbl.column("vector").combine_chunks()
+        vectors = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)
+        for row, vec in zip(rows, vectors, strict=True):
+            row["vector"] = vec
     return rows
 
 
-Scored = list[tuple[str, float]]  # (memory id, the leg's score), best first
-_SCOPE_COLUMNS = ["id", "project_id", "archived"]
+Found = list[tuple[dict[str, Any], float]]  # (memory row, the leg's score), best first
 
 
-async def _scored(flt: MemoryFilter, k: int, query: Any, score: str) -> Scored:
-    """Run one search leg. A project-wide search with no other filter first searches the whole
-    table and drops other projects' and archived rows after (at 1M rows the project + archived
-    prefilter costs ~60 ms a leg, the search itself ~6 ms); only when that leaves fewer than `k`
-    (other projects dominate the table) does the prefiltered search run."""
+async def _scored(flt: MemoryFilter, k: int, query: Any, score: str) -> Found:
+    """Run one search leg, reading the hits' docs. A project-wide search with no other filter
+    first searches the whole table and drops other projects' and archived rows after (at 1M rows
+    the project + archived prefilter costs ~60 ms a leg, the search itself ~6 ms); only when that
+    leaves fewer than `k` (other projects dominate the table) does the prefiltered search run.
+    Hits without a doc (rows written before docs) make the leg read their columns instead."""
+
+    async def run(where: str | None, limit: int) -> Found:
+        tbl: pa.Table = await query(where, limit, [DOC]).to_arrow()
+        rows = _rows(tbl)
+        if len(rows) < tbl.num_rows:
+            tbl = await query(where, limit, ROW_COLUMNS).to_arrow()
+            rows = _rows(tbl)
+        return list(zip(rows, tbl.column(score).to_pylist(), strict=True))
+
     if flt == MemoryFilter(project_id=flt.project_id, include_archived=flt.include_archived):
         over = 2 * k
-        tbl: pa.Table = await query(None, over).to_arrow()
+        hits = await run(None, over)
         kept = [
-            (r["id"], float(r[score]))
-            for r in tbl.to_pylist()
+            (r, float(s))
+            for r, s in hits
             if r["project_id"] == flt.project_id and (flt.include_archived or not r["archived"])
         ]
-        if len(kept) >= k or tbl.num_rows < over:
+        if len(kept) >= k or len(hits) < over:
             return kept[:k]
-    tbl = await query(str(flt.where()), k).to_arrow()
-    return [(r["id"], float(r[score])) for r in tbl.to_pylist()]
+    return [(r, float(s)) for r, s in await run(str(flt.where()), k)]

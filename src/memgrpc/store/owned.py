@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.memories import DOC, MemoryTable
 
 # table -> the column naming the row's user (every such table also has `project_id`)
 USER_COLUMNS: Mapping[str, str] = {
@@ -36,12 +37,18 @@ async def delete_user_rows(store: Store, project_id: str, user_id: str) -> None:
             await store.writer(table).delete(str(where))
 
 
+# columns computed from the others as a row is written: an update in place voids them
+DERIVED: Mapping[str, tuple[str, ...]] = {"memories": (DOC,)}
+
+
 async def reown_user_rows(store: Store, project_id: str, old_id: str, new_id: str) -> None:
     """Move every row of `old_id` to `new_id` (a rename carries all of the user's data)."""
     for table, column in USER_COLUMNS.items():
         where = user_where(project_id, column, old_id)
         if await store.table(table).count_rows(str(where)):
-            await store.writer(table).update(str(where), {column: new_id})
+            voided = dict.fromkeys(DERIVED.get(table, ()))
+            await store.writer(table).update(str(where), {column: new_id, **voided})
+    await MemoryTable(store).fill_docs(user_where(project_id, "user_id", new_id))
 
 
 async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[str, int]:
