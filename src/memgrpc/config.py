@@ -38,6 +38,7 @@ ENV: Mapping[str, str] = {
     "maintenance_interval_s": "MEMGRPC_MAINTENANCE_INTERVAL",
     "index_cache_mb": "MEMGRPC_INDEX_CACHE_MB",
     "metadata_cache_mb": "MEMGRPC_METADATA_CACHE_MB",
+    "prewarm_indexes": "MEMGRPC_PREWARM_INDEXES",
     "rate_limit_rps": "MEMGRPC_RATE_LIMIT_RPS",
     "rate_limit_burst": "MEMGRPC_RATE_LIMIT_BURST",
     "tls_cert": "MEMGRPC_TLS_CERT",
@@ -81,6 +82,8 @@ class ServerConfig:
     # LanceDB's caches (store/db.py): opened indexes, and manifests/file metadata
     index_cache_mb: int = 1024
     metadata_cache_mb: int = 64
+    # load the memories' search indexes into that cache at start and after an index build
+    prewarm_indexes: bool = True
     # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
@@ -225,7 +228,7 @@ def _parse(name: str, value: Any) -> Any:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number") from None
     if name == "chat_provider":
         return value.strip().lower()
-    if name == "otel":
+    if name in ("otel", "prewarm_indexes"):
         flag = value.strip().lower()
         if flag not in _TRUE + _FALSE:
             raise ConfigError(f"{_label(name)}: {value!r} is not one of 1/0, true/false, yes/no")

@@ -18,6 +18,8 @@ def test_defaults() -> None:
     assert c.max_message_bytes == 8 * 1024 * 1024
     assert (c.grace_period_s, c.read_consistency_s, c.maintenance_interval_s) == (10, 0.5, 30)
     assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 64)
+    assert c.prewarm_indexes is True
+    assert ServerConfig.load(env={"MEMGRPC_PREWARM_INDEXES": "off"}).prewarm_indexes is False
 
 
 def test_flags_win_over_env() -> None:
@@ -52,6 +54,7 @@ def test_flags_win_over_env() -> None:
         ({"MEMGRPC_ADMIN_KEY": "short"}, "MEMGRPC_ADMIN_KEY"),
         ({"MEMGRPC_INDEX_CACHE_MB": "lots"}, "--index-cache-mb"),
         ({"MEMGRPC_METADATA_CACHE_MB": "0"}, "MEMGRPC_METADATA_CACHE_MB"),
+        ({"MEMGRPC_PREWARM_INDEXES": "maybe"}, "--prewarm-indexes"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], mentions: str) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where
+from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from memgrpc.store.memories import DOC, ROW_COLUMNS, MemoryFilter, MemoryTable, encode_doc
 
 DIM = 8
@@ -102,3 +103,17 @@ async def test_rows_without_docs_are_read_from_columns_then_filled(store: Store)
     docs = await store.table("memories").query().select([DOC]).to_arrow()
     assert docs.column(DOC).null_count == 0
     assert {r["id"]: r for r in await table.get_many("p", ids)} == truth
+
+
+async def test_maintenance_fills_missing_docs_in_batches(store: Store) -> None:
+    table = MemoryTable(store)
+    await table.writer.insert([_row(i, doc=i == 0) for i in range(12)])
+    docs = store.table("memories").query().select([DOC])
+    assert (await docs.to_arrow()).column(DOC).null_count == 11
+
+    await Maintainer(store, MaintenanceConfig(doc_batch=5, doc_fill_s=0)).run_once()
+    assert (await docs.to_arrow()).column(DOC).null_count == 11  # no time given: none filled
+    await Maintainer(store, MaintenanceConfig(doc_batch=5)).run_once()
+    assert (await docs.to_arrow()).column(DOC).null_count == 0  # 5 + 5 + 1 in one pass
+    ids = [f"m{i:02d}" for i in range(12)]
+    assert {r["id"]: r for r in await table.get_many("p", ids)} == await _columns(store, ids)

@@ -60,6 +60,11 @@ async def test_project_wide_legs_keep_to_the_project(tmp_path: Path) -> None:
         big = await table.vector_search(MemoryFilter(project_id="big"), q, 10)
         assert len(big) == 10 and all(r["id"].startswith("big_") for r, _ in big)
         assert [s for _, s in big] == sorted((s for _, s in big), reverse=True)
+        # enough of the project's rows among the table's top k: no prefiltered search either
+        some = await table.vector_search(MemoryFilter(project_id="big"), q, 40, enough=10)
+        assert len(some) == 40 and all(r["id"].startswith("big_") for r, _ in some)
+        few = await table.vector_search(small, q, 40, enough=5)  # big rows fill the top 40
+        assert sorted(r["id"] for r, _ in few) == [f"small_{i:04d}" for i in range(6)]
         # an unknown project sees nothing
         assert await table.vector_search(MemoryFilter(project_id="none"), q, 5) == []
         assert await table.text_search(MemoryFilter(project_id="none"), "lighthouse", 5) == []

@@ -357,13 +357,15 @@ class MemoryService:
         pool = max(4 * k, 40)
         # the keyword leg needs no embedding: start it first, embed meanwhile, then the vector leg
         text_leg = asyncio.ensure_future(
-            self._table.text_search(flt, query, pool) if mode != "semantic" else _no_hits()
+            self._table.text_search(flt, query, pool, enough=k)
+            if mode != "semantic"
+            else _no_hits()
         )
         try:
             dense: Found = []
             if mode != "keyword":
                 vector = await self._embedder.embed_one(query)
-                dense = await self._table.vector_search(flt, vector, pool)
+                dense = await self._table.vector_search(flt, vector, pool, enough=k)
             text = await text_leg
         finally:
             text_leg.cancel()

@@ -257,6 +257,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             read_consistency_s=config.read_consistency_s,
             index_cache_mb=config.index_cache_mb,
             metadata_cache_mb=config.metadata_cache_mb,
+            prewarm_indexes=config.prewarm_indexes,
         )
     )
     await store.open()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from lancedb.index import IvfHnswSq
 
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.memories import MemoryTable
 from memgrpc.store.writer import TableWriter
 
 log = structlog.get_logger(__name__)
@@ -44,6 +46,9 @@ class MaintenanceConfig:
     # but not more often than every `min_gap_s`
     pressure_commits: int = 64
     min_gap_s: float = 5.0
+    # memories written before docs get theirs this many at a time, for at most doc_fill_s a pass
+    doc_batch: int = 5000
+    doc_fill_s: float = 10.0
 
 
 class Maintainer:
@@ -52,6 +57,7 @@ class Maintainer:
         self.config = config or MaintenanceConfig()
         self._task: asyncio.Task[None] | None = None
         self._ann_rows: int | None = None
+        self._docs_filled = False
         self._wake = asyncio.Event()
         self.runs = 0
 
@@ -93,7 +99,23 @@ class Maintainer:
             if force or await self._needs_optimize(tbl):
                 await self._optimize(name, tbl)
         await self._vector_index(self._store.table("memories"))
+        await self._fill_docs()
         self.runs += 1
+
+    async def _fill_docs(self) -> None:
+        """Until every memory has its doc: once none is left, this process stops looking (its
+        writes carry docs, and a rename refills the ones it voids)."""
+        if self._docs_filled:
+            return
+        table = MemoryTable(self._store)
+        deadline = time.monotonic() + self.config.doc_fill_s
+        while time.monotonic() < deadline:
+            filled = await table.fill_docs(limit=self.config.doc_batch)
+            if filled:
+                log.info("memory_docs_filled", rows=filled)
+            if filled < self.config.doc_batch:
+                self._docs_filled = True
+                return
 
     async def _optimize(self, name: str, tbl: Any) -> None:
         """Compact one table alongside its writes; when a write wins the commit race (a table
@@ -156,6 +178,7 @@ class Maintainer:
             )
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions)
+        await self._store.prewarm("memories")
 
     async def _expire_requests(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.config.request_ttl_s)

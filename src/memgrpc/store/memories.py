@@ -149,11 +149,12 @@ class MemoryTable:
             await self._tbl.query().where(bare).select([*ROW_COLUMNS, *extra]).to_arrow()
         )
 
-    async def fill_docs(self, where: Where) -> int:
-        """Write the docs of matching rows that have none (after a bulk update voided them)."""
-        bare = f"({where}) AND {DOC} IS NULL"
-        tbl = await self._tbl.query().where(bare).select(ROW_COLUMNS).to_arrow()
-        rows = tbl.to_pylist()
+    async def fill_docs(self, where: Where | None = None, *, limit: int | None = None) -> int:
+        """Write the docs of (up to `limit`) matching rows that have none: rows written before
+        docs, or whose doc an update in place voided. Returns how many were written."""
+        bare = f"({where}) AND {DOC} IS NULL" if where else f"{DOC} IS NULL"
+        q = self._tbl.query().where(bare).select(ROW_COLUMNS)
+        rows = (await (q.limit(limit) if limit else q).to_arrow()).to_pylist()
         if rows:
             await self.writer.patch([{"id": r["id"], DOC: encode_doc(r)} for r in rows])
         return len(rows)
@@ -189,8 +190,11 @@ class MemoryTable:
         rows = {r["id"]: r for r in await self.get_many(flt.project_id, ids)}
         return [rows[i] for i in ids if i in rows]
 
-    async def vector_search(self, flt: MemoryFilter, vector: np.ndarray, k: int) -> Found:
-        """Exact or ANN cosine search; (row, similarity), best first."""
+    async def vector_search(
+        self, flt: MemoryFilter, vector: np.ndarray, k: int, *, enough: int = 0
+    ) -> Found:
+        """Exact or ANN cosine search; (row, similarity), best first: the top `k` rows of the
+        filter, or at least `enough` of them when given (see `_scored`)."""
 
         def query(where: str | None, limit: int, columns: list[str]) -> Any:
             q = self._tbl.vector_search(vector.astype(np.float32)).distance_type("cosine")
@@ -199,11 +203,11 @@ class MemoryTable:
             return q.select([*columns, "_distance"]).limit(limit)
 
         with tracing.span("store.vector_search", table="memories", k=k):
-            found = await _scored(flt, k, query, "_distance")
+            found = await _scored(flt, k, enough or k, query, "_distance")
         return [(r, 1.0 - d) for r, d in found]
 
-    async def text_search(self, flt: MemoryFilter, query: str, k: int) -> Found:
-        """BM25 full-text search over content; (row, bm25), best first."""
+    async def text_search(self, flt: MemoryFilter, query: str, k: int, *, enough: int = 0) -> Found:
+        """BM25 full-text search over content; (row, bm25), best first, like `vector_search`."""
 
         def build(where: str | None, limit: int, columns: list[str]) -> Any:
             q = self._tbl.query().nearest_to_text(query, columns="content")
@@ -213,7 +217,7 @@ class MemoryTable:
 
         try:
             with tracing.span("store.text_search", table="memories", k=k):
-                return await _scored(flt, k, build, "_score")
+                return await _scored(flt, k, enough or k, build, "_score")
         except Exception as exc:  # a query of only stop words / punctuation has no terms
             if "no tokens" in str(exc).lower() or "empty" in str(exc).lower():
                 return []
@@ -253,12 +257,14 @@ def _rows(tbl: pa.Table) -> list[dict[str, Any]]:
 Found = list[tuple[dict[str, Any], float]]  # (memory row, the leg's score), best first
 
 
-async def _scored(flt: MemoryFilter, k: int, query: Any, score: str) -> Found:
+async def _scored(flt: MemoryFilter, k: int, enough: int, query: Any, score: str) -> Found:
     """Run one search leg, reading the hits' docs. A project-wide search with no other filter
-    first searches the whole table and drops other projects' and archived rows after (at 1M rows
-    the project + archived prefilter costs ~60 ms a leg, the search itself ~6 ms); only when that
-    leaves fewer than `k` (other projects dominate the table) does the prefiltered search run.
-    Hits without a doc (rows written before docs) make the leg read their columns instead."""
+    first searches the whole table (top `k`, or `2 k` when all `k` must be in the project) and
+    drops other projects' and archived rows after: at 1M rows the project + archived prefilter
+    costs ~95 ms a leg, the search itself ~8 ms. Those are the project's best rows, so when at
+    least `enough` are left they are the answer; only when fewer are (other projects dominate the
+    table) does the prefiltered search run. Hits without a doc (rows written before docs) make
+    the leg read their columns instead."""
 
     async def run(where: str | None, limit: int) -> Found:
         tbl: pa.Table = await query(where, limit, [DOC]).to_arrow()
@@ -269,13 +275,13 @@ async def _scored(flt: MemoryFilter, k: int, query: Any, score: str) -> Found:
         return list(zip(rows, tbl.column(score).to_pylist(), strict=True))
 
     if flt == MemoryFilter(project_id=flt.project_id, include_archived=flt.include_archived):
-        over = 2 * k
+        over = 2 * k if enough >= k else k
         hits = await run(None, over)
         kept = [
             (r, float(s))
             for r, s in hits
             if r["project_id"] == flt.project_id and (flt.include_archived or not r["archived"])
         ]
-        if len(kept) >= k or len(hits) < over:
+        if len(kept) >= enough or len(hits) < over:
             return kept[:k]
     return [(r, float(s)) for r, s in await run(str(flt.where()), k)]
