@@ -379,7 +379,7 @@ async def probe(data: Path, emb: LocalEmbedder, qs: list[str]) -> list[str]:
     full = "project_id = 'default' AND archived IS NOT TRUE"
 
     def vec(i: int, q: str, where: str | None, cols: list[str], k: int) -> Any:
-        b = tbl.vector_search(vecs[i]).distance_type("cosine")
+        b = tbl.vector_search(vecs[i]).distance_type("cosine").ef(3 * k)  # as the server
         b = b.where(where) if where else b
         return b.select([*cols, "_distance"]).limit(k)
 
@@ -402,10 +402,10 @@ async def probe(data: Path, emb: LocalEmbedder, qs: list[str]) -> list[str]:
             (
                 None,
                 [DOC],
-                80,
-                "as the server runs it (no filter, 2 x 40 docs, project checked after)",
+                40,
+                "as the server runs it (no filter, 40 docs, project checked after)",
             ),
-            (None, ROW_COLUMNS, 80, "same, the 19 columns instead of the doc"),
+            (None, ROW_COLUMNS, 40, "same, the 19 columns instead of the doc"),
             (full, [DOC], 40, "with the project + archived prefilter, 40 docs"),
         ):
             took = await timed(lambda i, q, w=where, c=cols, n=k, m=mk: m(i, q, w, c, n))
