@@ -32,6 +32,10 @@ def test_where_builder() -> None:
         == "project_id = 'p''1' AND type IN ('fact', 'task') AND array_has_all(tags, ['a''b'])"
     )
     assert str(Where().is_in("id", [])) == "FALSE"
+    assert str(Where().is_null("doc")) == "doc IS NULL"
+    assert str(Where().eq("user_id", "u").not_true("archived").is_null("doc")) == (
+        "user_id = 'u' AND (archived IS NULL OR archived = FALSE) AND doc IS NULL"
+    )
     with pytest.raises(FilterValueError):
         Where().eq("col; DROP", "x")
     with pytest.raises(FilterValueError):

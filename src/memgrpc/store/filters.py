@@ -66,6 +66,10 @@ class Where:
             self._parts.append(f"{_col(col)} IN ({', '.join(literal(v) for v in values)})")
         return self
 
+    def is_null(self, col: str) -> Where:
+        self._parts.append(f"{_col(col)} IS NULL")
+        return self
+
     def not_true(self, col: str) -> Where:
         self._parts.append(f"({_col(col)} IS NULL OR {_col(col)} = FALSE)")
         return self

@@ -138,13 +138,13 @@ class MemoryTable:
 
     async def _read(self, where: Where, *, vectors: bool = False) -> list[dict[str, Any]]:
         """The matching rows, from their docs; rows without one (written before docs, or re-owned
-        since: see `fill_docs`) are read from their columns."""
+        since: see `fill_docs`) are read from their columns (`where` is extended for that)."""
         extra = ["vector"] if vectors else []
         tbl: pa.Table = await self._tbl.query().where(str(where)).select([DOC, *extra]).to_arrow()
         found = _rows(tbl)
         if len(found) == tbl.num_rows:
             return found
-        bare = f"({where}) AND {DOC} IS NULL"
+        bare = str(where.is_null(DOC))
         return found + _rows(
             await self._tbl.query().where(bare).select([*ROW_COLUMNS, *extra]).to_arrow()
         )
@@ -152,8 +152,7 @@ class MemoryTable:
     async def fill_docs(self, where: Where | None = None, *, limit: int | None = None) -> int:
         """Write the docs of (up to `limit`) matching rows that have none: rows written before
         docs, or whose doc an update in place voided. Returns how many were written."""
-        bare = f"({where}) AND {DOC} IS NULL" if where else f"{DOC} IS NULL"
-        q = self._tbl.query().where(bare).select(ROW_COLUMNS)
+        q = self._tbl.query().where(str((where or Where()).is_null(DOC))).select(ROW_COLUMNS)
         rows = (await (q.limit(limit) if limit else q).to_arrow()).to_pylist()
         if rows:
             await self.writer.patch([{"id": r["id"], DOC: encode_doc(r)} for r in rows])
