@@ -234,18 +234,15 @@ def _in_project(rows: list[dict[str, Any]], project_id: str) -> list[dict[str, A
 
 
 def _rows(tbl: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts (from their docs when read; rows whose doc is null are left out), with the
-    vector as a float32 numpy array (not a list of Python floats)."""
+    """Rows as dicts: from their docs when those were read (rows without one are left out), else
+    from the columns; the vector, when read, as a float32 numpy array (not a list of floats)."""
     names = tbl.column_names
     if DOC in names:
         docs = tbl.column(DOC).to_pylist()
         keep = [i for i, d in enumerate(docs) if d is not None]
+        rows = [decode_doc(docs[i]) for i in keep]
         if len(keep) < len(docs):
             tbl = tbl.take(pa.array(keep, pa.int64()))
-        rows = [decode_doc(docs[i]) for i in keep]
-        rest = tbl.drop_columns([DOC, *(["vector"] if "vector" in names else [])]).to_pylist()
-        for row, more in zip(rows, rest, strict=True):
-            row.update(more)
     else:
         rows = tbl.drop_columns(["vector"] if "vector" in names else []).to_pylist()
     if "vector" in names and rows:
