@@ -228,25 +228,35 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def quiet(data: Path, still_s: float = 8.0, limit_s: float = 1800.0) -> None:
+def cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def quiet(data: Path, pid: int, still_s: float = 8.0, limit_s: float = 1800.0) -> None:
     """Wait until the server's own maintainer is done (it compacts under commit pressure and
-    builds the vector index from 50k rows): the table's version unchanged for `still_s`."""
+    builds the vector index from 50k rows): the table's version unchanged for `still_s` and the
+    server idle meanwhile (under 10% of a core: an index build commits only at its end)."""
     db = await lancedb.connect_async(str(data), read_consistency_interval=timedelta(0))
     tbl = await db.open_table("memories")
     last, since, t0 = -1, time.monotonic(), time.monotonic()
+    cpu = cpu_s(pid)
     while time.monotonic() - t0 < limit_s:
         version = await tbl.version()
         if version != last:
-            last, since = version, time.monotonic()
+            last, since, cpu = version, time.monotonic(), cpu_s(pid)
         elif time.monotonic() - since >= still_s:
-            return
+            if cpu_s(pid) - cpu < 0.1 * (time.monotonic() - since):
+                return
+            since, cpu = time.monotonic(), cpu_s(pid)
         await asyncio.sleep(1.0)
 
 
 async def count_rows(data: Path) -> int:
     if not (data / "memories.lance").exists():
         return 0
-    store = Store(StoreConfig(uri=str(data), dim=DIM))
+    store = Store(StoreConfig(uri=str(data), dim=DIM, prewarm_indexes=False))
     await store.open()
     try:
         return int(await store.table("memories").count_rows())
@@ -254,13 +264,13 @@ async def count_rows(data: Path) -> int:
         await store.close()
 
 
-async def maintain(data: Path, *, ann: bool) -> float:
+async def maintain(data: Path, pid: int, *, ann: bool) -> float:
     """One maintenance pass from this process (a second opener of the same dataset), once the
     server's maintainer is quiet: compaction and, with `ann`, the IVF_HNSW_SQ index (without: any
     vector index is dropped, so the vector leg searches exactly). Returns the seconds the index
     build took."""
     for attempt in range(6):
-        await quiet(data)
+        await quiet(data, pid)
         store = Store(StoreConfig(uri=str(data), dim=DIM, prewarm_indexes=False))
         await store.open()
         try:
@@ -559,7 +569,9 @@ async def main() -> int:
                     else:
                         rate = await load(stub, synth, data, done, tier)
                     done = tier
-                    await maintain(data, ann=False)  # compacted, no vector index: exact search
+                    await maintain(
+                        data, server.pid, ann=False
+                    )  # compacted, no vector index: exact search
                     owners = synth.owners[:tier]
                     users = len(np.unique(owners))
                     sizes = np.bincount(owners)
@@ -597,7 +609,7 @@ async def main() -> int:
                     exact, exact_ids = await search(stub, wide, args.budget, (emb, "exact"))
                     if p:
                         profiles += ["project-wide, exact:", *p.stop()]
-                    build_s = await maintain(data, ann=True)
+                    build_s = await maintain(data, server.pid, ann=True)
                     # the server opens the new index as a replica started after the build: it
                     # prewarms it (one that saw it built elsewhere would load it as searched)
                     stop_server(server)
