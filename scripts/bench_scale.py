@@ -256,7 +256,7 @@ async def quiet(data: Path, pid: int, still_s: float = 8.0, limit_s: float = 180
 async def count_rows(data: Path) -> int:
     if not (data / "memories.lance").exists():
         return 0
-    store = Store(StoreConfig(uri=str(data), dim=DIM, prewarm_indexes=False))
+    store = Store(StoreConfig(uri=str(data), dim=DIM))
     await store.open()
     try:
         return int(await store.table("memories").count_rows())
@@ -271,7 +271,7 @@ async def maintain(data: Path, pid: int, *, ann: bool) -> float:
     build took."""
     for attempt in range(6):
         await quiet(data, pid)
-        store = Store(StoreConfig(uri=str(data), dim=DIM, prewarm_indexes=False))
+        store = Store(StoreConfig(uri=str(data), dim=DIM))
         await store.open()
         try:
             tbl = store.table("memories")

@@ -14,7 +14,14 @@ import pytest
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where
 from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
-from memgrpc.store.memories import DOC, ROW_COLUMNS, MemoryFilter, MemoryTable, encode_doc
+from memgrpc.store.memories import (
+    _STILL_BARE,
+    DOC,
+    ROW_COLUMNS,
+    MemoryFilter,
+    MemoryTable,
+    encode_doc,
+)
 
 DIM = 8
 T0 = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
@@ -98,8 +105,8 @@ async def test_rows_without_docs_are_read_from_columns_then_filled(store: Store)
         assert len(found) == n
         assert all({k: r[k] for k in ROW_COLUMNS} == truth[r["id"]] for r, _ in found)
 
-    assert await table.fill_docs(Where().eq("user_id", "u")) == 3
-    assert await table.fill_docs(Where().eq("user_id", "u")) == 0
+    assert await table.fill_docs(project_id="p", user_id="u") == 3
+    assert await table.fill_docs(project_id="p", user_id="u") == 0
     docs = await store.table("memories").query().select([DOC]).to_arrow()
     assert docs.column(DOC).null_count == 0
     assert {r["id"]: r for r in await table.get_many("p", ids)} == truth
@@ -117,3 +124,23 @@ async def test_maintenance_fills_missing_docs_in_batches(store: Store) -> None:
     assert (await docs.to_arrow()).column(DOC).null_count == 0  # 5 + 5 + 1 in one pass
     ids = [f"m{i:02d}" for i in range(12)]
     assert {r["id"]: r for r in await table.get_many("p", ids)} == await _columns(store, ids)
+
+
+async def test_a_late_fill_never_overwrites_a_newer_write(store: Store) -> None:
+    """fill_docs reads a row, then patches its doc: a write in between must win."""
+    table = MemoryTable(store)
+    await table.writer.insert([_row(i, doc=False) for i in range(2)])
+    before = await _columns(store, ["m00", "m01"])
+    # m00 is updated with its doc; m01 is re-owned (the update in place voids its doc)
+    updated = _row(0, doc=False) | {"content": "new"}
+    await table.writer.upsert([updated | {DOC: encode_doc(updated)}])
+    await table.writer.update("id = 'm01'", {"user_id": "u2", DOC: None})
+    # what a fill that read the rows before sends
+    late = [_row(i, doc=False) | {DOC: encode_doc(before[f"m{i:02d}"])} for i in range(2)]
+    await table.writer.patch(late, only_if=_STILL_BARE)
+
+    now = {r["id"]: r for r in await table.get_many("p", ["m00", "m01"])}
+    assert now["m00"]["content"] == "new"
+    assert now["m01"]["user_id"] == "u2"
+    assert await table.fill_docs(user_id="u2") == 1
+    assert (await table.get("p", "m01") or {})["user_id"] == "u2"

@@ -33,9 +33,9 @@ class StoreConfig:
     # version's manifests under a steady write load, which reads as a leak
     index_cache_mb: int = 1024
     metadata_cache_mb: int = 64
-    # load the memories' search indexes into the index cache at open and after a build
-    # (off when they outgrow it: prewarming would only evict)
-    prewarm_indexes: bool = True
+    # load the memories' search indexes into the index cache at open and after a build (the
+    # server turns it on; tools opening a store for a moment leave it off)
+    prewarm_indexes: bool = False
     writer_max_wait_ms: float = 0.0
 
 

@@ -24,9 +24,12 @@ ROW_COLUMNS = [
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 # ROW_COLUMNS again, as one JSON document per row: what reads and search legs select. Lance reads
-# a random row column by column: 10 random rows of 19 columns take ~13 ms at 1M rows, of one
-# column ~0.5 ms (docs/BENCHMARKS.md). The columns stay the source for filters and indexes.
+# a random row column by column: 10 random rows of 19 columns take ~17-21 ms at 1M rows, as one
+# doc ~3-5 ms (docs/BENCHMARKS.md). The columns stay the source for filters and indexes. A column
+# added to ROW_COLUMNS later is missing from older docs: refill them (fill_docs) or read it apart.
 DOC = "doc"
+# a doc filled in later lands only on the row it was made from: still without one, same owner
+_STILL_BARE = f"target.{DOC} IS NULL AND target.user_id = source.user_id"
 _TIMES = ("event_time", "create_time", "update_time", "version_time")
 
 
@@ -45,7 +48,7 @@ def encode_doc(row: Mapping[str, Any]) -> str:
 def decode_doc(doc: str) -> dict[str, Any]:
     row: dict[str, Any] = json.loads(doc)
     for c in _TIMES:
-        if row[c] is not None:
+        if row.get(c) is not None:
             row[c] = datetime.fromisoformat(row[c])
     return row
 
@@ -138,24 +141,33 @@ class MemoryTable:
 
     async def _read(self, where: Where, *, vectors: bool = False) -> list[dict[str, Any]]:
         """The matching rows, from their docs; rows without one (written before docs, or re-owned
-        since: see `fill_docs`) are read from their columns (`where` is extended for that)."""
+        since: see `fill_docs`) are read from their columns, by id."""
         extra = ["vector"] if vectors else []
-        tbl: pa.Table = await self._tbl.query().where(str(where)).select([DOC, *extra]).to_arrow()
+        q = self._tbl.query().where(str(where)).select(["id", DOC, *extra])
+        tbl: pa.Table = await q.to_arrow()
         found = _rows(tbl)
         if len(found) == tbl.num_rows:
             return found
-        bare = str(where.is_null(DOC))
-        return found + _rows(
-            await self._tbl.query().where(bare).select([*ROW_COLUMNS, *extra]).to_arrow()
-        )
+        have = {r["id"] for r in found}
+        bare = [i for i in tbl.column("id").to_pylist() if i not in have]
+        q = self._tbl.query().where(str(Where().is_in("id", bare)))
+        return found + _rows(await q.select([*ROW_COLUMNS, *extra]).to_arrow())
 
-    async def fill_docs(self, where: Where | None = None, *, limit: int | None = None) -> int:
-        """Write the docs of (up to `limit`) matching rows that have none: rows written before
-        docs, or whose doc an update in place voided. Returns how many were written."""
-        q = self._tbl.query().where(str((where or Where()).is_null(DOC))).select(ROW_COLUMNS)
-        rows = (await (q.limit(limit) if limit else q).to_arrow()).to_pylist()
-        if rows:
-            await self.writer.patch([{"id": r["id"], DOC: encode_doc(r)} for r in rows])
+    async def fill_docs(
+        self, *, project_id: str = "", user_id: str = "", limit: int | None = None
+    ) -> int:
+        """Write the docs of (up to `limit`) rows of the project / user that have none: rows
+        written before docs, or whose doc an update in place voided. Returns how many were read
+        for it; a row written or re-owned meanwhile keeps what that write gave it."""
+        where = Where()
+        if project_id:
+            where.eq("project_id", project_id)
+        if user_id:
+            where.eq("user_id", user_id)
+        q = self._tbl.query().where(str(where.is_null(DOC)))  # whole rows: Lance 0.40 cannot
+        rows = (await (q.limit(limit) if limit else q).to_arrow()).to_pylist()  # patch some
+        if rows:  # columns under a condition (a panic in the merge)
+            await self.writer.patch([r | {DOC: encode_doc(r)} for r in rows], only_if=_STILL_BARE)
         return len(rows)
 
     async def version(self) -> int:
@@ -260,9 +272,10 @@ async def _scored(flt: MemoryFilter, k: int, enough: int, query: Any, score: str
     """Run one search leg, reading the hits' docs. A project-wide search with no other filter
     first searches the whole table (top `k`, or `2 k` when all `k` must be in the project) and
     drops other projects' and archived rows after: at 1M rows the project + archived prefilter
-    costs ~95 ms a leg, the search itself ~8 ms. Those are the project's best rows, so when at
-    least `enough` are left they are the answer; only when fewer are (other projects dominate the
-    table) does the prefiltered search run. Hits without a doc (rows written before docs) make
+    costs ~70-95 ms a leg, the search itself ~5 ms. Those are the project's best rows, so when at
+    least `enough` are left they are the answer, though fewer than `k` when other projects' or
+    archived rows took places (a smaller pool for the fusion); only when fewer than `enough` are
+    left does the prefiltered search run. Hits without a doc (rows written before docs) make
     the leg read their columns instead."""
 
     async def run(where: str | None, limit: int) -> Found:

@@ -48,7 +48,7 @@ async def reown_user_rows(store: Store, project_id: str, old_id: str, new_id: st
         if await store.table(table).count_rows(str(where)):
             voided = dict.fromkeys(DERIVED.get(table, ()))
             await store.writer(table).update(str(where), {column: new_id, **voided})
-    await MemoryTable(store).fill_docs(user_where(project_id, "user_id", new_id))
+    await MemoryTable(store).fill_docs(project_id=project_id, user_id=new_id)
 
 
 async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[str, int]:

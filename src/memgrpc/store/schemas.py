@@ -71,7 +71,8 @@ def memories(dim: int) -> pa.Schema:
             _f("speaker", pa.string()),
             _f("seq", pa.int64()),
             _f("vector", pa.list_(pa.float32(), dim)),
-            # the other columns but metadata_kv, as JSON: what reads select (store/memories.py)
+            # the other columns but metadata_kv and the vector, as JSON: what reads select
+            # (store/memories.py)
             _f("doc", pa.string()),
         ]
     )

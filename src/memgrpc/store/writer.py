@@ -60,7 +60,7 @@ class _Op:
     def group_key(self) -> tuple[str, ...]:
         """Ops with equal keys may share a commit: same kind and, for patches, same columns."""
         if self.kind == "patch":
-            return (self.kind, *self.rows[0].keys())
+            return (self.kind, self.where, *self.rows[0].keys())
         return (self.kind,)
 
 
@@ -136,15 +136,16 @@ class TableWriter:
         result: int = await self._submit(_Op("update", where=where, values=dict(values)))
         return result
 
-    async def patch(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Overwrite the columns present in `rows` (key included) of rows whose key exists.
+    async def patch(self, rows: Sequence[dict[str, Any]], *, only_if: str = "") -> None:
+        """Overwrite the columns present in `rows` (key included) of rows whose key exists (and
+        that meet `only_if`, a merge condition over `target.` and `source.` columns).
 
         Missing keys are ignored, so a late patch (e.g. a hot counter flushed after a purge)
         never brings a deleted row back. Every row of one call must carry the same columns.
         """
         if rows and any(r.keys() != rows[0].keys() for r in rows):
             raise ValueError("every patched row must have the same columns")
-        await self._submit(_Op("patch", rows=list(rows)))
+        await self._submit(_Op("patch", rows=list(rows), where=only_if))
 
     async def exclusive(self, work: Callable[[], Awaitable[T]], *, appends: bool = True) -> T:
         """Run `work` (a compaction) with no commit of this writer in between but appends: a
@@ -376,7 +377,8 @@ class TableWriter:
             if kind == "patch":
                 cols = pa.schema([self._schema.field(c) for c in rows[0]])
                 await self._table.checkout_latest()
-                merge = self._table.merge_insert(self._key).when_matched_update_all()
+                merge = self._table.merge_insert(self._key)
+                merge = merge.when_matched_update_all(where=group[0].where or None)
                 res = await merge.execute(pa.Table.from_pylist(rows, schema=cols))
             else:
                 data = pa.Table.from_pylist(rows, schema=self._schema)
