@@ -70,3 +70,28 @@ async def test_project_wide_legs_keep_to_the_project(tmp_path: Path) -> None:
         assert await table.text_search(MemoryFilter(project_id="none"), "lighthouse", 5) == []
     finally:
         await store.close()
+
+
+async def test_a_leg_settles_for_enough_of_the_project_in_the_table_top(tmp_path: Path) -> None:
+    """Two projects share the table's top rows: with `enough`, the project's rows among the
+    table's top k are the answer (fewer than k, best first); without, the prefiltered search
+    gives all k. The former are the first rows of the latter."""
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    try:
+        table = MemoryTable(store)
+        rng = np.random.default_rng(9)
+        q = _unit(rng, np.ones(DIM), 0.0)
+        await table.writer.insert(
+            [_row(i, p, _unit(rng, q, 0.05)) for i in range(60) for p in ("a", "b")]
+        )
+        a = MemoryFilter(project_id="a")
+        settled = await table.vector_search(a, q, 40, enough=10)
+        full = await table.vector_search(a, q, 40)
+        assert 10 <= len(settled) < 40 and len(full) == 40
+        assert all(r["project_id"] == "a" for r, _ in settled + full)
+        assert [r["id"] for r, _ in settled] == [r["id"] for r, _ in full[: len(settled)]]
+        # too few of the project there: the prefiltered search runs even with `enough`
+        assert len(await table.vector_search(a, q, 40, enough=len(settled) + 1)) == 40
+    finally:
+        await store.close()

@@ -141,13 +141,16 @@ class MemoryTable:
 
     async def _read(self, where: Where, *, vectors: bool = False) -> list[dict[str, Any]]:
         """The matching rows, from their docs; rows without one (written before docs, or re-owned
-        since: see `fill_docs`) are read from their columns, by id."""
+        since: see `fill_docs`) are read from their columns, by id (asked again with the ids: a
+        doc filled in between must not lose its row)."""
         extra = ["vector"] if vectors else []
-        q = self._tbl.query().where(str(where)).select(["id", DOC, *extra])
-        tbl: pa.Table = await q.to_arrow()
+        tbl: pa.Table = await self._tbl.query().where(str(where)).select([DOC, *extra]).to_arrow()
         found = _rows(tbl)
         if len(found) == tbl.num_rows:
             return found
+        q = self._tbl.query().where(str(where)).select(["id", DOC, *extra])
+        tbl = await q.to_arrow()
+        found = _rows(tbl)
         have = {r["id"] for r in found}
         bare = [i for i in tbl.column("id").to_pylist() if i not in have]
         q = self._tbl.query().where(str(Where().is_in("id", bare)))
@@ -270,13 +273,12 @@ Found = list[tuple[dict[str, Any], float]]  # (memory row, the leg's score), bes
 
 async def _scored(flt: MemoryFilter, k: int, enough: int, query: Any, score: str) -> Found:
     """Run one search leg, reading the hits' docs. A project-wide search with no other filter
-    first searches the whole table (top `k`, or `2 k` when all `k` must be in the project) and
-    drops other projects' and archived rows after: at 1M rows the project + archived prefilter
-    costs ~70-95 ms a leg, the search itself ~5 ms. Those are the project's best rows, so when at
-    least `enough` are left they are the answer, though fewer than `k` when other projects' or
-    archived rows took places (a smaller pool for the fusion); only when fewer than `enough` are
-    left does the prefiltered search run. Hits without a doc (rows written before docs) make
-    the leg read their columns instead."""
+    first searches the whole table (its top `k`) and drops other projects' and archived rows
+    after: at 1M rows the project + archived prefilter costs ~70-95 ms a leg, the search itself
+    ~5 ms. Those are the project's best rows, so when at least `enough` are left they are the
+    answer, though fewer than `k` when other projects' or archived rows took places (a smaller
+    pool for the fusion); only when fewer are left does the prefiltered search run. Hits without
+    a doc (rows written before docs) make the leg read their columns instead."""
 
     async def run(where: str | None, limit: int) -> Found:
         tbl: pa.Table = await query(where, limit, [DOC]).to_arrow()
@@ -287,13 +289,12 @@ async def _scored(flt: MemoryFilter, k: int, enough: int, query: Any, score: str
         return list(zip(rows, tbl.column(score).to_pylist(), strict=True))
 
     if flt == MemoryFilter(project_id=flt.project_id, include_archived=flt.include_archived):
-        over = 2 * k if enough >= k else k
-        hits = await run(None, over)
+        hits = await run(None, k)
         kept = [
             (r, float(s))
             for r, s in hits
             if r["project_id"] == flt.project_id and (flt.include_archived or not r["archived"])
         ]
-        if len(kept) >= enough or len(hits) < over:
-            return kept[:k]
+        if len(kept) >= enough or len(hits) < k:
+            return kept
     return [(r, float(s)) for r, s in await run(str(flt.where()), k)]

@@ -37,17 +37,15 @@ async def delete_user_rows(store: Store, project_id: str, user_id: str) -> None:
             await store.writer(table).delete(str(where))
 
 
-# columns computed from the others as a row is written: an update in place voids them
-DERIVED: Mapping[str, tuple[str, ...]] = {"memories": (DOC,)}
-
-
 async def reown_user_rows(store: Store, project_id: str, old_id: str, new_id: str) -> None:
     """Move every row of `old_id` to `new_id` (a rename carries all of the user's data)."""
     for table, column in USER_COLUMNS.items():
         where = user_where(project_id, column, old_id)
         if await store.table(table).count_rows(str(where)):
-            voided = dict.fromkeys(DERIVED.get(table, ()))
-            await store.writer(table).update(str(where), {column: new_id, **voided})
+            values: dict[str, str | None] = {column: new_id}
+            if table == "memories":  # its doc copies the columns: voided here, refilled below
+                values[DOC] = None
+            await store.writer(table).update(str(where), values)
     await MemoryTable(store).fill_docs(project_id=project_id, user_id=new_id)
 
 
