@@ -66,7 +66,7 @@ from memgrpc.embed import LocalEmbedder
 from memgrpc.server.logging import configure_logging
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where
-from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
+from memgrpc.store.maintenance import ROWS_PER_PARTITION, Maintainer, MaintenanceConfig
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
@@ -381,7 +381,7 @@ async def probe(data: Path, emb: LocalEmbedder, qs: list[str]) -> list[str]:
     """Where the project-wide path's time goes: each LanceDB leg queried in-process on the same
     table (with the index), as the server runs it (the hits' docs), then with the prefilter and
     the columns instead of the doc; and the read of 10 random rows, by doc and by columns."""
-    from memgrpc.store.memories import DOC, ROW_COLUMNS
+    from memgrpc.store.memories import BEAM_PER_HIT, DOC, PROBES, ROW_COLUMNS
 
     db = await lancedb.connect_async(str(data), read_consistency_interval=None)
     tbl = await db.open_table("memories")
@@ -389,8 +389,9 @@ async def probe(data: Path, emb: LocalEmbedder, qs: list[str]) -> list[str]:
     full = "project_id = 'default' AND archived IS NOT TRUE"
 
     def vec(i: int, q: str, where: str | None, cols: list[str], k: int) -> Any:
-        b = tbl.vector_search(vecs[i]).distance_type("cosine").ef(3 * k)  # as the server
-        b = b.where(where) if where else b
+        b = tbl.vector_search(vecs[i]).distance_type("cosine")  # as the server
+        b = b.ef(BEAM_PER_HIT * k).minimum_nprobes(PROBES)
+        b = b.where(where).maximum_nprobes(0) if where else b.maximum_nprobes(PROBES)
         return b.select([*cols, "_distance"]).limit(k)
 
     def fts(i: int, q: str, where: str | None, cols: list[str], k: int) -> Any:
@@ -631,7 +632,7 @@ async def main() -> int:
                         results[key][tier] = (pct(lat, 50), pct(lat, 99), len(lat))
                     report(
                         f"{tier} memories: IVF_HNSW_SQ build {build_s:.0f} s"
-                        f" ({max(1, tier // 8192)} partitions); project-wide top-10 overlap"
+                        f" ({max(1, tier // ROWS_PER_PARTITION)} partitions); project-wide top-10 overlap"
                         f" ANN vs exact {100 * overlap(ann_ids, exact_ids):.0f}%;"
                         f" server RSS {rss_mb(server.pid):.0f} MB; machine load (1 min)"
                         f" {os.getloadavg()[0]:.1f} on 2 cores"

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lancedb.index import IvfHnswSq
 
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.maintenance import (
+    VECTOR_INDEX,
     Maintainer,
     MaintenanceConfig,
     adopt_unchanged,
@@ -61,6 +63,34 @@ async def test_compaction_ann_index_and_late_rows(tmp_path: Path) -> None:
     hits = await table.vector_search(flt, vecs[4], 5)  # 4 % 3 == 1
     assert hits[0][0]["id"] == "mem_00004"
     assert all(int(r["id"][-5:]) % 3 == 1 for r, _ in hits)  # u1's memories only
+    await store.close()
+
+
+async def test_an_index_with_the_former_partitions_is_replaced(tmp_path: Path) -> None:
+    """A vector index built by an older version (its name says which partitions it has) is
+    rebuilt on the next pass, however few rows came since, and then dropped."""
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
+    await store.open()
+    rng = np.random.default_rng(2)
+    vecs = rng.normal(size=(600, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    table = MemoryTable(store)
+    await table.writer.insert([_memory(i, vecs[i]) for i in range(600)])
+    tbl = store.table("memories")
+    await tbl.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=2))
+    assert [ix.name for ix in await tbl.list_indices() if ix.columns == ["vector"]] == [
+        "vector_idx"
+    ]
+    m = Maintainer(store, MaintenanceConfig(ann_min_rows=500))
+    await m.run_once()
+    vector = [ix for ix in await tbl.list_indices() if ix.columns == ["vector"]]
+    assert [ix.name for ix in vector] == [VECTOR_INDEX]
+    await m.run_once()  # not rebuilt again: the table has not doubled
+    again = [ix for ix in await tbl.list_indices() if ix.columns == ["vector"]]
+    assert [ix.index_uuid for ix in again] == [vector[0].index_uuid]
+    flt = MemoryFilter(project_id="p")
+    hits = await table.vector_search(flt, vecs[123], 5)
+    assert hits[0][0]["id"] == "mem_00123" and hits[0][1] > 0.99
     await store.close()
 
 

@@ -31,6 +31,12 @@ DOC = "doc"
 # a doc filled in later lands only on the row it was made from: still without one, same owner
 _STILL_BARE = f"target.{DOC} IS NULL AND target.user_id = source.user_id"
 _TIMES = ("event_time", "create_time", "update_time", "version_time")
+# ANN search (the index: store.maintenance.VECTOR_INDEX): the IVF partitions searched, and the
+# HNSW beam per result asked. At 1M memories, limit 40: 4 partitions of 16 with a beam of 8 x 40
+# found 92% of the exact top 10; 3 with a beam of 300 90%; 6 with 400 93%, in 1.4x the time.
+# LanceDB's defaults (20 partitions, 1.5 x limit) suited the former partitions of ~8k rows.
+PROBES = 4
+BEAM_PER_HIT = 8
 
 
 def encode_doc(row: Mapping[str, Any]) -> str:
@@ -212,11 +218,10 @@ class MemoryTable:
 
         def query(where: str | None, limit: int, columns: list[str]) -> Any:
             q = self._tbl.vector_search(vector.astype(np.float32)).distance_type("cosine")
-            # the HNSW beam: LanceDB's default (1.5 x limit) found 88% of the exact top 10 at
-            # 1M memories and limit 40, 3 x limit 91% in the same time (docs/BENCHMARKS.md)
-            q = q.ef(3 * limit)
-            if where:
-                q = q.where(where)  # a prefilter by default in the async API
+            q = q.ef(BEAM_PER_HIT * limit).minimum_nprobes(PROBES)
+            # a filter (a prefilter, by default in the async API) may leave fewer than `limit`
+            # rows in the nearest partitions: then Lance searches on; without one they hold enough
+            q = q.where(where).maximum_nprobes(0) if where else q.maximum_nprobes(PROBES)
             return q.select([*columns, "_distance"]).limit(limit)
 
         with tracing.span("store.vector_search", table="memories", k=k):
