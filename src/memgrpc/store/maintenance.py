@@ -29,9 +29,9 @@ log = structlog.get_logger(__name__)
 
 # The vector index: IVF_HNSW_SQ, one HNSW graph per IVF partition, searched in the partitions
 # nearest the query (store.memories.PROBES). Fewer, larger partitions mean fewer graphs walked for
-# the same recall: at 1M memories, 16 partitions of ~64k rows with 4 probed found 92% of the exact
-# top 10 in ~4 ms; 122 partitions of ~8k rows (before) needed 20 probes for 91% in ~5.5 ms, and
-# 1.5x the CPU (docs/BENCHMARKS.md). An index under another name has the old partitions.
+# the same recall: at 1M memories, 15 partitions of ~64k rows with 4 probed find 92% of the exact
+# top 10 in 4-5 ms; 122 partitions of ~8k rows (before) needed 20 probes for 91%, in 5-6 ms and
+# 1.4x the CPU (docs/BENCHMARKS.md). An index under another name has the old partitions.
 VECTOR_INDEX = "vector_hnsw_idx"
 ROWS_PER_PARTITION = 65_536
 
@@ -188,8 +188,10 @@ class Maintainer:
                 replace=True,
                 name=VECTOR_INDEX,
             )
-            for name in legacy:
-                await tbl.drop_index(name)
+            now = {ix.name for ix in await tbl.list_indices()}  # another replica's pass may
+            for name in legacy:  # have dropped them meanwhile
+                if name in now:
+                    await tbl.drop_index(name)
         self._ann_rows = rows
         log.info("vector_index_built", rows=rows, partitions=partitions, replaced=legacy)
         await self._store.prewarm("memories")

@@ -32,11 +32,12 @@ DOC = "doc"
 _STILL_BARE = f"target.{DOC} IS NULL AND target.user_id = source.user_id"
 _TIMES = ("event_time", "create_time", "update_time", "version_time")
 # ANN search (the index: store.maintenance.VECTOR_INDEX): the IVF partitions searched, and the
-# HNSW beam per result asked. At 1M memories, limit 40: 4 partitions of 16 with a beam of 8 x 40
-# found 92% of the exact top 10; 3 with a beam of 300 90%; 6 with 400 93%, in 1.4x the time.
-# LanceDB's defaults (20 partitions, 1.5 x limit) suited the former partitions of ~8k rows.
+# HNSW beam per result asked. At 1M memories (15 partitions), limit 40: 4 partitions with a beam
+# of 12 x 40 found 92% of the exact top 10; a beam of 8 x 40 90%, of 16 x 40 no more; 3 partitions
+# 91%; 6 partitions 93%, in 1.3x the time. LanceDB's defaults (20 partitions, a beam of 1.5 x
+# limit) suited the former partitions of ~8k rows (docs/BENCHMARKS.md).
 PROBES = 4
-BEAM_PER_HIT = 8
+BEAM_PER_HIT = 12
 
 
 def encode_doc(row: Mapping[str, Any]) -> str:
