@@ -346,9 +346,10 @@ async def search(
     floor: tuple[LocalEmbedder, str] | None = None,
 ) -> tuple[list[float], list[list[tuple[str, str]]]]:
     """(latency ms, results as (id, text)) of (user, question) searches, one at a time, until
-    done or out of time budget. With `floor` = (embedder, path), up to 30 of the queries are first embedded
-    in-process: the baseline, taken right before the searches (the machine is noisy; not between
-    them: the server's onnxruntime threads spin for ~0.1 s after each search and would slow it)."""
+    done or out of time budget. With `floor` = (embedder, path), up to 30 of the queries are first
+    embedded in-process: the baseline, taken right before the searches (the machine is noisy; not
+    between them: the server's onnxruntime threads spin for ~0.1 s after each search and would
+    slow it)."""
     if floor is not None:
         await asyncio.sleep(0.5)
         for _, q in queries[:30]:
