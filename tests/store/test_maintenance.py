@@ -34,12 +34,19 @@ def _memory(i: int, vec: np.ndarray) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _unit_vectors(n: int, *, seed: int) -> np.ndarray:
+    vecs = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+async def _vector_indexes(tbl: Any) -> list[Any]:
+    return [ix for ix in await tbl.list_indices() if ix.columns == ["vector"]]
+
+
 async def test_compaction_ann_index_and_late_rows(tmp_path: Path) -> None:
     store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
     await store.open()
-    rng = np.random.default_rng(0)
-    vecs = rng.normal(size=(1200, DIM)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = _unit_vectors(1200, seed=0)
     table = MemoryTable(store)
     for start in range(0, 1000, 100):  # ten commits: ten small fragments
         await table.writer.insert([_memory(i, vecs[i]) for i in range(start, start + 100)])
@@ -50,7 +57,7 @@ async def test_compaction_ann_index_and_late_rows(tmp_path: Path) -> None:
     await m.run_once()
     stats = await tbl.stats()
     assert stats["fragment_stats"]["num_fragments"] == 1
-    assert any(ix.columns == ["vector"] for ix in await tbl.list_indices())
+    assert await _vector_indexes(tbl)
 
     # rows added after the index build are still found (no fast_search)
     await table.writer.insert([_memory(i, vecs[i]) for i in range(1000, 1200)])
@@ -71,22 +78,18 @@ async def test_an_index_with_the_former_partitions_is_replaced(tmp_path: Path) -
     rebuilt on the next pass, however few rows came since, and then dropped."""
     store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM))
     await store.open()
-    rng = np.random.default_rng(2)
-    vecs = rng.normal(size=(600, DIM)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = _unit_vectors(600, seed=2)
     table = MemoryTable(store)
     await table.writer.insert([_memory(i, vecs[i]) for i in range(600)])
     tbl = store.table("memories")
     await tbl.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=2))
-    assert [ix.name for ix in await tbl.list_indices() if ix.columns == ["vector"]] == [
-        "vector_idx"
-    ]
+    assert [ix.name for ix in await _vector_indexes(tbl)] == ["vector_idx"]
     m = Maintainer(store, MaintenanceConfig(ann_min_rows=500))
     await m.run_once()
-    vector = [ix for ix in await tbl.list_indices() if ix.columns == ["vector"]]
+    vector = await _vector_indexes(tbl)
     assert [ix.name for ix in vector] == [VECTOR_INDEX]
     await m.run_once()  # not rebuilt again: the table has not doubled
-    again = [ix for ix in await tbl.list_indices() if ix.columns == ["vector"]]
+    again = await _vector_indexes(tbl)
     assert [ix.index_uuid for ix in again] == [vector[0].index_uuid]
     flt = MemoryFilter(project_id="p")
     hits = await table.vector_search(flt, vecs[123], 5)

@@ -9,7 +9,7 @@ import numpy as np
 from lancedb.index import IvfHnswSq
 
 from memgrpc.store.db import Store, StoreConfig
-from tests.store.test_memory_docs import DIM, _row
+from tests.store.memory_rows import DIM, _row
 
 
 async def _cached_bytes(uri: str, *, prewarm: bool) -> int:
