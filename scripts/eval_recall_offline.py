@@ -7,6 +7,7 @@ the top k. Scored: categories 1-4 with evidence; category 5 (adversarial) apart.
 
     .venv/bin/python scripts/eval_recall_offline.py [--data PATH] [--ablation]
         [--set window=0.4 --set speaker=0.2 ...] [--show-misses N]
+        [--turns int8|float] [--queries int8|float]
 
 Embeddings (the local int8 MiniLM) are cached under /tmp/memgrpc-recall-cache.
 """
@@ -30,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memgrpc.core.recall import RankParams, UserIndex, embed_text
+from memgrpc.embed import int8
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo_dev.json"
 CACHE_DIR = Path("/tmp/memgrpc-recall-cache")
@@ -118,25 +120,31 @@ def load(path: Path) -> list[Conversation]:
     return convs
 
 
-def embed_cached(texts: list[str]) -> npt.NDArray[np.float32]:
-    """Embeddings of ``texts`` with the local model, cached on disk by content."""
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
+def embed_cached(texts: list[str], integer: bool) -> npt.NDArray[np.float32]:
+    """Embeddings of ``texts`` with the local model, its products integer or float
+    (memgrpc.embed.int8), cached on disk by content and kernels."""
+    kernels = "int8" if integer else "float"
+    digest = hashlib.sha256("\x00".join([kernels, *texts]).encode()).hexdigest()[:24]
     path = CACHE_DIR / f"{digest}.npy"
     if path.exists():
         cached: npt.NDArray[np.float32] = np.load(path)
         return cached
     from memgrpc.embed import LocalEmbedder
 
-    vectors = LocalEmbedder().embed_sync(texts)
+    vectors = LocalEmbedder(integer=integer).embed_sync(texts)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors
 
 
-def build(convs: list[Conversation]) -> tuple[list[npt.NDArray[np.float32]], float]:
-    """Ingest every conversation through ``UserIndex.add``; returns query vectors, ingest s."""
-    turn_vecs = embed_cached([embed_text(t.text, t.speaker) for c in convs for t in c.turns])
-    query_vecs = embed_cached([q.text for c in convs for q in c.questions])
+def build(
+    convs: list[Conversation], kernels: tuple[bool, bool]
+) -> tuple[list[npt.NDArray[np.float32]], float]:
+    """Ingest every conversation through ``UserIndex.add``; returns query vectors, ingest s.
+    ``kernels``: integer products for (turns, queries)."""
+    turns = [embed_text(t.text, t.speaker) for c in convs for t in c.turns]
+    turn_vecs = embed_cached(turns, kernels[0])
+    query_vecs = embed_cached([q.text for c in convs for q in c.questions], kernels[1])
     qv: list[npt.NDArray[np.float32]] = []
     row = qrow = 0
     spent = 0.0
@@ -239,7 +247,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--show-misses", type=int, default=0, metavar="N", help="print N questions missed at 10"
     )
+    for part in ("turns", "queries"):
+        ap.add_argument(
+            f"--{part}",
+            choices=("int8", "float"),
+            help=f"embed the {part} with integer or float products (default: what the server "
+            "uses on this CPU); a mix tells whether a store's older vectors still match",
+        )
     args = ap.parse_args(argv)
+    default = int8.cpu_has_int8_dot()
+    kernels = (
+        default if args.turns is None else args.turns == "int8",
+        default if args.queries is None else args.queries == "int8",
+    )
 
     overrides = {}
     for item in args.set:
@@ -248,13 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = dataclasses.replace(RankParams(), **overrides)
 
     convs = load(args.data)
-    qvecs, ingest_s = build(convs)
+    qvecs, ingest_s = build(convs, kernels)
     n_turns = sum(len(c.turns) for c in convs)
     latencies: list[float] = []
     misses: list[tuple[Conversation, Question, list[str]]] = []
     outcomes = run(convs, qvecs, params, latencies, misses)
     print(f"data: {args.data} ({len(convs)} conversations, {n_turns} turns)")
     print(f"params: {params}")
+    names = ["int8" if k else "float" for k in kernels]
+    print(f"embedding products: turns {names[0]}, queries {names[1]}")
     print_table(outcomes)
     lat = sorted(latencies)
     print(

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from memgrpc.embed import int8
 from memgrpc.embed.base import EmbedderError, Vectors, l2_normalise
 
 #: Texts per onnxruntime call: large enough to amortise overhead, small enough that
@@ -109,10 +110,13 @@ class LocalEmbedder:
         *,
         expected_sha256: str | None = None,
         verify: bool = True,
+        integer: bool | None = None,
     ) -> None:
         """Load and verify the model; ``expected_sha256`` defaults to the packaged pin.
 
         ``verify=False`` skips the checksum, for deliberately using another export.
+        ``integer``: run the int8 weights as integer products (`memgrpc.embed.int8`); by default
+        where the CPU has int8 dot products.
         """
         if not 2 < max_length <= _MAX_POSITIONS:
             raise EmbedderError(f"max_length must be in 3..{_MAX_POSITIONS}, got {max_length}")
@@ -149,9 +153,15 @@ class LocalEmbedder:
         # idle workers sleep instead of spinning between ops: a spinning worker holds a core
         # the server's own threads (LanceDB commits, gRPC) need, for no gain in throughput
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model: str | bytes = str(self.model_path)
+        #: integer products in use (the model had int8 weights to rewire, and `integer` allowed)
+        self.integer = False
         try:
+            if int8.cpu_has_int8_dot() if integer is None else integer:
+                model, rewired = int8.with_integer_matmuls(self.model_path.read_bytes())
+                self.integer = rewired > 0
             self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+                model, sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise EmbedderError(f"cannot load ONNX model {self.model_path}: {exc}") from exc
