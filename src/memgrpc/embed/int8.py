@@ -4,7 +4,7 @@ The model keeps each weight matrix as int8 with one scale per output column, tur
 floats inside the graph (Cast, Mul). ONNX Runtime folds that at load, so every product runs in
 float32. Here each such MatMul becomes an int8 product (MatMulInteger: VNNI dot products) of the
 same weights and the input quantized per token: one scale per row, from its largest value.
-Measured (docs/BENCHMARKS.md): 1.5x less CPU per query, 1.6x the texts per second, LoCoMo recall
+Measured (docs/BENCHMARKS.md): 1.5x less CPU per query, 1.5x the texts per second, LoCoMo recall
 unchanged, float and integer vectors mixed in one store unchanged too.
 
 Per token, not per tensor (onnxruntime's DynamicQuantizeMatMul): with one scale for the whole
