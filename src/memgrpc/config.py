@@ -51,11 +51,13 @@ ENV: Mapping[str, str] = {
     "openai_api_key": "MEMGRPC_OPENAI_API_KEY",
     "openai_model": "MEMGRPC_OPENAI_MODEL",
     "openai_timeout_s": "MEMGRPC_OPENAI_TIMEOUT",
+    "event_loop": "MEMGRPC_EVENT_LOOP",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key"})
 CHAT_PROVIDERS = ("local", "openai")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # auto: uvloop where installed
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -102,6 +104,8 @@ class ServerConfig:
     openai_api_key: str | None = None
     openai_model: str | None = None
     openai_timeout_s: float = 60.0
+    # the server's asyncio event loop (cli._run)
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -120,6 +124,10 @@ class ServerConfig:
             )
         if self.embedder not in EMBEDDERS:
             raise ConfigError(f"{_label('embedder')}: {self.embedder!r} is not one of {EMBEDDERS}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                f"{_label('event_loop')}: {self.event_loop!r} is not one of {EVENT_LOOPS}"
+            )
         if not 1024 <= self.max_message_bytes <= 1024 * MiB:
             raise ConfigError(f"{_label('max_message_bytes')}: must be between 1 KiB and 1 GiB")
         for name in ("grace_period_s", "read_consistency_s", "maintenance_interval_s"):
@@ -202,7 +210,7 @@ def _parse(name: str, value: Any) -> Any:
         return value
     if name == "storage_options":
         return parse_storage_options(value)
-    if name in ("log_level", "embedder"):
+    if name in ("log_level", "embedder", "event_loop"):
         return value.strip().lower()
     if name == "max_message_bytes":
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import pytest
 
-from memgrpc.cli import main
+from memgrpc.cli import _run, main
 from memgrpc.config import ConfigError, ServerConfig
 from memgrpc.server.app import key_file_path
 from memgrpc.server.auth import credentials
@@ -20,6 +22,8 @@ def test_defaults() -> None:
     assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 64)
     assert c.prewarm_indexes is True
     assert ServerConfig.load(env={"MEMGRPC_PREWARM_INDEXES": "off"}).prewarm_indexes is False
+    assert c.event_loop == "auto"
+    assert ServerConfig.load(env={"MEMGRPC_EVENT_LOOP": " AsyncIO "}).event_loop == "asyncio"
 
 
 def test_flags_win_over_env() -> None:
@@ -55,6 +59,7 @@ def test_flags_win_over_env() -> None:
         ({"MEMGRPC_INDEX_CACHE_MB": "lots"}, "--index-cache-mb"),
         ({"MEMGRPC_METADATA_CACHE_MB": "0"}, "MEMGRPC_METADATA_CACHE_MB"),
         ({"MEMGRPC_PREWARM_INDEXES": "maybe"}, "--prewarm-indexes"),
+        ({"MEMGRPC_EVENT_LOOP": "trio"}, "MEMGRPC_EVENT_LOOP"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], mentions: str) -> None:
@@ -85,3 +90,20 @@ def test_credentials() -> None:
     assert credentials([("authorization", "Bearer k2"), ("x-api-key", "k1")]) == "k1"
     assert credentials([("x-api-key", " "), ("authorization", "bearer  k2 ")]) == "k2"
     assert credentials([("authorization", "Basic Zm9v")]) == ""
+
+
+def test_uvloop_asked_for_but_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(ConfigError, match="MEMGRPC_EVENT_LOOP: uvloop is not installed"):
+        _run(never(), "uvloop")
+    ran: list[str] = []
+
+    async def once() -> None:
+        ran.append(type(asyncio.get_running_loop()).__module__)
+
+    _run(once(), "auto")  # without uvloop: asyncio's own loop
+    assert ran == ["asyncio.unix_events"]

@@ -59,13 +59,17 @@ class ServeProcess:
 
 
 @pytest.fixture
-async def serve_process(tmp_path: Path) -> AsyncIterator[ServeProcess]:
+async def serve_process(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[ServeProcess]:
+    """A `memgrpc serve` process; indirect parameters add to its environment."""
     admin_key = "mgk_" + secrets.token_urlsafe(24)
     env = {
         **os.environ,
         "MEMGRPC_ADMIN_KEY": admin_key,
         "MEMGRPC_GRACE_PERIOD": str(GRACE_S),
         "MEMGRPC_LOG_LEVEL": "info",
+        **getattr(request, "param", {}),
     }
     proc = await asyncio.create_subprocess_exec(
         *serve_command(),
@@ -137,6 +141,8 @@ async def test_sigterm_drains_in_flight_rpc(serve_process: ServeProcess) -> None
     assert elapsed < GRACE_S
     events = sp.events()
     assert events.index("shutdown_started") < events.index("shutdown_complete")
+    started = next(r for r in sp.logs if r.get("event") == "server_started")
+    assert started["loop"] == "uvloop"  # the signal handling and drain above ran on uvloop
     rpc_lines = [r for r in sp.logs if r.get("event") == "rpc" and "BatchMemories" in r["method"]]
     assert [r["code"] for r in rpc_lines] == ["OK"]
 
@@ -162,4 +168,16 @@ async def test_new_calls_are_refused_while_draining(serve_process: ServeProcess)
                 )
             assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
         assert (await batch).summary.succeeded == N_OPS
+    assert await asyncio.wait_for(sp.proc.wait(), GRACE_S + 5) == 0
+
+
+@pytest.mark.parametrize("serve_process", [{"MEMGRPC_EVENT_LOOP": "asyncio"}], indirect=True)
+async def test_asyncio_event_loop_when_asked(serve_process: ServeProcess) -> None:
+    sp = serve_process
+    started = next(r for r in sp.logs if r.get("event") == "server_started")
+    assert started["loop"] == "asyncio"
+    async with grpc.aio.insecure_channel(sp.address) as ch:
+        health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    sp.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(sp.proc.wait(), GRACE_S + 5) == 0

@@ -360,6 +360,7 @@ async def start(
         port=port,
         embedder=app.embedder.model_id,
         tls=tls.mode(config),
+        loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],  # asyncio or uvloop
         config=config.redacted(),
     )
     return running
