@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
 from bench_scale import MD, cpu_s, start_server, stop_server  # noqa: E402
+from benchdoc import append_results  # noqa: E402
 
 from memgrpc.v1 import memory_pb2 as pb  # noqa: E402
 from memgrpc.v1 import memory_pb2_grpc  # noqa: E402
@@ -113,12 +114,7 @@ async def main() -> int:
     for line in lines:
         print(line)
     if args.write:
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/ab_search.py " + " ".join(sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        block = "\n".join(f"- {x}" for x in lines)
-        with out.open("a") as fh:
-            fh.write(f"\n### ab_search ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+        append_results("ab_search", lines)
     return 0
 
 

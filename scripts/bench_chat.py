@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from benchdoc import append_results
 
 from memgrpc.config import ServerConfig
 from memgrpc.core.chat import TurnTiming
@@ -235,12 +236,7 @@ async def main() -> int:
         finally:
             await running.stop(5.0)
     if args.write:
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/bench_chat.py " + " ".join(sys.argv[1:])
-        block = "\n".join(f"- {x}" for x in lines)
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        with out.open("a") as fh:
-            fh.write(f"\n### bench_chat ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+        append_results("bench_chat", lines)
     return 0
 
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
+from benchdoc import append_results  # noqa: E402
 
 from memgrpc.embed import LocalEmbedder, int8  # noqa: E402
 
@@ -73,8 +74,9 @@ def main() -> int:
     tps = {k: statistics.median(v) for k, v in rate.items()}
 
     fast = both["int8"]
-    alone = np.vstack([fast.embed_sync([t]) for t in texts[:200]])
-    drift = float(np.abs(alone - fast.embed_sync(texts[:200])).max())
+    some = texts[:200]
+    alone = np.vstack([fast.embed_sync([t]) for t in some])
+    drift = float(np.abs(alone - fast.embed_sync(some)).max())
     a, b = fast.embed_sync(texts), both["float"].embed_sync(texts)
     cosine = (a * b).sum(axis=1)
     lines = [
@@ -86,18 +88,13 @@ def main() -> int:
         f"CPU {cpu['int8']:.2f} ms ({cpu['int8'] / cpu['float']:.2f}x)",
         f"batched: float {tps['float']:.0f} texts/s; int8 {tps['int8']:.0f} texts/s "
         f"({tps['int8'] / tps['float']:.2f}x)",
-        f"int8 vector alone vs in a batch: max difference {drift:.1e} (200 turns)",
+        f"int8 vector alone vs in a batch: max difference {drift:.1e} ({len(some)} turns)",
         f"int8 vs float vectors: cosine mean {cosine.mean():.4f}, min {cosine.min():.4f}",
     ]
     for line in lines:
         print(line)
     if args.write:
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/bench_embed.py " + " ".join(sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        block = "\n".join(f"- {x}" for x in lines)
-        with out.open("a") as fh:
-            fh.write(f"\n### bench_embed ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+        append_results("bench_embed", lines)
     return 0
 
 

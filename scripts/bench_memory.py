@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import lancedb
+from benchdoc import append_results
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memgrpc.embed import LocalEmbedder
@@ -269,12 +270,7 @@ async def main() -> int:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
     if args.write:
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/bench_memory.py " + " ".join(sys.argv[1:])
-        block = "\n".join(f"- {x}" for x in lines)
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        with out.open("a") as fh:
-            fh.write(f"\n### bench_memory ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+        append_results("bench_memory", lines)
     return 0
 
 

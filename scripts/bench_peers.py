@@ -60,6 +60,7 @@ from bench_scale import (
     stop_server,
     to_pb,
 )
+from benchdoc import append_results
 
 from memgrpc.embed import LocalEmbedder
 from memgrpc.server.logging import configure_logging
@@ -345,12 +346,7 @@ def main() -> int:
             stop_server(chroma)
             stop_server(server)
     if args.write:
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/bench_peers.py " + " ".join(sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        block = "\n".join(f"- {x}" for x in lines)
-        with out.open("a") as fh:
-            fh.write(f"\n### bench_peers ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+        append_results("bench_peers", lines)
     return 0
 
 

@@ -21,6 +21,16 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 _INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# constants every rewired product reads, added to the graph once
+_TINY, _INV127, _ONE, _ZERO_POINT, _AXES = (
+    f"int8/{n}" for n in ("tiny", "inv127", "one", "zero_point", "axes")
+)
+_SHARED: dict[str, np.ndarray] = {
+    _TINY: np.array(1e-12, np.float32),  # an all-zero row keeps a nonzero scale
+    _INV127: np.array(1 / 127, np.float32),
+    _ONE: np.array(1.0, np.float32),
+    _ZERO_POINT: np.array(128, np.uint8),
+}
 
 
 def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool:
@@ -57,6 +67,9 @@ def with_integer_matmuls(model: bytes) -> tuple[bytes, int]:
         rewired += 1
     if not rewired:
         return model, 0
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in _SHARED.items())
+    if opset >= 18:
+        graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), _AXES))
     del graph.node[:]
     graph.node.extend(nodes)
     _prune(graph)
@@ -92,28 +105,20 @@ def _integer_matmul(
     and q() rounding to uint8 around 128 (MatMulInteger takes uint8 inputs with int8 weights)."""
     p = f"{node.name or node.output[0]}/int8"
     x = node.input[0]
-    consts = {
-        f"{p}/col_scale": scale,
-        f"{p}/tiny": np.array(1e-12, np.float32),
-        f"{p}/inv127": np.array(1 / 127, np.float32),
-        f"{p}/one": np.array(1.0, np.float32),
-        f"{p}/zero_point": np.array(128, np.uint8),
-    }
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    if opset >= 18:  # ReduceMax took its axes as an attribute before opset 18
-        graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{p}/axes"))
-        row_max = helper.make_node("ReduceMax", [f"{p}/abs", f"{p}/axes"], [f"{p}/max"], keepdims=1)
-    else:
-        row_max = helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/max"], keepdims=1, axes=[-1])
+    graph.initializer.append(numpy_helper.from_array(scale, f"{p}/col_scale"))
     make = helper.make_node
+    if opset >= 18:  # ReduceMax took its axes as an attribute before opset 18
+        row_max = make("ReduceMax", [f"{p}/abs", _AXES], [f"{p}/max"], keepdims=1)
+    else:
+        row_max = make("ReduceMax", [f"{p}/abs"], [f"{p}/max"], keepdims=1, axes=[-1])
     return [
         make("Abs", [x], [f"{p}/abs"]),
         row_max,
-        make("Max", [f"{p}/max", f"{p}/tiny"], [f"{p}/max_nz"]),
-        make("Mul", [f"{p}/max_nz", f"{p}/inv127"], [f"{p}/s"]),
+        make("Max", [f"{p}/max", _TINY], [f"{p}/max_nz"]),
+        make("Mul", [f"{p}/max_nz", _INV127], [f"{p}/s"]),
         make("Div", [x, f"{p}/s"], [f"{p}/x_s"]),
-        make("QuantizeLinear", [f"{p}/x_s", f"{p}/one", f"{p}/zero_point"], [f"{p}/x_q"]),
-        make("MatMulInteger", [f"{p}/x_q", weight, f"{p}/zero_point"], [f"{p}/y_i"]),
+        make("QuantizeLinear", [f"{p}/x_s", _ONE, _ZERO_POINT], [f"{p}/x_q"]),
+        make("MatMulInteger", [f"{p}/x_q", weight, _ZERO_POINT], [f"{p}/y_i"]),
         make("Cast", [f"{p}/y_i"], [f"{p}/y_f"], to=TensorProto.FLOAT),
         make("Mul", [f"{p}/y_f", f"{p}/s"], [f"{p}/y_s"]),
         make("Mul", [f"{p}/y_s", f"{p}/col_scale"], list(node.output), name=node.name),

@@ -66,24 +66,30 @@ def default_tokenizer_path() -> Path:
     )
 
 
-def verify_model_file(path: Path, sha256: str, size: int | None = None) -> None:
-    """Refuse a model file that is not byte-for-byte the pinned one.
+def verify_model_file(
+    path: Path, sha256: str, size: int | None = None, *, data: bytes | None = None
+) -> None:
+    """Refuse a model file that is not byte-for-byte the pinned one (`data`: its bytes, when
+    already read, so they are not read twice).
 
     A truncated or swapped file would otherwise load fine and silently produce
     vectors incompatible with everything already stored.
     """
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise EmbedderError(f"embedding model not found: {path}")
-    actual_size = path.stat().st_size
+    actual_size = path.stat().st_size if data is None else len(data)
     if size is not None and actual_size != size:
         raise EmbedderError(
             f"embedding model {path} has {actual_size} bytes, expected {size}: "
             "corrupt or wrong file (sha256 not checked)"
         )
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    if data is not None:
+        digest = hashlib.sha256(data)
+    else:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
     if digest.hexdigest() != sha256.lower():
         raise EmbedderError(
             f"embedding model {path} has sha256 {digest.hexdigest()}, expected {sha256}: "
@@ -124,12 +130,20 @@ class LocalEmbedder:
             raise EmbedderError(f"threads must be >= 1, got {threads}")
         self.max_length = max_length
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if integer is None:
+            integer = int8.cpu_has_int8_dot()
+        data: bytes | None = None
+        if integer:  # rewired from these bytes below: read once, for the checksum too
+            try:
+                data = self.model_path.read_bytes()
+            except OSError as exc:
+                raise EmbedderError(f"embedding model not found: {self.model_path}") from exc
         if verify:
             if expected_sha256 is None:
                 _, pinned_sha, pinned_size = _pinned_model()
-                verify_model_file(self.model_path, pinned_sha, pinned_size)
+                verify_model_file(self.model_path, pinned_sha, pinned_size, data=data)
             else:
-                verify_model_file(self.model_path, expected_sha256)
+                verify_model_file(self.model_path, expected_sha256, data=data)
         self.tokenizer_path = (
             Path(tokenizer_path) if tokenizer_path is not None else default_tokenizer_path()
         )
@@ -157,8 +171,8 @@ class LocalEmbedder:
         #: integer products in use (the model had int8 weights to rewire, and `integer` allowed)
         self.integer = False
         try:
-            if int8.cpu_has_int8_dot() if integer is None else integer:
-                model, rewired = int8.with_integer_matmuls(self.model_path.read_bytes())
+            if data is not None:
+                model, rewired = int8.with_integer_matmuls(data)
                 self.integer = rewired > 0
             self._session = ort.InferenceSession(
                 model, sess_options=opts, providers=["CPUExecutionProvider"]
