@@ -4,7 +4,9 @@
 Starts a memgrpc server in its own process, seeds some users, warms it up with `--clients`
 workers for `--warmup` seconds, then runs them for `--duration` seconds, each picking search /
 create / get / chat by the mix weights. Prints req/s, p50/p99 per RPC, errors by code, and the
-server's RSS before and after the run (and before the warm-up).
+server's RSS before and after the run (and before the warm-up), and the parts of it that grow
+with the data by design, read from the server's /metrics: LanceDB's caches (bounded by
+MEMGRPC_INDEX_CACHE_MB + MEMGRPC_METADATA_CACHE_MB) and the memories in the recall cache.
 Targets (issue 5): 0 errors, p99 < 1 s, RSS growth < 50% over a 5-minute run.
 Usage: .venv/bin/python scripts/load.py [--clients 32] [--duration 300] [--warmup 30] [--write]
 """
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -30,6 +33,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from memgrpc.v1 import chat_pb2, chat_pb2_grpc, memory_pb2, memory_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchdoc import append_results  # noqa: E402
+
 KEY = "mgk_load_test_bootstrap_key_0123456789ab"
 MD = (("x-api-key", KEY),)
 WORDS = [
@@ -87,10 +93,29 @@ def sentence(rng: random.Random) -> str:
     return "User mentioned " + " ".join(rng.choices(WORDS, k=rng.randint(5, 14)))
 
 
-async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+GAUGES = ("memgrpc_store_cache_bytes", "memgrpc_recall_cache_rows", "memgrpc_recall_cache_users")
+
+
+def gauges(url: str) -> dict[str, float]:
+    """The memory gauges of the server's /metrics (a loopback HTTP GET)."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in GAUGES:
+            out[name] = float(value)
+    return out
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port, metrics_port = free_port(), free_port()
     env = dict(os.environ, MEMGRPC_ADMIN_KEY=KEY, MEMGRPC_LOG_LEVEL="warning")
     cmd = [
         sys.executable,
@@ -101,6 +126,8 @@ async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
         f"127.0.0.1:{port}",
         "--data",
         str(data),
+        "--metrics-addr",
+        f"127.0.0.1:{metrics_port}",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
     addr = f"127.0.0.1:{port}"
@@ -111,7 +138,7 @@ async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
                     health_pb2.HealthCheckRequest(), timeout=1
                 )
                 if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return proc, addr
+                    return proc, addr, f"http://127.0.0.1:{metrics_port}/metrics"
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.2)
     proc.kill()
@@ -176,6 +203,31 @@ async def worker(
             stats.errors[f"{op}:{e.code().name}"] += 1
 
 
+def memory_parts(
+    rss_cold: int,
+    rss_before: int,
+    rss_after: int,
+    g_cold: dict[str, float],
+    g_before: dict[str, float],
+    g_after: dict[str, float],
+) -> list[str]:
+    """What of the RSS growth is the caches that grow with the data, bounded by their settings."""
+    if not g_after:
+        return []
+    mib = 2**20
+    cache = [g.get("memgrpc_store_cache_bytes", 0.0) / mib for g in (g_cold, g_before, g_after)]
+    rows = [int(g.get("memgrpc_recall_cache_rows", 0)) for g in (g_cold, g_before, g_after)]
+    rest = (rss_after - rss_before) / 1024 - (cache[2] - cache[1])
+    return [
+        f"LanceDB caches: {cache[0]:.0f} / {cache[1]:.0f} / {cache[2]:.0f} MiB before the"
+        " warm-up / before / after",
+        f"recall cache: {rows[0]} / {rows[1]} / {rows[2]} memories of"
+        f" {int(g_after.get('memgrpc_recall_cache_users', 0))} users",
+        f"RSS growth after the warm-up less the LanceDB caches' growth: {rest:+.0f} MiB"
+        f" ({100 * rest * 1024 / max(rss_before, 1):+.0f}%)",
+    ]
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=32)
@@ -186,7 +238,7 @@ async def main() -> int:
     rng = random.Random(0)
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, addr = await start_server(Path(tmp) / "data")
+        proc, addr, metrics_url = await start_server(Path(tmp) / "data")
         try:
             async with grpc.aio.insecure_channel(addr) as ch:
                 mem = memory_pb2_grpc.MemoryServiceStub(ch)
@@ -211,13 +263,13 @@ async def main() -> int:
                     chat = False
                 # warm-up at the run's concurrency (the model's and LanceDB's buffers and caches
                 # reach their working size), then measure
-                rss_cold = rss_kb(proc.pid)
+                rss_cold, g_cold = rss_kb(proc.pid), gauges(metrics_url)
                 warm_until = time.monotonic() + args.warmup
                 warm = Stats()
                 await asyncio.gather(
                     *(worker(i, ch, warm_until, warm, ids, chat) for i in range(args.clients))
                 )
-                rss_before = rss_kb(proc.pid)
+                rss_before, g_before = rss_kb(proc.pid), gauges(metrics_url)
                 stats = Stats()
                 t0 = time.monotonic()
                 await asyncio.gather(
@@ -227,7 +279,7 @@ async def main() -> int:
                     )
                 )
                 took = time.monotonic() - t0
-                rss_after = rss_kb(proc.pid)
+                rss_after, g_after = rss_kb(proc.pid), gauges(metrics_url)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -256,16 +308,10 @@ async def main() -> int:
         f" ({growth:+.0f}%); {rss_cold / 1024:.0f} MiB before the {args.warmup:.0f} s warm-up"
         f" ({from_cold:+.0f}% from there)"
     )
+    lines.extend(memory_parts(rss_cold, rss_before, rss_after, g_cold, g_before, g_after))
     print("\n".join(lines))
     if args.write:
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        cmd = "python scripts/load.py " + " ".join(sys.argv[1:])
-        with (ROOT / "docs" / "BENCHMARKS.md").open("a") as fh:
-            fh.write(
-                f"\n### load ({stamp})\n\nCommand: `{cmd.strip()}`\n\n"
-                + "\n".join(f"- {x}" for x in lines)
-                + "\n"
-            )
+        append_results("load", lines)
     return 0
 
 

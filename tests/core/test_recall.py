@@ -265,6 +265,29 @@ def test_removal_keeps_index_equal_to_a_fresh_build() -> None:
         assert [s for _, s in got] == pytest.approx([s for _, s in want])
 
 
+def test_reserved_room_then_growth_keeps_every_item() -> None:
+    """A load reserves the exact room; later writes grow it by a quarter at a time."""
+    rng = random.Random(3)
+    words = ["kayak", "river", "bread", "oven", "violin", "chess", "garden", "tulip"]
+    items = [
+        (f"m{i}", "", "", " ".join(rng.choice(words) for _ in range(4)), i) for i in range(150)
+    ]
+    index = UserIndex(dim=DIM)
+    index.reserve(40)
+    for item_id, speaker, session, text, pos in items:
+        index.add(
+            item_id, text, vec(text), speaker=speaker, session=session, position=pos, time=DAY1
+        )
+    fresh = _build(items)  # grown from nothing
+    assert len(index) == 150
+    for query in ["kayak river", "violin chess", "tulip"]:
+        qv = vec(query)
+        got = index.search(query, qv, 150, dedup=False)
+        want = fresh.search(query, qv, 150, dedup=False)
+        assert ids(got) == ids(want)
+        assert [s for _, s in got] == pytest.approx([s for _, s in want])
+
+
 def test_ties_are_deterministic_and_independent_of_insertion_order() -> None:
     texts = [(f"id{i}", "Same words here.") for i in range(12)]
     forward, backward = UserIndex(dim=DIM), UserIndex(dim=DIM)

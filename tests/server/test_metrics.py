@@ -218,6 +218,31 @@ async def test_writer_embedder_and_store_metrics(
     assert (value(s, "process_resident_memory_bytes") or 0) > 0
 
 
+async def test_recall_cache_metrics(
+    metrics_server: MetricsServer, metrics_channel: grpc.aio.Channel
+) -> None:
+    """The recall cache's users and memories, the part of the RSS that grows with the data."""
+    stub = memory_pb2_grpc.MemoryServiceStub(metrics_channel)
+    key = md(metrics_server.admin_key)
+    user = f"recall-{secrets.token_hex(4)}"  # a user of its own: the module shares the server
+    for i in range(3):
+        await stub.CreateMemory(
+            memory_pb2.CreateMemoryRequest(
+                memory=memory_pb2.Memory(user_id=user, content=f"{user} likes sport {i}")
+            ),
+            metadata=key,
+        )
+    before = await scrape(metrics_server.metrics_address)
+    await stub.SearchMemories(
+        memory_pb2.SearchMemoriesRequest(user_id=user, query="sport"), metadata=key
+    )  # loads the user into the cache
+    after = await scrape(metrics_server.metrics_address)
+    users = value(after, "memgrpc_recall_cache_users")
+    assert users is not None and users - (value(before, "memgrpc_recall_cache_users") or 0) == 1
+    rows = value(after, "memgrpc_recall_cache_rows")
+    assert rows is not None and rows - (value(before, "memgrpc_recall_cache_rows") or 0) == 3
+
+
 async def test_store_stats_are_cached_between_scrapes(metrics_server: MetricsServer) -> None:
     metrics_server.store_stats.refresh_s = 60.0
     first = await scrape(metrics_server.metrics_address)

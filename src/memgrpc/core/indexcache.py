@@ -67,6 +67,10 @@ class IndexCache:
         self._version = ThrottledVersion(table.version, refresh_s)
 
     @property
+    def users(self) -> int:
+        return len(self._users)
+
+    @property
     def rows(self) -> int:
         return sum(len(u.memories) for u in self._users.values())
 
@@ -107,6 +111,7 @@ class IndexCache:
                 checked_wall=wall,
                 checked_version=version,
             )
+            user.index.reserve(len(found))
             for row in found:
                 _put(user, row)
             for op, arg in self._pending[key]:  # own writes committed while we were reading

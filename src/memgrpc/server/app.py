@@ -301,7 +301,12 @@ async def start(
     app = await _build(config, embedder)
     try:
         app.telemetry = Telemetry.create(
-            config, app.store, app.embedder, app.maintainer, tracer_provider=tracer_provider
+            config,
+            app.store,
+            app.embedder,
+            app.maintainer,
+            app.memories.cache,
+            tracer_provider=tracer_provider,
         )
         server = grpc.aio.server(
             interceptors=[

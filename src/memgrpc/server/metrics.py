@@ -16,6 +16,8 @@ it from prometheus_client's HTTP server thread, so a scrape never waits for the 
   need LanceDB calls, so they are read at scrape time on the server's loop (off the request path),
   at most every `store_refresh_s` seconds; a scrape in between gets the cached values, and
   memgrpc_store_stats_age_seconds says how old they are.
+- Recall cache (core/indexcache.py): users and memories held in memory (read at scrape time);
+  with memgrpc_store_cache_bytes, the parts of the RSS that grow with the data by design.
 - Process: the usual process_* / python_* collectors.
 """
 
@@ -42,6 +44,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from memgrpc.core.indexcache import IndexCache
 from memgrpc.embed import BatchingEmbedder
 from memgrpc.store.db import Store
 from memgrpc.store.maintenance import Maintainer
@@ -70,10 +73,17 @@ class TableStats:
 class _LiveCollector(Collector):  # type: ignore[misc]
     """Queue depths and maintenance runs, read from memory at scrape time."""
 
-    def __init__(self, store: Store, embedder: BatchingEmbedder, maintainer: Maintainer) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: BatchingEmbedder,
+        maintainer: Maintainer,
+        recall: IndexCache | None,
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._maintainer = maintainer
+        self._recall = recall
 
     def describe(self) -> Iterable[Any]:
         return self._families(sample=False)
@@ -97,13 +107,23 @@ class _LiveCollector(Collector):  # type: ignore[misc]
             "memgrpc_store_cache_bytes",
             "Bytes held by LanceDB's index and metadata caches (bounded by their settings)",
         )
+        recall_users = GaugeMetricFamily(
+            "memgrpc_recall_cache_users", "Users whose memories the recall cache holds"
+        )
+        recall_rows = GaugeMetricFamily(
+            "memgrpc_recall_cache_rows",
+            "Memories held by the recall cache (bounded by its max_rows, 300k by default)",
+        )
         if sample:
             cache.add_metric([], self._store.session.size_bytes)
             for name, writer in sorted(self._store.writers().items()):
                 depth.add_metric([name], writer.pending)
             embed.add_metric([], self._embedder.pending)
             runs.add_metric([], self._maintainer.runs)
-        yield from (depth, embed, runs, cache)
+            if self._recall is not None:
+                recall_users.add_metric([], self._recall.users)
+                recall_rows.add_metric([], self._recall.rows)
+        yield from (depth, embed, runs, cache, recall_users, recall_rows)
 
 
 class _StoreCollector(Collector):  # type: ignore[misc]
@@ -208,6 +228,7 @@ class Metrics:
         store: Store,
         embedder: BatchingEmbedder,
         maintainer: Maintainer,
+        recall: IndexCache | None = None,
         *,
         store_refresh_s: float = STORE_REFRESH_S,
     ) -> None:
@@ -264,7 +285,7 @@ class Metrics:
         self.embed_failures = Counter(
             "memgrpc_embed_batch_failures", "Embedding batches that failed", registry=r
         )
-        r.register(_LiveCollector(store, embedder, maintainer))
+        r.register(_LiveCollector(store, embedder, maintainer, recall))
         self.store_stats = _StoreCollector(store, store_refresh_s)
         r.register(self.store_stats)
         ProcessCollector(registry=r)

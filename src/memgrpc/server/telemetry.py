@@ -28,6 +28,7 @@ import structlog
 
 from memgrpc import __version__, tracing
 from memgrpc.config import ENV, ConfigError, ServerConfig
+from memgrpc.core.indexcache import IndexCache
 from memgrpc.embed import BatchingEmbedder
 from memgrpc.server import errors
 from memgrpc.server.handlers import wrap
@@ -233,13 +234,14 @@ class Telemetry:
         store: Store,
         embedder: BatchingEmbedder,
         maintainer: Maintainer,
+        recall: IndexCache | None = None,
         *,
         tracer_provider: Any | None = None,
     ) -> Telemetry:
         """`tracer_provider` (tests) replaces the OTLP one when tracing is on."""
         out = cls(config)
         if config.metrics_addr is not None:
-            out.metrics = Metrics(store, embedder, maintainer)
+            out.metrics = Metrics(store, embedder, maintainer, recall)
         if config.otel:
             if tracer_provider is None:
                 tracer_provider = out.owned_provider = otlp_tracer_provider()

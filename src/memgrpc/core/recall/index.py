@@ -371,10 +371,16 @@ class UserIndex:
             day_ranges=textmod.query_day_ranges(query, _utc(query_time)),
         )
 
-    def _ensure_capacity(self, needed: int) -> None:
+    def reserve(self, n: int) -> None:
+        """Room for ``n`` items in all (a load of known size allocates once, exactly)."""
+        self._ensure_capacity(n, exact=True)
+
+    def _ensure_capacity(self, needed: int, *, exact: bool = False) -> None:
         if needed <= self._cap:
             return
-        cap = max(64, self._cap * 2, needed)
+        # a quarter more, not double: the vectors are most of a cached user's bytes, and
+        # growing by a quarter leaves ~12% unused on average instead of ~50%
+        cap = needed if exact else max(64, self._cap + self._cap // 4, needed)
 
         def grow(a: npt.NDArray[np.generic], fill: object = 0) -> npt.NDArray[np.generic]:
             out = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
