@@ -30,6 +30,7 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--index-cache-mb": ("index_cache_mb", "LanceDB's cache of opened indexes, MiB (1024)"),
     "--metadata-cache-mb": ("metadata_cache_mb", "LanceDB's cache of table metadata, MiB (64)"),
     "--prewarm-indexes": ("prewarm_indexes", "1/0: search indexes into that cache at start (1)"),
+    "--recall-cache-rows": ("recall_cache_rows", "memories the recall cache may hold (300000)"),
     "--rate-limit-rps": ("rate_limit_rps", "per-API-key calls/s, per replica (unset = no limit)"),
     "--rate-limit-burst": ("rate_limit_burst", "per-API-key bucket size (2 x rps, at least 1)"),
     "--tls-cert": ("tls_cert", "PEM certificate (chain) of the server; enables TLS with --tls-key"),

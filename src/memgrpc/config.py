@@ -39,6 +39,7 @@ ENV: Mapping[str, str] = {
     "index_cache_mb": "MEMGRPC_INDEX_CACHE_MB",
     "metadata_cache_mb": "MEMGRPC_METADATA_CACHE_MB",
     "prewarm_indexes": "MEMGRPC_PREWARM_INDEXES",
+    "recall_cache_rows": "MEMGRPC_RECALL_CACHE_ROWS",
     "rate_limit_rps": "MEMGRPC_RATE_LIMIT_RPS",
     "rate_limit_burst": "MEMGRPC_RATE_LIMIT_BURST",
     "tls_cert": "MEMGRPC_TLS_CERT",
@@ -86,6 +87,8 @@ class ServerConfig:
     metadata_cache_mb: int = 64
     # load the memories' search indexes into that cache at start and after an index build
     prewarm_indexes: bool = True
+    # memories the per-user recall cache may hold in all (core/indexcache.py), ~3.6 KiB each
+    recall_cache_rows: int = 300_000
     # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
     rate_limit_rps: float | None = None
     rate_limit_burst: int | None = None
@@ -139,6 +142,8 @@ class ServerConfig:
         for name in ("index_cache_mb", "metadata_cache_mb"):
             if not 1 <= getattr(self, name) <= 1024 * 1024:
                 raise ConfigError(f"{_label(name)}: must be between 1 and 1048576 MiB")
+        if not 0 <= self.recall_cache_rows <= 100_000_000:
+            raise ConfigError(f"{_label('recall_cache_rows')}: must be between 0 and 100000000")
         _check_rate_limit(self.rate_limit_rps, self.rate_limit_burst)
         _check_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
         if self.metrics_addr is not None:
@@ -229,7 +234,7 @@ def _parse(name: str, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number of MiB") from None
-    if name == "rate_limit_burst":
+    if name in ("rate_limit_burst", "recall_cache_rows"):
         try:
             return int(value)
         except ValueError:

@@ -11,10 +11,12 @@ from memgrpc.embed import BatchingEmbedder, Embedder
 from memgrpc.store.db import Store, StoreConfig
 
 
-async def _service(path: Path, embedder: Embedder, refresh_s: float) -> tuple[Store, MemoryService]:
+async def _service(
+    path: Path, embedder: Embedder, refresh_s: float, cache_rows: int = 300_000
+) -> tuple[Store, MemoryService]:
     store = Store(StoreConfig(uri=str(path), dim=embedder.dim, read_consistency_s=refresh_s))
     await store.open()
-    return store, MemoryService(store, BatchingEmbedder(embedder))
+    return store, MemoryService(store, BatchingEmbedder(embedder), cache_rows=cache_rows)
 
 
 async def _top(svc: MemoryService, query: str, **kw: object) -> list[str]:
@@ -90,6 +92,25 @@ async def test_too_large_users_fall_back_to_the_store(
         assert svc.cache.loads == 0  # served by the LanceDB legs
     finally:
         await store.close()
+
+
+async def test_the_cache_holds_at_most_its_rows(tmp_path: Path, shared_embedder: Embedder) -> None:
+    """A user larger than the whole cache is searched in the store; with 0 nobody is cached."""
+    for cache_rows, cached in ((2, {"small": 1}), (0, {})):
+        store, svc = await _service(tmp_path / f"db{cache_rows}", shared_embedder, 0.5, cache_rows)
+        try:
+            for user, texts in {
+                "u": ["alpha note about gardens", "beta note about boats", "gamma note on trains"],
+                "small": ["delta note about kites"],
+            }.items():
+                for text in texts:
+                    await svc.create("p", Memory(user_id=user, content=text))
+            assert (await _top(svc, "boats"))[0] == "beta note about boats"
+            hits = await svc.search("p", MemoryQuery(user_id="small"), "kites", limit=3)
+            assert [h.memory.content for h in hits] == ["delta note about kites"]
+            assert (svc.cache.users, svc.cache.rows) == (len(cached), sum(cached.values()))
+        finally:
+            await store.close()
 
 
 async def test_archived_memories_are_hidden_unless_asked(

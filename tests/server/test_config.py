@@ -21,6 +21,8 @@ def test_defaults() -> None:
     assert (c.grace_period_s, c.read_consistency_s, c.maintenance_interval_s) == (10, 0.5, 30)
     assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 64)
     assert c.prewarm_indexes is True
+    assert c.recall_cache_rows == 300_000
+    assert ServerConfig.load(env={"MEMGRPC_RECALL_CACHE_ROWS": "0"}).recall_cache_rows == 0
     assert ServerConfig.load(env={"MEMGRPC_PREWARM_INDEXES": "off"}).prewarm_indexes is False
     assert c.event_loop == "auto"
     assert ServerConfig.load(env={"MEMGRPC_EVENT_LOOP": " AsyncIO "}).event_loop == "asyncio"
@@ -58,6 +60,8 @@ def test_flags_win_over_env() -> None:
         ({"MEMGRPC_ADMIN_KEY": "short"}, "MEMGRPC_ADMIN_KEY"),
         ({"MEMGRPC_INDEX_CACHE_MB": "lots"}, "--index-cache-mb"),
         ({"MEMGRPC_METADATA_CACHE_MB": "0"}, "MEMGRPC_METADATA_CACHE_MB"),
+        ({"MEMGRPC_RECALL_CACHE_ROWS": "many"}, "--recall-cache-rows"),
+        ({"MEMGRPC_RECALL_CACHE_ROWS": "-1"}, "MEMGRPC_RECALL_CACHE_ROWS"),
         ({"MEMGRPC_PREWARM_INDEXES": "maybe"}, "--prewarm-indexes"),
         ({"MEMGRPC_EVENT_LOOP": "trio"}, "MEMGRPC_EVENT_LOOP"),
     ],

@@ -6,8 +6,8 @@ Users are loaded lazily from the store, kept current by this process's own write
 writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
 update_time; a full reload when rows went missing), or, while this process compacts the table,
 once that ends (at most MAINTENANCE_GRACE_S later). Least recently used users are evicted once
-the cache holds `max_rows`; users larger than `max_user_rows` are not cached (search falls back
-to the store's vector and full-text legs).
+the cache holds `max_rows`; users larger than `max_user_rows` (or than `max_rows`) are not cached
+(search falls back to the store's vector and full-text legs), and `max_rows=0` caches no one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class IndexCache:
         self._dim = dim
         self._refresh_s = refresh_s
         self._max_rows = max_rows
-        self._max_user_rows = max_user_rows
+        self._max_user_rows = min(max_user_rows, max_rows)
         self._users: OrderedDict[tuple[str, str], CachedUser] = OrderedDict()
         self._too_big: dict[tuple[str, str], float] = {}
         # own writes that land while a user is being loaded, applied once the load is done
@@ -77,7 +77,7 @@ class IndexCache:
     async def get(self, project_id: str, user_id: str) -> CachedUser | None:
         """The user's index, loaded or refreshed as needed; None if too large to cache."""
         key = (project_id, user_id)
-        if time.monotonic() - self._too_big.get(key, -1e9) < 60:
+        if self._max_rows == 0 or time.monotonic() - self._too_big.get(key, -1e9) < 60:
             return None
         async with self._locks.hold(f"{project_id}\x1f{user_id}"):
             user = self._users.get(key)

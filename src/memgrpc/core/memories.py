@@ -71,7 +71,7 @@ def _now() -> datetime:
 
 
 class MemoryService:
-    def __init__(self, store: Store, embedder: AsyncEmbedder) -> None:
+    def __init__(self, store: Store, embedder: AsyncEmbedder, *, cache_rows: int = 300_000) -> None:
         self.store = store
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
@@ -80,7 +80,10 @@ class MemoryService:
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
         self.cache = IndexCache(
-            self._table, embedder.dim, refresh_s=store.config.read_consistency_s
+            self._table,
+            embedder.dim,
+            refresh_s=store.config.read_consistency_s,
+            max_rows=cache_rows,
         )
 
     # -- create ---------------------------------------------------------------------------

@@ -265,7 +265,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     keys = KeyStore(store)
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
     maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
-    memories = MemoryService(store, batching)
+    memories = MemoryService(store, batching, cache_rows=config.recall_cache_rows)
     conversations = Conversations.build(store, memories, batching)
     app = App(
         config=config,
