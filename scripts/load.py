@@ -8,7 +8,8 @@ server's RSS before and after the run (and before the warm-up), and the parts of
 with the data by design, read from the server's /metrics: LanceDB's caches (bounded by
 MEMGRPC_INDEX_CACHE_MB + MEMGRPC_METADATA_CACHE_MB) and the memories in the recall cache.
 Targets (issue 5): 0 errors, p99 < 1 s, RSS growth < 50% over a 5-minute run.
-Usage: .venv/bin/python scripts/load.py [--clients 32] [--duration 300] [--warmup 30] [--write]
+Usage: .venv/bin/python scripts/load.py [--clients 32] [--duration 300] [--warmup 30]
+    [--env NAME=VALUE ...] [--write]
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_server(data: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+async def start_server(
+    data: Path, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str, str]:
     port, metrics_port = free_port(), free_port()
-    env = dict(os.environ, MEMGRPC_ADMIN_KEY=KEY, MEMGRPC_LOG_LEVEL="warning")
+    env = dict(os.environ, MEMGRPC_ADMIN_KEY=KEY, MEMGRPC_LOG_LEVEL="warning", **extra_env)
     cmd = [
         sys.executable,
         "-m",
@@ -233,12 +236,22 @@ async def main() -> int:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--duration", type=float, default=300.0)
     ap.add_argument("--warmup", type=float, default=30.0, help="seconds of load before measuring")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server, e.g. MEMGRPC_RECALL_CACHE_ROWS=5000 (repeatable)",
+    )
     ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
     args = ap.parse_args()
+    if any("=" not in e for e in args.env):
+        ap.error("--env takes NAME=VALUE")
+    extra_env = dict(e.split("=", 1) for e in args.env)
     rng = random.Random(0)
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, addr, metrics_url = await start_server(Path(tmp) / "data")
+        proc, addr, metrics_url = await start_server(Path(tmp) / "data", extra_env)
         try:
             async with grpc.aio.insecure_channel(addr) as ch:
                 mem = memory_pb2_grpc.MemoryServiceStub(ch)
