@@ -28,7 +28,7 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--read-consistency": ("read_consistency_s", "max staleness of reads across replicas (0.5)"),
     "--maintenance-interval": ("maintenance_interval_s", "seconds between compactions (30)"),
     "--index-cache-mb": ("index_cache_mb", "LanceDB's cache of opened indexes, MiB (1024)"),
-    "--metadata-cache-mb": ("metadata_cache_mb", "LanceDB's cache of table metadata, MiB (64)"),
+    "--metadata-cache-mb": ("metadata_cache_mb", "LanceDB's cache of table metadata, MiB (16)"),
     "--prewarm-indexes": ("prewarm_indexes", "1/0: search indexes into that cache at start (1)"),
     "--recall-cache-rows": ("recall_cache_rows", "memories the recall cache may hold (300000)"),
     "--rate-limit-rps": ("rate_limit_rps", "per-API-key calls/s, per replica (unset = no limit)"),

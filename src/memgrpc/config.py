@@ -84,7 +84,7 @@ class ServerConfig:
     maintenance_interval_s: float = 30.0
     # LanceDB's caches (store/db.py): opened indexes, and manifests/file metadata
     index_cache_mb: int = 1024
-    metadata_cache_mb: int = 64
+    metadata_cache_mb: int = 16
     # load the memories' search indexes into that cache at start and after an index build
     prewarm_indexes: bool = True
     # memories the per-user recall cache may hold in all (core/indexcache.py), ~3.6 KiB each

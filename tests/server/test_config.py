@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert (c.addr, c.data, c.admin_key) == ("127.0.0.1:50051", "./data", None)
     assert c.max_message_bytes == 8 * 1024 * 1024
     assert (c.grace_period_s, c.read_consistency_s, c.maintenance_interval_s) == (10, 0.5, 30)
-    assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 64)
+    assert (c.index_cache_mb, c.metadata_cache_mb) == (1024, 16)
     assert c.prewarm_indexes is True
     assert c.recall_cache_rows == 300_000
     assert ServerConfig.load(env={"MEMGRPC_RECALL_CACHE_ROWS": "0"}).recall_cache_rows == 0

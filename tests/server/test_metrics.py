@@ -214,7 +214,7 @@ async def test_writer_embedder_and_store_metrics(
     assert age is not None and 0 <= age < 60
     assert value(s, "memgrpc_maintenance_runs_total") == 0
     cache = value(s, "memgrpc_store_cache_bytes")
-    assert cache is not None and 0 < cache <= (1024 + 64) * 2**20
+    assert cache is not None and 0 < cache <= (1024 + 16) * 2**20
     assert (value(s, "process_resident_memory_bytes") or 0) > 0
 
 

@@ -32,7 +32,7 @@ class StoreConfig:
     # LanceDB's caches: its defaults (6 GiB of indexes, 1 GiB of metadata) fill with every
     # version's manifests under a steady write load, which reads as a leak
     index_cache_mb: int = 1024
-    metadata_cache_mb: int = 64
+    metadata_cache_mb: int = 16
     # load the memories' search indexes into the index cache at open and after a build (the
     # server turns it on; tools opening a store for a moment leave it off)
     prewarm_indexes: bool = False
