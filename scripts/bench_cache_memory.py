@@ -6,7 +6,7 @@ into a cached user two ways: loaded at once (as a first search loads a user from
 written one by one (as the server's own writes arrive). Python's allocations are exact and the
 same on every run, so this reports bytes, not ratios.
 
-    .venv/bin/python scripts/bench_cache_memory.py [--rows 20000] [--write]
+    .venv/bin/python scripts/bench_cache_memory.py [--rows N ...] [--write]
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ _SLACK = timedelta(seconds=5)
 # how long a compaction running here may hold back reading others' writes (it takes ~1 s; every
 # cached user would otherwise re-read its rows during it)
 MAINTENANCE_GRACE_S = 5.0
+MAX_ROWS = 300_000  # memories held in all, ~3.6 KiB each (scripts/bench_cache_memory.py)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class IndexCache:
         dim: int,
         *,
         refresh_s: float = 0.5,
-        max_rows: int = 300_000,
+        max_rows: int = MAX_ROWS,
         max_user_rows: int = 50_000,
     ) -> None:
         self._table = table

@@ -15,7 +15,7 @@ from memgrpc import tracing
 from memgrpc.core import paging, recall, rows, validation
 from memgrpc.core.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.ids import new_id
-from memgrpc.core.indexcache import CachedUser, IndexCache, matches
+from memgrpc.core.indexcache import MAX_ROWS, CachedUser, IndexCache, matches
 from memgrpc.core.locks import KeyedLocks
 from memgrpc.core.types import (
     DEFAULT_IMPORTANCE,
@@ -71,7 +71,9 @@ def _now() -> datetime:
 
 
 class MemoryService:
-    def __init__(self, store: Store, embedder: AsyncEmbedder, *, cache_rows: int = 300_000) -> None:
+    def __init__(
+        self, store: Store, embedder: AsyncEmbedder, *, cache_rows: int = MAX_ROWS
+    ) -> None:
         self.store = store
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")

@@ -112,7 +112,7 @@ class _LiveCollector(Collector):  # type: ignore[misc]
         )
         recall_rows = GaugeMetricFamily(
             "memgrpc_recall_cache_rows",
-            "Memories held by the recall cache (bounded by its max_rows, 300k by default)",
+            "Memories held by the recall cache (bounded by MEMGRPC_RECALL_CACHE_ROWS)",
         )
         if sample:
             cache.add_metric([], self._store.session.size_bytes)
