@@ -178,18 +178,25 @@ async def test_compaction_counts_as_own_but_another_replicas_write_does_not(
 
 
 def test_rows_unchanged_reads_the_version_summary() -> None:
-    def summary(rows: int, data: int, deleted: int) -> dict[str, str]:
+    def summary(
+        rows: int, data: int, deleted: int, files: int = 3, fragments: int = 3
+    ) -> dict[str, str]:
         return {
             "total_rows": str(rows),
             "total_data_file_rows": str(data),
             "total_deletion_file_rows": str(deleted),
+            "total_data_files": str(files),
+            "total_fragments": str(fragments),
         }
 
-    assert rows_unchanged(summary(10, 12, 2), summary(10, 10, 0))  # a compaction
+    assert rows_unchanged(summary(10, 12, 2), summary(10, 10, 0, 1, 1))  # a compaction
+    assert rows_unchanged(summary(10, 10, 0, 5, 3), summary(10, 10, 0, 1, 1))  # folds patches
     assert rows_unchanged(summary(10, 10, 0), summary(10, 10, 0))  # an index build
-    assert not rows_unchanged(summary(10, 10, 0), summary(11, 11, 0))  # an append
+    assert not rows_unchanged(summary(10, 10, 0), summary(11, 11, 0, 4, 4))  # an append
     assert not rows_unchanged(summary(10, 10, 0), summary(9, 10, 1))  # a delete
-    assert not rows_unchanged(summary(10, 10, 0), summary(10, 11, 1))  # an update
+    assert not rows_unchanged(summary(10, 10, 0), summary(10, 11, 1, 4, 4))  # an update
+    # a patch of some columns: same rows, a new file of those columns beside a fragment's
+    assert not rows_unchanged(summary(10, 10, 0), summary(10, 10, 0, 4, 3))
     assert not rows_unchanged(None, summary(10, 10, 0))
     assert not rows_unchanged(summary(10, 10, 0), {"total_rows": "x"})
 

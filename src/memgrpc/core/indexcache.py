@@ -5,9 +5,10 @@ compute (neighbouring turns, session scores, speaker and time cues, tuned BM25),
 Users are loaded lazily from the store, kept current by this process's own writes (read-your-
 writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
 update_time; a full reload when rows went missing), or, while this process compacts the table,
-once that ends (at most MAINTENANCE_GRACE_S later). Least recently used users are evicted once
-the cache holds `max_rows`; users larger than `max_user_rows` (or than `max_rows`) are not cached
-(search falls back to the store's vector and full-text legs), and `max_rows=0` caches no one.
+once that ends (at most store.writer.MAINTENANCE_GRACE_S later). Least recently used users are
+evicted once the cache holds `max_rows`; users larger than `max_user_rows` (or than `max_rows`) are
+not cached (search falls back to the store's vector and full-text legs), and `max_rows=0` caches
+no one.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from memgrpc.store.memories import MemoryFilter, MemoryTable
 
 # rows whose commit raced a refresh may carry an update_time a little before it
 _SLACK = timedelta(seconds=5)
-# how long a compaction running here may hold back reading others' writes (it takes ~1 s; every
-# cached user would otherwise re-read its rows during it)
-MAINTENANCE_GRACE_S = 5.0
 MAX_ROWS = 300_000  # memories held in all, ~3.6 KiB each (scripts/bench_cache_memory.py)
 
 
@@ -130,8 +128,7 @@ class IndexCache:
             # nobody else wrote: this process's own writes are in the index already
             user.checked_at, user.checked_version = started, version
             return user
-        since = writer.maintenance_since
-        if since is not None and started - since < MAINTENANCE_GRACE_S:
+        if writer.maintaining_lately(started):
             # versions of a compaction running here are adopted when it ends: look again then
             # (the checked version stays, so another replica's write is read after it)
             user.checked_at = started

@@ -238,7 +238,8 @@ async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
 def rows_unchanged(prev: dict[str, str] | None, cur: dict[str, str] | None) -> bool:
     """Whether a version kept every row as it was, by its manifest summary: a compaction keeps the
     row count and drops deleted rows, an index build changes nothing; an append, delete or update
-    adds data rows or deletion rows."""
+    adds data rows or deletion rows, and an update of some columns (a patch, which Lance writes as
+    new files of those columns beside a fragment's) adds data files but no fragment."""
     if prev is None or cur is None:
         return False
     try:
@@ -246,6 +247,12 @@ def rows_unchanged(prev: dict[str, str] | None, cur: dict[str, str] | None) -> b
             int(cur["total_rows"]) == int(prev["total_rows"])
             and int(cur["total_data_file_rows"]) <= int(prev["total_data_file_rows"])
             and int(cur["total_deletion_file_rows"]) <= int(prev["total_deletion_file_rows"])
+            and _files_beyond_one(cur) <= _files_beyond_one(prev)
         )
     except (KeyError, ValueError):  # an unknown summary: treat it as a write
         return False
+
+
+def _files_beyond_one(summary: dict[str, str]) -> int:
+    """Data files beyond one per fragment: the column files patches wrote (compaction folds them)."""
+    return int(summary["total_data_files"]) - int(summary["total_fragments"])

@@ -30,6 +30,10 @@ from memgrpc import tracing
 
 log = structlog.get_logger(__name__)
 _OWN_VERSIONS = 4096
+# how long a compaction or index build running here may hold back reading others' writes in the
+# caches of its table (a compaction takes ~1-4 s; its versions change no rows, and every cached
+# entry would otherwise be read again from a table busy compacting)
+MAINTENANCE_GRACE_S = 5.0
 T = TypeVar("T")
 
 OpKind = Literal[
@@ -415,6 +419,13 @@ class TableWriter:
     def maintenance_since(self) -> float | None:
         """monotonic() when this process's running compaction or index build began, if any."""
         return self._maintaining_since
+
+    def maintaining_lately(self, now: float | None = None) -> bool:
+        """Whether such a pass began here less than MAINTENANCE_GRACE_S before `now`: until it
+        ends (and its versions are adopted), caches keep serving what they hold."""
+        since = self._maintaining_since
+        now = time.monotonic() if now is None else now
+        return since is not None and now - since < MAINTENANCE_GRACE_S
 
     def adopt(self, versions: Iterable[int]) -> None:
         """Versions that changed no rows (compaction, index builds): readers need not re-read."""
