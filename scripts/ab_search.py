@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
 from bench_scale import MD, cpu_s, start_server, stop_server  # noqa: E402
-from benchdoc import append_results  # noqa: E402
+from benchdoc import report  # noqa: E402
 
 from memgrpc.v1 import memory_pb2 as pb  # noqa: E402
 from memgrpc.v1 import memory_pb2_grpc  # noqa: E402
@@ -67,17 +66,8 @@ async def main() -> int:
     channels: dict[str, grpc.aio.Channel] = {}
     try:
         for name, env in variants:
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                log = Path(tempfile.mkdtemp()) / f"{name}.log"
-                procs[name], address = await start_server(Path(args.data), log)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            log = Path(tempfile.mkdtemp()) / f"{name}.log"
+            procs[name], address = await start_server(Path(args.data), log, settings=env)
             channels[name] = grpc.aio.insecure_channel(address)
         stubs = {k: memory_pb2_grpc.MemoryServiceStub(c) for k, c in channels.items()}
         for stub in stubs.values():
@@ -111,10 +101,7 @@ async def main() -> int:
             f"p99 {p(lat[k], 99):.1f} ms, server CPU per search {cpu[k]:.1f} ms "
             f"({cpu[k] / cpu[base]:.2f}x)"
         )
-    for line in lines:
-        print(line)
-    if args.write:
-        append_results("ab_search", lines)
+    report("ab_search", lines, write=args.write)
     return 0
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchdoc import append_results  # noqa: E402
+from benchdoc import report  # noqa: E402
 from load import sentence  # noqa: E402
 
 from memgrpc.core import indexcache  # noqa: E402
@@ -86,9 +86,7 @@ def main() -> int:
             f"{n} memories of one user: {loaded:.0f} bytes per memory loaded at once,"
             f" {written:.0f} written one by one"
         )
-    print("\n".join(lines))
-    if args.write:
-        append_results("bench_cache_memory", lines)
+    report("bench_cache_memory", lines, write=args.write)
     return 0
 
 

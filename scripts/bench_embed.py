@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
-from benchdoc import append_results  # noqa: E402
+from benchdoc import report  # noqa: E402
 
 from memgrpc.embed import LocalEmbedder, int8  # noqa: E402
 
@@ -91,10 +91,7 @@ def main() -> int:
         f"int8 vector alone vs in a batch: max difference {drift:.1e} ({len(some)} turns)",
         f"int8 vs float vectors: cosine mean {cosine.mean():.4f}, min {cosine.min():.4f}",
     ]
-    for line in lines:
-        print(line)
-    if args.write:
-        append_results("bench_embed", lines)
+    report("bench_embed", lines, write=args.write)
     return 0
 
 

@@ -182,9 +182,10 @@ def free_port() -> int:
 
 
 async def start_server(
-    data: Path, log: Path, address: str | None = None
+    data: Path, log: Path, address: str | None = None, settings: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m memgrpc serve` in its own process; its maintainer is off (we run it here)."""
+    """`python -m memgrpc serve` in its own process; its maintainer is off (we run it here).
+    `settings`: more environment variables for it (scripts/ab_search.py's variants)."""
     address = address or f"127.0.0.1:{free_port()}"
     env = dict(
         os.environ,
@@ -192,6 +193,7 @@ async def start_server(
         MEMGRPC_MAINTENANCE_INTERVAL="86400",
         MEMGRPC_LOG_LEVEL="warning",
         MEMGRPC_MAX_MESSAGE_BYTES=str(16 * 1024 * 1024),
+        **(settings or {}),
     )
     cmd = [sys.executable, "-m", "memgrpc", "serve", "--addr", address, "--data", str(data)]
     with log.open("ab") as out:

@@ -17,3 +17,10 @@ def append_results(script: str, lines: list[str]) -> None:
     block = "\n".join(f"- {x}" for x in lines)
     with BENCHMARKS.open("a") as fh:
         fh.write(f"\n### {script} ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n")
+
+
+def report(script: str, lines: list[str], *, write: bool) -> None:
+    """Print the result lines, and append them (`--write`) as `append_results` does."""
+    print("\n".join(lines))
+    if write:
+        append_results(script, lines)

@@ -35,7 +35,7 @@ from memgrpc.v1 import chat_pb2, chat_pb2_grpc, memory_pb2, memory_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from benchdoc import append_results  # noqa: E402
+from benchdoc import report  # noqa: E402
 
 KEY = "mgk_load_test_bootstrap_key_0123456789ab"
 MD = (("x-api-key", KEY),)
@@ -322,9 +322,7 @@ async def main() -> int:
         f" ({from_cold:+.0f}% from there)"
     )
     lines.extend(memory_parts(rss_cold, rss_before, rss_after, g_cold, g_before, g_after))
-    print("\n".join(lines))
-    if args.write:
-        append_results("load", lines)
+    report("load", lines, write=args.write)
     return 0
 
 
