@@ -6,7 +6,8 @@ workers for `--warmup` seconds, then runs them for `--duration` seconds, each pi
 create / get / chat by the mix weights. Prints req/s, p50/p99 per RPC, errors by code, and the
 server's RSS before and after the run (and before the warm-up), and the parts of it that grow
 with the data by design, read from the server's /metrics: LanceDB's caches (bounded by
-MEMGRPC_INDEX_CACHE_MB + MEMGRPC_METADATA_CACHE_MB) and the memories in the recall cache.
+MEMGRPC_INDEX_CACHE_MB + MEMGRPC_METADATA_CACHE_MB) and the memories in the recall cache; and the
+CPU the server, this client and the machine's other processes used (the machine may be shared).
 Targets (issue 5): 0 errors, p99 < 1 s, RSS growth < 50% over a 5-minute run.
 Usage: .venv/bin/python scripts/load.py [--clients 32] [--duration 300] [--warmup 30]
     [--env NAME=VALUE ...] [--write]
@@ -88,6 +89,19 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine spent busy so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def sentence(rng: random.Random) -> str:
@@ -284,6 +298,7 @@ async def main() -> int:
                 )
                 rss_before, g_before = rss_kb(proc.pid), gauges(metrics_url)
                 stats = Stats()
+                cpu0 = (cpu_s(proc.pid), time.process_time(), machine_busy_s())
                 t0 = time.monotonic()
                 await asyncio.gather(
                     *(
@@ -292,6 +307,7 @@ async def main() -> int:
                     )
                 )
                 took = time.monotonic() - t0
+                cpu1 = (cpu_s(proc.pid), time.process_time(), machine_busy_s())
                 rss_after, g_after = rss_kb(proc.pid), gauges(metrics_url)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -310,6 +326,13 @@ async def main() -> int:
         )
     if stats.errors:
         lines.append("errors: " + ", ".join(f"{k}={v}" for k, v in stats.errors.most_common()))
+    server, client, machine = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    others = max(0.0, machine - server - client)  # the machine is shared: were runs alike?
+    lines.append(
+        f"CPU: the server {server / took:.2f} cores ({1000 * server / max(total, 1):.1f} ms a call),"
+        f" this client {client / took:.2f}, other processes {others / took:.2f}"
+        f" of {os.cpu_count()}"
+    )
     warm_calls = sum(len(v) for v in warm.lat.values())
     lines.append(
         f"warm-up: {warm_calls} calls, {sum(warm.errors.values())} errors (not counted above)"
