@@ -7,16 +7,11 @@ import asyncio
 import secrets
 import time
 import urllib.request
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
-import lancedb
-import pyarrow as pa
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import generate_latest
@@ -26,7 +21,7 @@ from memgrpc.config import ConfigError, ServerConfig
 from memgrpc.embed import Embedder
 from memgrpc.server.app import RunningServer, start
 from memgrpc.server.interceptors import interceptors
-from memgrpc.server.metrics import Metrics, count_versions
+from memgrpc.server.metrics import Metrics
 from memgrpc.server.telemetry import TelemetryInterceptor
 from memgrpc.v1 import memory_pb2, memory_pb2_grpc
 from tests.conftest import ServerHandle, make_config
@@ -256,26 +251,6 @@ async def test_store_stats_are_cached_between_scrapes(metrics_server: MetricsSer
     age1 = value(first, "memgrpc_store_stats_age_seconds")
     age2 = value(second, "memgrpc_store_stats_age_seconds")
     assert age1 is not None and age2 is not None and age2 > age1
-
-
-async def test_versions_are_counted_while_a_cleanup_removes_them(tmp_path: Path) -> None:
-    """LanceDB lists the versions, then reads each manifest: a cleanup in between failed the
-    count (seen under load as metrics_store_stats_failed "Not found: ..._versions/N.manifest")."""
-    db = await lancedb.connect_async(str(tmp_path))
-    tbl = await db.create_table("t", pa.table({"x": [0]}))
-    for i in range(300):
-        await tbl.add(pa.table({"x": [i]}))
-
-    async def count_often() -> list[int]:
-        return [await count_versions(tbl) for _ in range(20)]
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # cleanup_older_than=0 is meant here
-        _, counts, more = await asyncio.gather(
-            tbl.optimize(cleanup_older_than=timedelta(0)), count_often(), count_often()
-        )
-    assert all(1 <= n <= 303 for n in counts + more)  # 301 appended, the compaction's and its
-    assert await count_versions(tbl) == 1  # index's; then only the latest is left
 
 
 async def test_unknown_methods_add_no_labels(

@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 
 from memgrpc.core.indexcache import IndexCache
 from memgrpc.embed import BatchingEmbedder
-from memgrpc.store.db import Store
+from memgrpc.store.db import Store, list_versions
 from memgrpc.store.maintenance import Maintainer
 
 log = structlog.get_logger(__name__)
@@ -178,7 +178,7 @@ class _StoreCollector(Collector):  # type: ignore[misc]
             stats = await tbl.stats()
             out[name] = TableStats(
                 version=int(await tbl.version()),
-                versions=await count_versions(tbl),
+                versions=len(await list_versions(tbl)),
                 fragments=int(stats["fragment_stats"]["num_fragments"]),
                 small_fragments=int(stats["fragment_stats"]["num_small_fragments"]),
                 rows=int(stats["num_rows"]),
@@ -218,19 +218,6 @@ class _StoreCollector(Collector):  # type: ignore[misc]
         if updated is not None:
             age.add_metric([], time.monotonic() - updated)
         yield age
-
-
-async def count_versions(tbl: Any, *, tries: int = 5) -> int:
-    """The versions kept, listed again when a cleanup removed one while they were read (LanceDB
-    lists the versions, then reads each one's manifest; a cleanup takes a moment)."""
-    for attempt in range(1, tries + 1):
-        try:
-            return len(await tbl.list_versions())
-        except Exception as exc:
-            if attempt == tries or "not found" not in str(exc).lower():
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
 
 
 class Metrics:

@@ -228,11 +228,25 @@ class Store:
         self._tables.clear()
 
 
+async def list_versions(tbl: Any, *, tries: int = 5) -> list[dict[str, Any]]:
+    """The table's versions, listed again when a cleanup (here or on another replica) removed one
+    while they were read: LanceDB lists the versions, then reads each one's manifest, and fails
+    on one removed meanwhile (seen under load as "Not found: ..._versions/N.manifest")."""
+    for attempt in range(1, tries + 1):
+        try:
+            return list(await tbl.list_versions())
+        except Exception as exc:
+            if attempt == tries or "not found" not in str(exc).lower():
+                raise
+            await asyncio.sleep(0.05 * attempt)  # a cleanup takes a moment
+    raise AssertionError("unreachable")
+
+
 async def _commit_time(tbl: Any) -> float:
     """Epoch seconds of the commit of the version `tbl` reads now (a read started after this
     sees it or a newer one). LanceDB gives the time as a naive local datetime."""
     version = int(await tbl.version())
-    for v in await tbl.list_versions():
+    for v in await list_versions(tbl):
         if int(v["version"]) == version:
             return float(v["timestamp"].timestamp())
     return time.time()  # removed meanwhile: the read sees a newer version

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from lancedb.index import IvfHnswSq
 
-from memgrpc.store.db import Store
+from memgrpc.store.db import Store, list_versions
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryTable
 from memgrpc.store.writer import TableWriter
@@ -227,7 +227,7 @@ async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
     after = int(await tbl.version())
     if after <= before:
         return
-    summary = {int(v["version"]): v["metadata"] for v in await tbl.list_versions()}
+    summary = {int(v["version"]): v["metadata"] for v in await list_versions(tbl)}
     writer.adopt(
         v
         for v in range(before + 1, after + 1)
