@@ -408,17 +408,12 @@ class TableWriter:
     @contextlib.contextmanager
     def maintaining(self) -> Iterator[None]:
         """Around a compaction or index build of this table by this process: versions it commits
-        are adopted only when it ends (see `maintenance_since`)."""
+        are adopted only when it ends (see `maintaining_lately`)."""
         self._maintaining_since = time.monotonic()
         try:
             yield
         finally:
             self._maintaining_since = None
-
-    @property
-    def maintenance_since(self) -> float | None:
-        """monotonic() when this process's running compaction or index build began, if any."""
-        return self._maintaining_since
 
     def maintaining_lately(self, now: float | None = None) -> bool:
         """Whether such a pass began here less than MAINTENANCE_GRACE_S before `now`: until it
