@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,37 @@ async def test_a_snapshot_read_is_released_when_stopped_early_and_held_at_most_t
     await scan.aclose()  # the client went away after one batch
     assert store.snapshot_age_s("memories") == 0.0
     await store.close()
+
+
+async def _passes_with_searches(config: MaintenanceConfig, tmp_path: Path) -> list[int]:
+    """The store's renewals after each of 10 passes, each folding 200 new memories into a new
+    version of the full-text index that searches then open."""
+    store = Store(StoreConfig(uri=str(tmp_path / "db"), dim=DIM, prewarm_indexes=True))
+    await store.open()
+    table, vecs = MemoryTable(store), _unit_vectors(4000, seed=5)
+    await table.writer.insert([_memory(i, vecs[i]) for i in range(2000)])
+    m = Maintainer(store, config)
+    renewals = []
+    for k in range(10):
+        start = 2000 + 200 * k
+        await table.writer.insert([_memory(i, vecs[i]) for i in range(start, start + 200)])
+        await m.run_once(force=True)
+        for i in range(20):
+            await table.text_search(MemoryFilter(project_id="p"), f"number {start + i}", 3)
+        renewals.append(store.session_renewals)
+    found = await table.text_search(MemoryFilter(project_id="p"), "number 3999", 1)
+    assert [r["id"] for r, _ in found] == ["mem_03999"]
+    await store.close()
+    return renewals
+
+
+async def test_a_new_session_is_taken_once_replaced_indexes_fill_the_cache(
+    tmp_path: Path,
+) -> None:
+    """The first pass notes what the caches hold; a pass that finds twice that (and at least
+    `cache_renew_mb`) moves the store to a new session, and the count starts again from there."""
+    renewals = await _passes_with_searches(MaintenanceConfig(cache_renew_mb=1), tmp_path)
+    assert renewals[0] == 0 and renewals[-1] >= 2, renewals
+    assert all(b - a <= 1 for a, b in itertools.pairwise(renewals)), renewals
+    never = await _passes_with_searches(MaintenanceConfig(cache_renew_mb=0), tmp_path / "off")
+    assert never == [0] * 10

@@ -21,7 +21,7 @@ _CACHE_SIZE = 4096
 
 class Idempotency:
     def __init__(self, store: Store) -> None:
-        self._tbl = store.table("requests")
+        self._store = store
         self._writer = store.writer("requests")
         self._locks = KeyedLocks()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
@@ -88,7 +88,7 @@ class Idempotency:
     async def _lookup(self, pk: str) -> bytes | None:
         if pk in self._recent:
             return self._recent[pk]
-        query = self._tbl.query().where(str(Where().eq("pk", pk)))
+        query = self._store.table("requests").query().where(str(Where().eq("pk", pk)))
         rows = (await query.select(["response", "project_id", "user_id"]).to_arrow()).to_pylist()
         if not rows:
             return None

@@ -77,7 +77,6 @@ class MemoryService:
         self.store = store
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
-        self._versions_tbl = store.table("memory_versions")
         self._embedder = embedder
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
@@ -254,7 +253,9 @@ class MemoryService:
         """Current version first, then older ones, newest first."""
         row = await self._get_row(project_id, memory_id, with_vector=False)
         where = Where().eq("project_id", project_id).eq("memory_id", memory_id)
-        old = (await self._versions_tbl.query().where(str(where)).to_arrow()).to_pylist()
+        old = (
+            await self.store.table("memory_versions").query().where(str(where)).to_arrow()
+        ).to_pylist()
         current = rows.from_row(row)
         out = [
             MemoryVersion(

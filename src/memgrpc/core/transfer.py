@@ -113,9 +113,7 @@ class Transfer:
     def __init__(self, memories: MemoryService) -> None:
         self._svc = memories
         self._table = MemoryTable(memories.store)
-        self._memories_tbl = memories.store.table("memories")
         self._versions = memories.store.writer("memory_versions")
-        self._versions_tbl = memories.store.table("memory_versions")
         self._embedder = memories.embedder
         self._lock = asyncio.Lock()
 
@@ -182,7 +180,9 @@ class Transfer:
             Where().eq("project_id", project_id).is_in("memory_id", [r.memory.id for r in records])
         )
         old: dict[str, list[MemoryVersion]] = defaultdict(list)
-        for row in (await self._versions_tbl.query().where(str(where)).to_arrow()).to_pylist():
+        for row in (
+            await self._svc.store.table("memory_versions").query().where(str(where)).to_arrow()
+        ).to_pylist():
             old[row["memory_id"]].append(rows.version_from_row(row))
         for record, version_time in batch:
             m = record.memory
@@ -347,7 +347,7 @@ class Transfer:
         if not ids:
             return {}
         where = Where().is_in("id", list(ids))
-        q = self._memories_tbl.query().where(str(where)).select(["id", "project_id"])
+        q = self._svc.store.table("memories").query().where(str(where)).select(["id", "project_id"])
         found = (await q.to_arrow()).to_pylist()
         return {r["id"]: r["project_id"] for r in found}
 

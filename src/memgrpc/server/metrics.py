@@ -103,6 +103,10 @@ class _LiveCollector(Collector):  # type: ignore[misc]
         runs = CounterMetricFamily(
             "memgrpc_maintenance_runs", "Completed maintenance passes (compaction, indexes)"
         )
+        renewals = CounterMetricFamily(
+            "memgrpc_store_session_renewals",
+            "New LanceDB sessions taken to drop the index versions maintenance replaced",
+        )
         cache = GaugeMetricFamily(
             "memgrpc_store_cache_bytes",
             "Bytes held by LanceDB's index and metadata caches (bounded by their settings)",
@@ -120,10 +124,11 @@ class _LiveCollector(Collector):  # type: ignore[misc]
                 depth.add_metric([name], writer.pending)
             embed.add_metric([], self._embedder.pending)
             runs.add_metric([], self._maintainer.runs)
+            renewals.add_metric([], self._store.session_renewals)
             if self._recall is not None:
                 recall_users.add_metric([], self._recall.users)
                 recall_rows.add_metric([], self._recall.rows)
-        yield from (depth, embed, runs, cache, recall_users, recall_rows)
+        yield from (depth, embed, runs, renewals, cache, recall_users, recall_rows)
 
 
 class _StoreCollector(Collector):  # type: ignore[misc]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -99,23 +100,30 @@ class Store:
         self._tables: dict[str, Any] = {}
         self._writers: dict[str, TableWriter] = {}
         self._specs = _specs(config.dim)
-        self.session = lancedb.Session(
-            index_cache_size_bytes=config.index_cache_mb * 2**20,
-            metadata_cache_size_bytes=config.metadata_cache_mb * 2**20,
-        )
+        self.session = self._new_session()
+        self.session_renewals = 0
         self._snapshot_reads: list[tuple[str, float]] = []  # (table, commit time held)
 
     @property
     def specs(self) -> dict[str, _Spec]:
         return self._specs
 
-    async def open(self) -> None:
-        self._db = await lancedb.connect_async(
+    def _new_session(self) -> Any:
+        return lancedb.Session(
+            index_cache_size_bytes=self.config.index_cache_mb * 2**20,
+            metadata_cache_size_bytes=self.config.metadata_cache_mb * 2**20,
+        )
+
+    async def _connect(self, session: Any) -> Any:
+        return await lancedb.connect_async(
             self.config.uri,
             storage_options=storage_options(self.config.uri, self.config.storage_options),
             read_consistency_interval=timedelta(seconds=self.config.read_consistency_s),
-            session=self.session,
+            session=session,
         )
+
+    async def open(self) -> None:
+        self._db = await self._connect(self.session)
         existing = set(await self._list_tables())
         for name, spec in self._specs.items():
             if name in existing:
@@ -135,13 +143,41 @@ class Store:
             await self._ensure_indexes(tbl, spec)
         await self.prewarm("memories")
 
+    async def renew_session(self) -> None:
+        """Move every table to a new LanceDB session, whose caches hold only what is read from
+        now on. LanceDB keys cached indexes by index version, so under steady writes its cache
+        keeps every version that maintenance replaced until the cap pushes them out (~20 MiB a
+        minute under scripts/load.py, towards a 1 GiB cap).
+
+        Each table moves between its writer's commits, with none in flight: a handle sees its
+        own commits at once but others' only after `read_consistency_s`, so every write
+        acknowledged before the move is in the version the new handle opens, and every write
+        after it goes through the new handle (reads still running on an old one finish there).
+        """
+        session = self._new_session()
+        db = await self._connect(session)
+        fresh = {name: await db.open_table(name) for name in self._specs}
+        await self._prewarm(fresh["memories"], "memories")
+
+        async def move(name: str, tbl: Any) -> None:
+            await tbl.checkout_latest()
+            self._tables[name] = tbl
+            self._writers[name].rebind(tbl)
+
+        for name, tbl in fresh.items():
+            await self._writers[name].exclusive(functools.partial(move, name, tbl), appends=False)
+        self._db, self.session = db, session
+        self.session_renewals += 1
+
     async def prewarm(self, table: str) -> None:
         """Load the table's search indexes into LanceDB's cache now: otherwise the first searches
         load the parts they touch (at 1M memories, the first vector searches took 20-120 ms
-        instead of 5). Called at open and after a vector index build."""
+        instead of 5). Called at open, after a vector index build and for a new session."""
+        await self._prewarm(self._tables[table], table)
+
+    async def _prewarm(self, tbl: Any, table: str) -> None:
         if not self.config.prewarm_indexes:
             return
-        tbl = self._tables[table]
         try:
             for ix in await tbl.list_indices():
                 if ix.index_type == "FTS" or ix.index_type.startswith("Ivf"):  # not scalar ones

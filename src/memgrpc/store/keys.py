@@ -18,10 +18,18 @@ class KeyStore:
     """Reads and writes of projects and API keys; writes return once committed."""
 
     def __init__(self, store: Store) -> None:
-        self._projects = store.table("projects")
-        self._keys = store.table("api_keys")
+        self._store = store
         self._project_writer = store.writer("projects")
         self._key_writer = store.writer("api_keys")
+
+    # looked up per read: Store.renew_session moves the handles
+    @property
+    def _projects(self) -> Any:
+        return self._store.table("projects")
+
+    @property
+    def _keys(self) -> Any:
+        return self._store.table("api_keys")
 
     # -- projects -----------------------------------------------------------------------------
     async def get_project(self, project_id: str) -> Row | None:

@@ -58,6 +58,10 @@ class MaintenanceConfig:
     # memories written before docs get theirs this many at a time, for at most doc_fill_s a pass
     doc_batch: int = 5000
     doc_fill_s: float = 10.0
+    # a new LanceDB session (Store.renew_session) once its caches hold twice what they held at
+    # the first pass after the last one, and at least this many MiB (0: never). Small against a
+    # large store's indexes, so it renews only where replaced index versions are most of it.
+    cache_renew_mb: int = 64
 
 
 class Maintainer:
@@ -68,6 +72,7 @@ class Maintainer:
         self._ann_rows: int | None = None
         self._docs_filled = False
         self._wake = asyncio.Event()
+        self._cache_settled: int | None = None  # the caches' bytes a pass after a new session
         self.runs = 0
 
     def start(self) -> None:
@@ -109,7 +114,25 @@ class Maintainer:
                 await self._optimize(name, tbl)
         await self._vector_index(self._store.table("memories"))
         await self._fill_docs()
+        await self._renew_cache()
         self.runs += 1
+
+    async def _renew_cache(self) -> None:
+        if not self.config.cache_renew_mb:
+            return
+        size = int(self._store.session.size_bytes)
+        if self._cache_settled is None:
+            self._cache_settled = size
+            return
+        if size < max(self.config.cache_renew_mb * 2**20, 2 * self._cache_settled):
+            return
+        await self._store.renew_session()
+        log.info(
+            "store_session_renewed",
+            cache_mib=round(size / 2**20),
+            settled_mib=round(self._cache_settled / 2**20),
+        )
+        self._cache_settled = None
 
     async def _fill_docs(self) -> None:
         """Until every memory has its doc: once none is left, this process stops looking (its

@@ -110,8 +110,11 @@ class MemoryTable:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._tbl = store.table("memories")
         self.writer = store.writer("memories")
+
+    @property
+    def _tbl(self) -> Any:
+        return self._store.table("memories")  # looked up per read: Store.renew_session moves it
 
     async def get(self, project_id: str, memory_id: str) -> dict[str, Any] | None:
         rows = await self.get_many(project_id, [memory_id])

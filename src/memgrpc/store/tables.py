@@ -36,9 +36,13 @@ class Table:
 
     def __init__(self, store: Store, name: str) -> None:
         self.name = name
-        self._tbl = store.table(name)
+        self._store = store
         self.writer: TableWriter = store.writer(name)
         self.key: str = store.specs[name].key
+
+    @property
+    def _tbl(self) -> Any:
+        return self._store.table(self.name)  # looked up per read: Store.renew_session moves it
 
     async def rows(
         self, where: Where, columns: Sequence[str] | None = None, limit: int | None = None

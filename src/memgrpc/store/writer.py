@@ -159,6 +159,11 @@ class TableWriter:
         result: T = await self._submit(_Op("exclusive", work=work, appends=appends))
         return result
 
+    def rebind(self, table: Any) -> None:
+        """Commit through `table` from now on (a handle of a new session, Store.renew_session):
+        called from this writer's exclusive work, with no commit in flight."""
+        self._table = table
+
     async def close(self) -> None:
         """Flush what is queued, then stop."""
         self._closed = True
