@@ -245,3 +245,48 @@ async def test_a_patch_runs_aside_inserts_pass_it_other_writes_wait(
     assert order == ["insert", "patch", "delete", "patch2"]
     rows = await _rows(store)
     assert rows["u1"] == '{"n": 2}' and "u2" not in rows and "new" in rows
+
+
+async def test_a_patch_that_loses_alongside_inserts_retries_holding_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A patch's first try runs alongside inserts for `patch_alongside_s` at most (LanceDB would
+    retry a lost merge_insert for 30 s, and a stream of inserts can outrun every retry); its
+    retry holds the inserts submitted meanwhile until it has committed."""
+    w = store.writer("users")
+    await w.insert([_user(f"u{i}") for i in range(5)])
+    w.patch_alongside_s = 1e-6  # the first try times out at once
+    tries: list[float | None] = []
+    retrying, release = asyncio.Event(), asyncio.Event()
+    commit = w._commit
+
+    async def watched(group: list[Any], timeout_s: float | None = None) -> int:
+        if group[0].kind == "patch":
+            tries.append(timeout_s)
+            if timeout_s is None:
+                retrying.set()
+                await asyncio.wait_for(release.wait(), 10)
+        return await commit(group, timeout_s)
+
+    monkeypatch.setattr(w, "_commit", watched)
+    order: list[str] = []
+
+    async def run(name: str, op: Awaitable[object]) -> None:
+        await op
+        order.append(name)
+
+    patch = asyncio.ensure_future(run("patch", w.patch([{"pk": "u1", "metadata": '{"n": 1}'}])))
+    await asyncio.wait_for(retrying.wait(), 10)
+    insert = asyncio.ensure_future(run("insert", w.insert([_user("new")])))
+    await asyncio.sleep(0.2)
+    assert order == []  # held for the retry
+    release.set()
+    await asyncio.wait_for(asyncio.gather(patch, insert), 10)
+    assert order == ["patch", "insert"] and tries == [1e-6, None]
+    rows = await _rows(store)
+    assert rows["u1"] == '{"n": 1}' and "new" in rows and len(rows) == 6
+    # the next patch runs alongside inserts again
+    tries.clear()
+    w.patch_alongside_s = 30.0
+    await asyncio.wait_for(w.patch([{"pk": "u2", "metadata": '{"n": 2}'}]), 10)
+    assert tries == [30.0]
