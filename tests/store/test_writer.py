@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from memgrpc.store import writer
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where
 
@@ -290,3 +291,29 @@ async def test_a_patch_that_loses_alongside_inserts_retries_holding_them(
     w.patch_alongside_s = 30.0
     await asyncio.wait_for(w.patch([{"pk": "u2", "metadata": '{"n": 2}'}]), 10)
     assert tries == [30.0]
+
+
+async def test_inserts_gather_longer_while_the_table_is_compacted_here(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inserts arriving some ms apart commit one by one (an idle writer does not wait), but
+    while this process compacts the table they wait up to MAINTAINING_WAIT_S to share commits:
+    a compaction's commit is rebased over every commit made meanwhile, and a stream of small
+    ones outran it under load (LanceDB gave up after 30 s)."""
+    monkeypatch.setattr(writer, "MAINTAINING_WAIT_S", 0.5)  # far longer than the trickle
+    w = store.writer("users")
+
+    async def trickle(prefix: str, gap_s: float) -> int:
+        before = w.stats.commits
+        pending = []
+        for i in range(6):
+            pending.append(asyncio.ensure_future(w.insert([_user(f"{prefix}{i}")])))
+            await asyncio.sleep(gap_s)
+        await asyncio.gather(*pending)
+        return w.stats.commits - before
+
+    alone = await trickle("a", 0.05)
+    with w.maintaining():
+        gathered = await trickle("m", 0.01)
+    assert alone >= 3 and gathered == 1, (alone, gathered)
+    assert len(await _rows(store)) == 12

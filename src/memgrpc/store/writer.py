@@ -5,7 +5,8 @@ new key create duplicates. So all mutations of a table go through one task that 
 groups consecutive operations of the same kind into one commit, and resolves each caller's future
 only after that commit (acknowledged = durable). A flush takes up to `max_rows` rows, waiting at
 most `max_wait_ms` for more; the default wait is 0 because what arrives while a commit is in
-flight forms the next commit by itself, and an idle writer should not delay a lone caller.
+flight forms the next commit by itself, and an idle writer should not delay a lone caller. While
+this process compacts the table, the wait is at least MAINTAINING_WAIT_S.
 
 Inserts never wait for a slow commit of other rows: a compaction (`exclusive`) or a patch (a
 `merge_insert` that reads every fragment of the table, the slowest commit there is) runs aside
@@ -40,6 +41,12 @@ MAINTENANCE_GRACE_S = 5.0
 # (new sessions under scripts/load.py) outran such patches for 17-30 s (docs/BENCHMARKS.md); the
 # retries hold inserts, so they commit at the first try
 PATCH_ALONGSIDE_S = 2.0
+# while this process compacts the table, what arrives waits up to this long to share a commit:
+# the compaction's commit is rebased over every commit made meanwhile, and ~25 small ones a
+# second outran it under scripts/load.py (LanceDB gave up after 30 s, twice in 5 minutes, and
+# the next try held the inserts for 7-25 s). With 50 ms: no such loss in 5 minutes, passes of
+# 2 s instead of 3 for the memories (docs/BENCHMARKS.md)
+MAINTAINING_WAIT_S = 0.05
 T = TypeVar("T")
 
 OpKind = Literal[
@@ -211,7 +218,10 @@ class TableWriter:
                 continue
             batch = [first]
             nrows = len(first.rows)
-            deadline = time.monotonic() + self._max_wait
+            wait = self._max_wait
+            if self._maintaining_since is not None:
+                wait = max(wait, MAINTAINING_WAIT_S)
+            deadline = time.monotonic() + wait
             while nrows < self._max_rows:
                 try:
                     item = self._queue.get_nowait()
