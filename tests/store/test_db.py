@@ -81,9 +81,6 @@ async def test_a_new_session_drops_the_index_versions_maintenance_replaced(
     await store.close()
 
 
-RENEWALS = 20
-
-
 async def test_every_acknowledged_write_is_read_back_across_renewals(tmp_path: Path) -> None:
     """Tables move to a new session between their writers' commits: a write acknowledged just
     before or after a move is read back at once (a handle sees others' commits only after
@@ -94,6 +91,7 @@ async def test_every_acknowledged_write_is_read_back_across_renewals(tmp_path: P
     await table.writer.insert(_memories(0, 500, rng))
     missed: list[str] = []
     scanned: list[int] = []
+    renewals = 20
 
     async def importance(memory_id: str) -> list[float]:
         q = store.table("memories").query().where(f"id = '{memory_id}'").select(["importance"])
@@ -113,12 +111,12 @@ async def test_every_acknowledged_write_is_read_back_across_renewals(tmp_path: P
             scanned.append(await store.table("memories").count_rows())
 
     async def renew() -> None:
-        for _ in range(RENEWALS):
+        for _ in range(renewals):
             await store.renew_session()
             await asyncio.sleep(0)
 
     await asyncio.gather(*(write_and_read(w) for w in range(4)), scan(), renew())
-    assert store.session_renewals == RENEWALS
+    assert store.session_renewals == renewals
     assert missed == []
     assert all(500 <= n <= 660 for n in scanned)
     assert await store.table("memories").count_rows() == 660  # 500 + 4 x 40, each once

@@ -251,12 +251,12 @@ async def test_a_patch_runs_aside_inserts_pass_it_other_writes_wait(
 async def test_a_patch_that_loses_alongside_inserts_retries_holding_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A patch's first try runs alongside inserts for `patch_alongside_s` at most (LanceDB would
+    """A patch's first try runs alongside inserts for PATCH_ALONGSIDE_S at most (LanceDB would
     retry a lost merge_insert for 30 s, and a stream of inserts can outrun every retry); its
     retry holds the inserts submitted meanwhile until it has committed."""
     w = store.writer("users")
     await w.insert([_user(f"u{i}") for i in range(5)])
-    w.patch_alongside_s = 1e-6  # the first try times out at once
+    monkeypatch.setattr(writer, "PATCH_ALONGSIDE_S", 1e-6)  # the first try times out at once
     tries: list[float | None] = []
     retrying, release = asyncio.Event(), asyncio.Event()
     commit = w._commit
@@ -288,7 +288,7 @@ async def test_a_patch_that_loses_alongside_inserts_retries_holding_them(
     assert rows["u1"] == '{"n": 1}' and "new" in rows and len(rows) == 6
     # the next patch runs alongside inserts again
     tries.clear()
-    w.patch_alongside_s = 30.0
+    monkeypatch.setattr(writer, "PATCH_ALONGSIDE_S", 30.0)
     await asyncio.wait_for(w.patch([{"pk": "u2", "metadata": '{"n": 2}'}]), 10)
     assert tries == [30.0]
 

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from memgrpc.core.locks import KeyedLocks
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.tables import Table
 
 _CACHE_SIZE = 4096
 
 
 class Idempotency:
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._requests = Table(store, "requests")
         self._writer = store.writer("requests")
         self._locks = KeyedLocks()
         self._recent: OrderedDict[str, bytes] = OrderedDict()
@@ -88,8 +89,8 @@ class Idempotency:
     async def _lookup(self, pk: str) -> bytes | None:
         if pk in self._recent:
             return self._recent[pk]
-        query = self._store.table("requests").query().where(str(Where().eq("pk", pk)))
-        rows = (await query.select(["response", "project_id", "user_id"]).to_arrow()).to_pylist()
+        where = Where().eq("pk", pk)
+        rows = await self._requests.rows(where, ["response", "project_id", "user_id"])
         if not rows:
             return None
         data: bytes = rows[0]["response"]

@@ -33,6 +33,7 @@ from memgrpc.core.users import UserRegistry
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import Found, MemoryFilter, MemoryTable
+from memgrpc.store.tables import Table
 
 MAX_BATCH = 1000
 DEFAULT_LIMIT = 10
@@ -77,6 +78,7 @@ class MemoryService:
         self.store = store
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
+        self._versions_tbl = Table(store, "memory_versions")
         self._embedder = embedder
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
@@ -253,9 +255,7 @@ class MemoryService:
         """Current version first, then older ones, newest first."""
         row = await self._get_row(project_id, memory_id, with_vector=False)
         where = Where().eq("project_id", project_id).eq("memory_id", memory_id)
-        old = (
-            await self.store.table("memory_versions").query().where(str(where)).to_arrow()
-        ).to_pylist()
+        old = await self._versions_tbl.rows(where)
         current = rows.from_row(row)
         out = [
             MemoryVersion(

@@ -50,6 +50,7 @@ from memgrpc.core.types import (
 )
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryTable
+from memgrpc.store.tables import Table
 
 IMPORT_BATCH = 1000
 DEFAULT_EXPORT_BATCH = 500
@@ -114,6 +115,8 @@ class Transfer:
         self._svc = memories
         self._table = MemoryTable(memories.store)
         self._versions = memories.store.writer("memory_versions")
+        self._versions_tbl = Table(memories.store, "memory_versions")
+        self._memories_tbl = Table(memories.store, "memories")
         self._embedder = memories.embedder
         self._lock = asyncio.Lock()
 
@@ -180,9 +183,7 @@ class Transfer:
             Where().eq("project_id", project_id).is_in("memory_id", [r.memory.id for r in records])
         )
         old: dict[str, list[MemoryVersion]] = defaultdict(list)
-        for row in (
-            await self._svc.store.table("memory_versions").query().where(str(where)).to_arrow()
-        ).to_pylist():
+        for row in await self._versions_tbl.rows(where):
             old[row["memory_id"]].append(rows.version_from_row(row))
         for record, version_time in batch:
             m = record.memory
@@ -347,8 +348,7 @@ class Transfer:
         if not ids:
             return {}
         where = Where().is_in("id", list(ids))
-        q = self._svc.store.table("memories").query().where(str(where)).select(["id", "project_id"])
-        found = (await q.to_arrow()).to_pylist()
+        found = await self._memories_tbl.rows(where, ["id", "project_id"])
         return {r["id"]: r["project_id"] for r in found}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.tables import Table
 
 Row = dict[str, Any]
 
@@ -18,28 +19,20 @@ class KeyStore:
     """Reads and writes of projects and API keys; writes return once committed."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._projects = Table(store, "projects")
+        self._keys = Table(store, "api_keys")
         self._project_writer = store.writer("projects")
         self._key_writer = store.writer("api_keys")
 
-    # looked up per read: Store.renew_session moves the handles
-    @property
-    def _projects(self) -> Any:
-        return self._store.table("projects")
-
-    @property
-    def _keys(self) -> Any:
-        return self._store.table("api_keys")
-
     # -- projects -----------------------------------------------------------------------------
     async def get_project(self, project_id: str) -> Row | None:
-        return _first(await _rows(self._projects, Where().eq("id", project_id)))
+        return await self._projects.first(Where().eq("id", project_id))
 
     async def list_projects(self, after_id: str, limit: int) -> tuple[list[Row], int]:
         """Projects in id order strictly after `after_id`, at most `limit`; and the total."""
         where = Where().cmp("id", ">", after_id) if after_id else Where()
-        rows = sorted(await _rows(self._projects, where), key=lambda r: r["id"])
-        total = int(await self._projects.count_rows())
+        rows = sorted(await self._projects.rows(where), key=lambda r: r["id"])
+        total = await self._projects.count(Where())
         return rows[:limit], total
 
     async def insert_project(self, row: Row) -> None:
@@ -55,16 +48,16 @@ class KeyStore:
         where = Where().eq("id", key_id)
         if project_id is not None:
             where.eq("project_id", project_id)
-        return _first(await _rows(self._keys, where))
+        return await self._keys.first(where)
 
     async def find_by_hash(self, secret_hash: str) -> Row | None:
-        return _first(await _rows(self._keys, Where().eq("secret_hash", secret_hash)))
+        return await self._keys.first(Where().eq("secret_hash", secret_hash))
 
     async def list_keys(
         self, project_id: str, *, include_revoked: bool, after_id: str, limit: int
     ) -> tuple[list[Row], int]:
         """Keys of one project in id order after `after_id`; and the total matching count."""
-        rows = await _rows(self._keys, Where().eq("project_id", project_id))
+        rows = await self._keys.rows(Where().eq("project_id", project_id))
         if not include_revoked:
             rows = [r for r in rows if r["revoke_time"] is None]
         rows.sort(key=lambda r: r["id"])
@@ -72,7 +65,7 @@ class KeyStore:
         return [r for r in rows if r["id"] > after_id][:limit], total
 
     async def active_bootstrap_keys(self) -> list[Row]:
-        rows = await _rows(self._keys, Where().eq("bootstrap", True))
+        rows = await self._keys.rows(Where().eq("bootstrap", True))
         return [r for r in rows if r["revoke_time"] is None]
 
     async def insert_key(self, row: Row) -> None:
@@ -81,15 +74,3 @@ class KeyStore:
     async def upsert_key(self, row: Row) -> None:
         """Write back a full key row (rename, new scopes, revocation)."""
         await self._key_writer.upsert([row])
-
-
-async def _rows(table: Any, where: Where) -> list[Row]:
-    query = table.query()
-    if where:
-        query = query.where(str(where))
-    rows: list[Row] = (await query.to_arrow()).to_pylist()
-    return rows
-
-
-def _first(rows: list[Row]) -> Row | None:
-    return rows[0] if rows else None

@@ -123,7 +123,6 @@ class TableWriter:
         self.own_versions: set[int] = set()
         self._version_order: deque[int] = deque()
         self._maintaining_since: float | None = None
-        self.patch_alongside_s = PATCH_ALONGSIDE_S
 
     # -- public API: each returns once the rows are committed ---------------------------------
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -380,7 +379,7 @@ class TableWriter:
         for attempt in range(4):
             try:
                 alongside = patch and attempt == 0
-                return await self._commit(group, self.patch_alongside_s if alongside else None)
+                return await self._commit(group, PATCH_ALONGSIDE_S if alongside else None)
             except Exception as exc:
                 if attempt == 3 or not _retryable(exc):
                     raise
@@ -390,7 +389,7 @@ class TableWriter:
                 await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _commit(self, group: list[_Op], timeout_s: float | None = None) -> int:
+    async def _commit(self, group: list[_Op], patch_timeout_s: float | None = None) -> int:
         kind = group[0].kind
         rows_done = 0
         if kind == "delete":
@@ -411,7 +410,7 @@ class TableWriter:
                 merge = merge.when_matched_update_all(where=group[0].where or None)
                 res = await merge.execute(
                     pa.Table.from_pylist(rows, schema=cols),
-                    timeout=None if timeout_s is None else timedelta(seconds=timeout_s),
+                    timeout=None if patch_timeout_s is None else timedelta(seconds=patch_timeout_s),
                 )
             else:
                 data = pa.Table.from_pylist(rows, schema=self._schema)
