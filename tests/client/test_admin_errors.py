@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -90,6 +91,20 @@ async def test_admin_async(server: ServerHandle, admin_key: str) -> None:
 async def test_error_mapping_sync(make_client: MakeClient, new_key: NewKey) -> None:
     _, key = await new_key()
     _, read_only = await new_key(scopes=("read",))
+    server_loop = asyncio.get_running_loop()
+
+    def stall_server(seconds: float) -> None:
+        """Block the in-process server's loop, so a call's deadline passes before any reply.
+
+        A 1 us deadline alone raced: on a busy machine the reply could beat gRPC's timer."""
+        stalled = threading.Event()
+
+        def block() -> None:
+            stalled.set()
+            time.sleep(seconds)
+
+        server_loop.call_soon_threadsafe(block)
+        assert stalled.wait(5)
 
     def body() -> None:
         with make_client(key) as client:
@@ -125,8 +140,9 @@ async def test_error_mapping_sync(make_client: MakeClient, new_key: NewKey) -> N
                 session.process(wait=True)
             assert pre.value.reason == "SESSION_PROCESSED" and pre.value.request_id
 
+            stall_server(0.5)
             with pytest.raises(TimeoutError) as late:
-                client.with_options(timeout=1e-6).memory.list()
+                client.with_options(timeout=0.1).memory.list()
             assert late.value.status == grpc.StatusCode.DEADLINE_EXCEEDED
             assert isinstance(late.value, MemgrpcError)
 
