@@ -280,7 +280,7 @@ async def test_deadline_stops_the_provider_and_stores_the_partial_reply(
     call = chat.Chat(
         pb.ChatRequest(session_id=session.id, message="Go on", provider="openai", model="slow"),
         metadata=md(key),
-        timeout=0.8,
+        timeout=2.0,  # the slow reply takes 4 s: cut mid-stream, with room for the turn's start
     )
     deltas = []
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -172,11 +173,10 @@ async def test_conversations_async(aclient: AsyncMemgrpcClient) -> None:
 
     job = await aclient.sessions.process(session.id, wait=False)
     assert job["state"] in {"queued", "running", "done"}
-    for _ in range(200):
-        job = await aclient.jobs.get(job["id"])
-        if job["state"] == "done":
-            break
+    deadline = time.monotonic() + 15
+    while job["state"] != "done" and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+        job = await aclient.jobs.get(job["id"])
     assert job["state"] == "done"
     assert (await session.refresh()).status == "processed"
 

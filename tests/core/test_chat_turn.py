@@ -33,7 +33,7 @@ class ScriptedRun:
 async def test_queued_deltas_are_sent_as_one() -> None:
     done = Done("msg_2", Usage(1, 3), timedelta(seconds=0.1))
     words = [Delta("The "), Delta("dog "), Delta("is "), Delta("Biscuit.")]
-    run = ScriptedRun([Started("msg_1", "ses_1"), *words, 0.05, Delta(" Bye."), done])
+    run = ScriptedRun([Started("msg_1", "ses_1"), *words, 0.3, Delta(" Bye."), done])
     turn = Turn(run, object())  # type: ignore[arg-type]
     events = []
     async for event in turn.events():

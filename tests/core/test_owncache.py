@@ -135,15 +135,16 @@ async def test_a_read_that_overlaps_a_write_is_not_kept(
         sessions = SessionStore(store)
         await sessions.insert("p", Session(id="s1", user_id="u", title="old"), None)
         cache: OwnWritesCache[Row] = OwnWritesCache(sessions.table, 0.0)
-        gate = asyncio.Event()
+        gate, loaded = asyncio.Event(), asyncio.Event()
 
         async def slow_load() -> Row | None:
             row = await sessions.table.first(Where().eq("project_id", "p").eq("id", "s1"))
+            loaded.set()
             await gate.wait()  # the write below commits while this read is "in flight"
             return row
 
         reader = asyncio.ensure_future(cache.get("s1", slow_load))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(loaded.wait(), 10)  # read, not yet returned
         async with cache.writing("s1") as settle:
             await sessions.table.writer.patch([{"id": "s1", "title": "new"}])
             settle(None)

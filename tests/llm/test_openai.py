@@ -120,7 +120,7 @@ async def test_closing_the_generation_closes_the_connection(
         if seen.closed_at is not None:
             break
         await asyncio.sleep(0.02)
-    assert seen.closed_at is not None and seen.closed_at - closed < 0.5
+    assert seen.closed_at is not None and seen.closed_at - closed < 1.0
     assert not seen.finished
 
 
@@ -141,8 +141,9 @@ async def test_cancelling_the_consumer_closes_the_connection(
         if seen.closed_at is not None:
             break
         await asyncio.sleep(0.02)
-    assert seen.closed_at is not None and seen.closed_at - cancelled < 0.1
-    assert 0 < seen.chunks_sent < 40
+    # well before the 2 s the whole reply takes (a tighter bound raced a busy machine's stalls)
+    assert seen.closed_at is not None and seen.closed_at - cancelled < 1.0
+    assert 0 < seen.chunks_sent < 40 and not seen.finished
 
 
 async def test_a_second_cancel_during_clean_up_still_closes(
