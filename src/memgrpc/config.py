@@ -87,7 +87,7 @@ class ServerConfig:
     metadata_cache_mb: int = 16
     # load the memories' search indexes into that cache at start and after an index build
     prewarm_indexes: bool = True
-    # memories the per-user recall cache may hold in all (core/indexcache.py), ~3.6 KiB each
+    # memories the per-user recall cache may hold in all (core/indexcache.py), ~3 KiB each
     recall_cache_rows: int = 300_000
     # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
     rate_limit_rps: float | None = None

@@ -28,7 +28,7 @@ from memgrpc.store.memories import MemoryFilter, MemoryTable
 
 # rows whose commit raced a refresh may carry an update_time a little before it
 _SLACK = timedelta(seconds=5)
-MAX_ROWS = 300_000  # memories held in all, ~3.6 KiB each (scripts/bench_cache_memory.py)
+MAX_ROWS = 300_000  # memories held in all, ~3 KiB each (scripts/bench_cache_memory.py)
 
 
 @dataclass

@@ -7,7 +7,7 @@ adding, removing or moving an item costs O(its distinct terms) and a search read
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +34,9 @@ class TermIndex:
             self._postings.setdefault(term, {})[slot] = tf
             self._cache.pop(term, None)
 
-    def remove(self, slot: int, counts: Mapping[str, int]) -> None:
-        """Drop ``slot``'s postings; ``counts`` must be what was added for it."""
-        for term in counts:
+    def remove(self, slot: int, terms: Iterable[str]) -> None:
+        """Drop ``slot``'s postings; ``terms`` must be those added for it."""
+        for term in terms:
             posting = self._postings.get(term)
             if posting is None:
                 continue
@@ -45,9 +45,9 @@ class TermIndex:
                 del self._postings[term]
             self._cache.pop(term, None)
 
-    def move(self, src: int, dst: int, counts: Mapping[str, int]) -> None:
-        """Renumber an item from slot ``src`` to the (free) slot ``dst``."""
-        for term in counts:
+    def move(self, src: int, dst: int, terms: Iterable[str]) -> None:
+        """Renumber an item (with ``terms``) from slot ``src`` to the (free) slot ``dst``."""
+        for term in terms:
             posting = self._postings[term]
             posting[dst] = posting.pop(src)
             self._cache.pop(term, None)

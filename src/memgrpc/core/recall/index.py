@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 import zlib
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,7 +77,8 @@ class UserIndex:
         self._dup = np.zeros(0, dtype=np.int64)
         # per slot, Python
         self._info: list[ItemInfo] = []
-        self._counts: list[Counter[str]] = []
+        # each item's distinct terms (interned: shared with the postings' keys), to unindex it
+        self._item_terms: list[tuple[str, ...]] = []
         self._keys: list[OrderKey] = []
         self._slot_of: dict[str, int] = {}
         self._terms = TermIndex()
@@ -86,8 +87,8 @@ class UserIndex:
         self._session_name: list[str] = []
         self._session_len = np.zeros(0)
         self._session_size: list[int] = []
-        self._session_keys: list[list[OrderKey]] = []
-        self._session_slot: list[dict[OrderKey, int]] = []
+        # each session's slots in turn order (by ``_keys``): no key -> slot map to keep per item
+        self._session_items: list[list[int]] = []
         self._session_next_pos: list[int] = []
         self._free_sessions: list[int] = []
         self._live_sessions = 0
@@ -157,7 +158,7 @@ class UserIndex:
 
         self._n += 1
         self._info.append(ItemInfo(item_id, text, speaker, session, position, when))
-        self._counts.append(counts)
+        self._item_terms.append(tuple(map(sys.intern, counts)))
         self._keys.append(key)
         self._slot_of[item_id] = slot
         self._vec[slot] = vec
@@ -173,12 +174,11 @@ class UserIndex:
         self._session_len[sid] += self._dl[slot]
         self._session_size[sid] += 1
 
-        keys = self._session_keys[sid]
-        at = bisect.bisect_left(keys, key)
-        before = self._session_slot[sid][keys[at - 1]] if at > 0 else -1
-        after = self._session_slot[sid][keys[at]] if at < len(keys) else -1
-        keys.insert(at, key)
-        self._session_slot[sid][key] = slot
+        items = self._session_items[sid]
+        at = bisect.bisect_left(items, key, key=self._keys.__getitem__)
+        before = items[at - 1] if at > 0 else -1
+        after = items[at] if at < len(items) else -1
+        items.insert(at, slot)
         self._prev[slot], self._next[slot] = before, after
         if before >= 0:
             self._next[before] = slot
@@ -231,15 +231,14 @@ class UserIndex:
             self._next[before] = after
         if after >= 0:
             self._prev[after] = before
-        keys = self._session_keys[sid]
-        del keys[bisect.bisect_left(keys, key)]
-        del self._session_slot[sid][key]
+        items = self._session_items[sid]
+        del items[bisect.bisect_left(items, key, key=self._keys.__getitem__)]
         self._session_len[sid] -= self._dl[slot]
         self._session_size[sid] -= 1
         if self._session_size[sid] == 0:
             self._release_session(sid)
         self._speaker_unref(int(self._spk[slot]))
-        self._terms.remove(slot, self._counts[slot])
+        self._terms.remove(slot, self._item_terms[slot])
 
         last = self._n - 1
         if slot != last:
@@ -247,7 +246,7 @@ class UserIndex:
             before = slot if before == last else before
             after = slot if after == last else after
         self._info.pop()
-        self._counts.pop()
+        self._item_terms.pop()
         self._keys.pop()
         self._n -= 1
         for s in (before, after):
@@ -418,12 +417,13 @@ class UserIndex:
             self._dup,
         ):
             arr[dst] = arr[src]
-        self._terms.move(src, dst, self._counts[src])
+        self._terms.move(src, dst, self._item_terms[src])
         self._info[dst] = self._info[src]
-        self._counts[dst] = self._counts[src]
+        self._item_terms[dst] = self._item_terms[src]
         self._keys[dst] = self._keys[src]
         self._slot_of[self._info[dst].id] = dst
-        self._session_slot[int(self._sess[dst])][self._keys[dst]] = dst
+        items = self._session_items[int(self._sess[dst])]
+        items[bisect.bisect_left(items, self._keys[src], key=self._keys.__getitem__)] = dst
         before, after = int(self._prev[dst]), int(self._next[dst])
         if before >= 0:
             self._next[before] = dst
@@ -448,8 +448,7 @@ class UserIndex:
             self._session_name[sid] = name
             self._session_len[sid] = 0.0
             self._session_size[sid] = 0
-            self._session_keys[sid] = []
-            self._session_slot[sid] = {}
+            self._session_items[sid] = []
             self._session_next_pos[sid] = 0
         else:
             sid = len(self._session_name)
@@ -459,8 +458,7 @@ class UserIndex:
                 grown[: self._session_len.shape[0]] = self._session_len
                 self._session_len = grown
             self._session_size.append(0)
-            self._session_keys.append([])
-            self._session_slot.append({})
+            self._session_items.append([])
             self._session_next_pos.append(0)
         if name:
             self._session_no[name] = sid
