@@ -199,6 +199,10 @@ class _Queued:
     body: EventBody
 
 
+def _reply(text: str, *, interrupted: bool) -> Message:
+    return Message(role="assistant", content=text, interrupted=interrupted)
+
+
 def _resolve(f: asyncio.Future[Message], m: Message) -> None:
     if not f.done():
         f.set_result(m)
@@ -520,15 +524,32 @@ class ChatService:
         finally:
             await gen.aclose()
         reply = "".join(parts)
-        # a cancel arriving now (the client left after the last delta) must not lose the whole
-        # reply: its write runs on, shielded and tracked, like an interrupted one
-        write = self.track(asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False)))
-        stored = await asyncio.shield(write)
-        # counted off the event loop: the prompt carries the recalled context (thousands of
-        # tokens), which on the loop held up every other call in flight
-        usage = gen.usage
-        if usage is None:
-            usage = await asyncio.to_thread(self._count_usage, prompt, reply)
+        with shared_embeddings(plan.embeddings):
+            if reply.strip():
+                # embedded now: the store below first waits for the session's lock (until the
+                # user message's memory is in), and then finds this embedding done or running
+                text = embedded_text(_reply(reply, interrupted=False))
+                ahead = asyncio.ensure_future(self._embedder.embed([text]))
+                ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # the store's
+            # a cancel arriving now (the client left after the last delta) must not lose the
+            # whole reply: its write runs on, shielded and tracked, like an interrupted one
+            write = self.track(
+                asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False))
+            )
+
+        async def usage_of() -> Usage:
+            # counted off the event loop: the prompt carries the recalled context (thousands of
+            # tokens), which on the loop held up every other call in flight
+            if gen.usage is not None:
+                return gen.usage
+            return await asyncio.to_thread(self._count_usage, prompt, reply)
+
+        counting = asyncio.ensure_future(usage_of())  # while the reply is stored
+        try:
+            stored = await asyncio.shield(write)
+            usage = await counting
+        finally:
+            counting.cancel()  # a no-op once counted
         emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
 
     def _count_usage(self, prompt: Sequence[ChatMessage], reply: str) -> Usage:
@@ -538,8 +559,10 @@ class ChatService:
     async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
         if not text.strip():
             return None  # nothing was said: no message
-        reply = Message(role="assistant", content=text, interrupted=interrupted)
-        return (await self._messages.add(plan.project_id, plan.session_id, [reply]))[0]
+        added = await self._messages.add(
+            plan.project_id, plan.session_id, [_reply(text, interrupted=interrupted)]
+        )
+        return added[0]
 
     async def _store_interrupted(self, plan: Plan, text: str) -> None:
         """Store a partial reply, shielded: the turn's own cancellation must not stop it."""
