@@ -256,7 +256,7 @@ def main() -> int:
             # ingest, one after the other
             t_m = ingest_memgrpc(stub, grpc_reqs, args.size)
             t0 = time.perf_counter()
-            asyncio.run(maintain(data, ann=True))  # the server's maintainer quiet, then one pass
+            asyncio.run(maintain(data, server.pid, ann=True))  # the maintainer quiet, then a pass
             idx_m = time.perf_counter() - t0 - 9.5  # less the 8 s quiet check + 1.5 s sleep
             t_c = ingest_chroma(client, cid, bodies)
             idx_c = chroma_indexed(client, cid, args.size)
