@@ -530,7 +530,8 @@ class ChatService:
                 # user message's memory is in), and then finds this embedding done or running
                 text = embedded_text(_reply(reply, interrupted=False))
                 ahead = asyncio.ensure_future(self._embedder.embed([text]))
-                ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # the store's
+                # a failure reaches the turn through the store, which awaits this embedding
+                ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
             # a cancel arriving now (the client left after the last delta) must not lose the
             # whole reply: its write runs on, shielded and tracked, like an interrupted one
             write = self.track(
