@@ -165,6 +165,21 @@ async def test_both_messages_stored_and_searchable(chat, sessions, memory_stub, 
     }
 
 
+async def test_a_turn_runs_the_model_once_per_message(chat, new_key, server) -> None:
+    """The user message is embedded once for its store, its recall and the summaries; the reply
+    once, ahead of its store (which first waits for the session's lock) and shared with it."""
+    _, key = await new_key()
+    first = await turn(chat, key, user_id="fi", message="I adopted a cat named Miso.")
+    embedder = server.app.embedder
+    before = embedder.texts
+    events = await turn(
+        chat, key, session_id=first[0].started.session_id, message="What is my cat called?"
+    )
+    assert kinds(events)[-1] == "done" and events[-1].done.assistant_message_id
+    assert "Miso" in text_of(events)
+    assert embedder.texts - before == 2
+
+
 async def test_session_continues_with_history(chat, sessions, new_key) -> None:
     _, key = await new_key()
     first = await turn(chat, key, user_id="di", message="My favourite colour is teal.")
