@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bytes per memory held by the recall cache (core/indexcache.py), measured with tracemalloc.
+"""Bytes per memory held by the recall cache (core/memory/recall_cache.py), measured with tracemalloc.
 
 One user's memories, made like scripts/load.py's (a sentence, a 384-d vector, timestamps), go
 into a cached user two ways: loaded at once (as a first search loads a user from the store) and
@@ -30,7 +30,7 @@ from benchdoc import report  # noqa: E402
 from load import sentence  # noqa: E402
 
 from memgrpc.core import indexcache  # noqa: E402
-from memgrpc.core.recall import UserIndex  # noqa: E402
+from memgrpc.core.memory.recall import UserIndex  # noqa: E402
 
 DIM = 384
 

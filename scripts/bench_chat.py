@@ -35,7 +35,7 @@ import grpc
 from benchdoc import append_results
 
 from memgrpc.config import ServerConfig
-from memgrpc.core.chat import TurnTiming
+from memgrpc.core.chat.turn import TurnTiming
 from memgrpc.embed import load_embedder
 from memgrpc.server.app import start
 from memgrpc.server.logging import configure_logging

@@ -1,4 +1,4 @@
-"""Offline recall evaluation of ``memgrpc.core.recall`` on LoCoMo-format conversations.
+"""Offline recall evaluation of ``memgrpc.core.memory.recall`` on LoCoMo-format conversations.
 
 Protocol (shared/bench/README.md): each conversation is one user's memory, each turn one
 message (id = dia_id, the speaker's name, the session's date as its time, the session as
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from memgrpc.core.recall import RankParams, UserIndex, embed_text
+from memgrpc.core.memory.recall import RankParams, UserIndex, embed_text
 from memgrpc.embed import int8
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "locomo_dev.json"

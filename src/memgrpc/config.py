@@ -87,7 +87,7 @@ class ServerConfig:
     metadata_cache_mb: int = 16
     # load the memories' search indexes into that cache at start and after an index build
     prewarm_indexes: bool = True
-    # memories the per-user recall cache may hold in all (core/indexcache.py), ~3 KiB each
+    # memories the per-user recall cache may hold in all (core/memory/recall_cache.py), ~3 KiB each
     recall_cache_rows: int = 300_000
     # per-API-key token bucket (server/ratelimit.py); None = no limit, burst None = 2 x rps
     rate_limit_rps: float | None = None
@@ -100,7 +100,7 @@ class ServerConfig:
     metrics_addr: str | None = None
     # OpenTelemetry tracing (server/telemetry.py; needs the `otel` extra)
     otel: bool = False
-    # chat (core/chat.py, llm/): the provider a request without one gets, and the
+    # chat (core/chat/turn.py, llm/): the provider a request without one gets, and the
     # OpenAI-compatible endpoint (an API key alone means api.openai.com)
     chat_provider: str = "local"
     openai_base_url: str | None = None

@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format, timestamp_pb2
 
-from memgrpc.core.ids import derived_id
+from memgrpc.core.kernel.ids import derived_id
 
 DEFAULT_ADDR = "127.0.0.1:50051"
 API_KEY_ENV = "MEMGRPC_API_KEY"

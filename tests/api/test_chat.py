@@ -16,9 +16,9 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
-from memgrpc.core.chat import ChatRequest
-from memgrpc.core.chat_replay import fingerprint
-from memgrpc.core.ids import derived_id
+from memgrpc.core.chat.replay import fingerprint
+from memgrpc.core.chat.turn import ChatRequest
+from memgrpc.core.kernel.ids import derived_id
 from memgrpc.embed import Embedder
 from memgrpc.server.app import start
 from memgrpc.store.filters import Where

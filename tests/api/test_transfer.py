@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from memgrpc.core.transfer import IMPORT_BATCH
+from memgrpc.core.memory.transfer import IMPORT_BATCH
 from memgrpc.embed import Embedder
 from memgrpc.server.app import start
 from memgrpc.v1 import admin_pb2_grpc, memory_pb2_grpc

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from memgrpc.core.chat import Delta, Done, Emit, Started, Turn
+from memgrpc.core.chat.turn import Delta, Done, Emit, Started, Turn
 from memgrpc.llm import Usage
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from memgrpc.core.memories import MemoryService
-from memgrpc.core.messages import MessageService, _as_memory
-from memgrpc.core.records import Message, Session, message_row
-from memgrpc.core.session_store import SessionStore
-from memgrpc.core.types import MemoryQuery
+from memgrpc.core.conversation.messages import MessageService, _as_memory
+from memgrpc.core.conversation.records import Message, Session, message_row
+from memgrpc.core.conversation.session_store import SessionStore
+from memgrpc.core.memory.model import MemoryQuery
+from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from memgrpc.core import cursor
-from memgrpc.core.errors import InvalidArgument
-from memgrpc.core.processing import Sentence, pick, render, split_sentences
-from memgrpc.core.records import Message
+from memgrpc.core.conversation.records import Message
+from memgrpc.core.intelligence.processing import Sentence, pick, render, split_sentences
+from memgrpc.core.kernel import cursor
+from memgrpc.core.kernel.errors import InvalidArgument
 
 
 def test_split_sentences() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of memgrpc.core.recall on small synthetic conversations (no model needed)."""
+"""Unit tests of memgrpc.core.memory.recall on small synthetic conversations (no model needed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from memgrpc.core.recall import RankParams, UserIndex, embed_text, index_text, tokenize
-from memgrpc.core.recall.text import is_question, is_when_query, query_day_ranges
+from memgrpc.core.memory.recall import RankParams, UserIndex, embed_text, index_text, tokenize
+from memgrpc.core.memory.recall.text import is_question, is_when_query, query_day_ranges
 
 DIM = 16
 DAY1 = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)

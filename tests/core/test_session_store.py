@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from memgrpc.core import session_store
-from memgrpc.core.memories import MemoryService
-from memgrpc.core.messages import MessageService
-from memgrpc.core.records import Message, Session
-from memgrpc.core.session_store import SessionStore
+from memgrpc.core.conversation import session_store
+from memgrpc.core.conversation.messages import MessageService
+from memgrpc.core.conversation.records import Message, Session
+from memgrpc.core.conversation.session_store import SessionStore
+from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder
 from memgrpc.store.db import Store, StoreConfig
 from tests.convhelpers import eventually

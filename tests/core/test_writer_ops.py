@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memgrpc.core.records import user_pk
-from memgrpc.core.users import UserRegistry
+from memgrpc.core.conversation.activity import UserRegistry
+from memgrpc.core.conversation.records import user_pk
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.filters import Where
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from memgrpc.core import principal
-from memgrpc.core.errors import InvalidArgument, NotFound
+from memgrpc.core.access import principal
+from memgrpc.core.kernel.errors import InvalidArgument, NotFound
 
 SERVICE = "memgrpc.v1.Probe"
 

@@ -15,7 +15,7 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from memgrpc.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from memgrpc.core.kernel.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from memgrpc.server import errors
 from memgrpc.server.logging import set_stream
 from memgrpc.v1 import admin_pb2, admin_pb2_grpc

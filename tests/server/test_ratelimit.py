@@ -18,8 +18,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from memgrpc.config import ConfigError, ServerConfig
-from memgrpc.core.errors import ResourceExhausted
-from memgrpc.core.principal import Scope
+from memgrpc.core.access.principal import Scope
+from memgrpc.core.kernel.errors import ResourceExhausted
 from memgrpc.embed import Embedder
 from memgrpc.server import ratelimit
 from memgrpc.server.app import App, start

@@ -1,4 +1,4 @@
-"""AdminService servicer: translates between protos and core.admin, nothing else."""
+"""AdminService servicer: translates between protos and core.access.keys, nothing else."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Iterable
 import grpc
 
 from memgrpc.api.convert import to_ts
-from memgrpc.core import principal
-from memgrpc.core.admin import AdminService, ApiKey, Project
-from memgrpc.core.errors import AlreadyExists, Violations
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.principal import Scope
+from memgrpc.core.access import principal
+from memgrpc.core.access.keys import AdminService, ApiKey, Project
+from memgrpc.core.access.principal import Scope
+from memgrpc.core.kernel.errors import AlreadyExists, Violations
+from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.v1 import admin_pb2 as pb
 from memgrpc.v1 import admin_pb2_grpc
 

@@ -1,4 +1,4 @@
-"""ChatService servicer: translates between protos and core.chat / core.chat_async, nothing else.
+"""ChatService servicer: translates between protos and core.chat.turn / core.chat.background, nothing else.
 
 A failure after `started` reaches the client twice, on purpose: as an `error` event (for
 callers that only read events) and as the call's status with ErrorInfo (and RetryInfo), which
@@ -14,8 +14,10 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 
 from memgrpc.api import convert
-from memgrpc.core import principal
-from memgrpc.core.chat import (
+from memgrpc.core.access import principal
+from memgrpc.core.chat.background import BackgroundChats, ChatResult
+from memgrpc.core.chat.replay import ChatReplays
+from memgrpc.core.chat.turn import (
     ChatEvent,
     ChatRequest,
     ChatService,
@@ -25,10 +27,8 @@ from memgrpc.core.chat import (
     Failed,
     Started,
 )
-from memgrpc.core.chat_async import BackgroundChats, ChatResult
-from memgrpc.core.chat_replay import ChatReplays
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.types import SearchHit
+from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.model import SearchHit
 from memgrpc.llm import Usage
 from memgrpc.server.errors import to_rpc_status
 from memgrpc.v1 import chat_pb2 as pb
@@ -136,7 +136,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatEvent]:
         project = principal.current().project_id
-        # a retried request_id replays the first attempt (core/chat_replay.py)
+        # a retried request_id replays the first attempt (core/chat/replay.py)
         turn = await self._replays.stream(project, _request(request), request.request_id)
         # the call ending any way (cancel, deadline) stops the turn, wherever this generator is
         context.add_done_callback(lambda _: turn.cancel())

@@ -1,4 +1,4 @@
-"""ContextService servicer: translates between protos and core.context, nothing else."""
+"""ContextService servicer: translates between protos and core.chat.context, nothing else."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import replace
 import grpc
 
 from memgrpc.api import convert
-from memgrpc.core import principal
-from memgrpc.core.context import ContextRequest, ContextService, Strategy
-from memgrpc.core.errors import Violations
+from memgrpc.core.access import principal
+from memgrpc.core.chat.context import ContextRequest, ContextService, Strategy
+from memgrpc.core.kernel.errors import Violations
 from memgrpc.v1 import context_pb2 as pb
 from memgrpc.v1 import context_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb

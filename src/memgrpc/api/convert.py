@@ -8,8 +8,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
-from memgrpc.core.errors import Violations
-from memgrpc.core.records import (
+from memgrpc.core.conversation.records import (
     JOB_STATES,
     SESSION_STATUSES,
     Job,
@@ -18,12 +17,13 @@ from memgrpc.core.records import (
     SessionStatus,
     User,
 )
-from memgrpc.core.types import MEMORY_TYPES, Memory, MemoryQuery, MemoryVersion
+from memgrpc.core.kernel.errors import Violations
+from memgrpc.core.memory.model import MEMORY_TYPES, Memory, MemoryQuery, MemoryVersion
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import sessions_pb2 as sessions_pb
 from memgrpc.v1 import users_pb2 as users_pb
 
-# MEMORY_TYPE_JOURNAL = 1 ... in the order of core.types.MEMORY_TYPES
+# MEMORY_TYPE_JOURNAL = 1 ... in the order of core.memory.model.MEMORY_TYPES
 _TYPE_TO_NAME = {i + 1: name for i, name in enumerate(MEMORY_TYPES)}
 _NAME_TO_TYPE = {name: i for i, name in _TYPE_TO_NAME.items()}
 

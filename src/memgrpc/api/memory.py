@@ -1,4 +1,4 @@
-"""MemoryService servicer: translates between protos and core.memories, nothing else."""
+"""MemoryService servicer: translates between protos and core.memory.service, nothing else."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
 from memgrpc.api import convert, transfer
-from memgrpc.core import principal
-from memgrpc.core.errors import DomainError, InvalidArgument, Violations
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.memories import BatchOp, MemoryService, SearchMode
-from memgrpc.core.transfer import Transfer
-from memgrpc.core.types import Page, Patch
+from memgrpc.core.access import principal
+from memgrpc.core.kernel.errors import DomainError, InvalidArgument, Violations
+from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.model import Page, Patch
+from memgrpc.core.memory.service import BatchOp, MemoryService, SearchMode
+from memgrpc.core.memory.transfer import Transfer
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 

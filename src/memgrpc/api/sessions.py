@@ -8,14 +8,14 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
-from memgrpc.core import principal
-from memgrpc.core.errors import Violations
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.jobs import JobRunner
-from memgrpc.core.messages import MessageService
-from memgrpc.core.records import SessionStatus
-from memgrpc.core.sessions import SessionQuery, SessionService
-from memgrpc.core.types import Page
+from memgrpc.core.access import principal
+from memgrpc.core.conversation.jobs import JobRunner
+from memgrpc.core.conversation.messages import MessageService
+from memgrpc.core.conversation.records import SessionStatus
+from memgrpc.core.conversation.sessions import SessionQuery, SessionService
+from memgrpc.core.kernel.errors import Violations
+from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.model import Page
 from memgrpc.v1 import memory_pb2, sessions_pb2_grpc
 from memgrpc.v1 import sessions_pb2 as pb
 

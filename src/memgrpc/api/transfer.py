@@ -1,4 +1,4 @@
-"""Proto <-> domain conversion for ExportMemories / ImportMemories (core.transfer does the work)."""
+"""Proto <-> domain conversion for ExportMemories / ImportMemories (core.memory.transfer does the work)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterable
 import numpy as np
 
 from memgrpc.api import convert
-from memgrpc.core.errors import Violations
-from memgrpc.core.transfer import ImportSummary, Record
-from memgrpc.core.types import MemoryVersion
+from memgrpc.core.kernel.errors import Violations
+from memgrpc.core.memory.model import MemoryVersion
+from memgrpc.core.memory.transfer import ImportSummary, Record
 from memgrpc.v1 import memory_pb2 as pb
 
 # an export response stays well below any sane message size limit (one large record may not)

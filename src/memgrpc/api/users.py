@@ -1,4 +1,4 @@
-"""UserService servicer: translates between protos and core.user_service, nothing else."""
+"""UserService servicer: translates between protos and core.conversation.users, nothing else."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
-from memgrpc.core import principal
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.types import Page
-from memgrpc.core.user_service import UserService
+from memgrpc.core.access import principal
+from memgrpc.core.conversation.users import UserService
+from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.model import Page
 from memgrpc.v1 import users_pb2 as pb
 from memgrpc.v1 import users_pb2_grpc
 

@@ -27,20 +27,20 @@ from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
-from memgrpc.core.admin import AdminService, Authenticator
-from memgrpc.core.chat import ChatService
-from memgrpc.core.chat_async import BackgroundChats
-from memgrpc.core.chat_replay import ChatReplays
-from memgrpc.core.context import ContextService, SessionMessages
-from memgrpc.core.idempotency import Idempotency
-from memgrpc.core.jobs import AutoProcessor, JobRunner
-from memgrpc.core.memories import MemoryService
-from memgrpc.core.messages import MessageService
-from memgrpc.core.processing import default_steps
-from memgrpc.core.purge import UserData
-from memgrpc.core.session_store import SessionStore
-from memgrpc.core.sessions import SessionService
-from memgrpc.core.user_service import UserService
+from memgrpc.core.access.keys import AdminService, Authenticator
+from memgrpc.core.chat.background import BackgroundChats
+from memgrpc.core.chat.context import ContextService, SessionMessages
+from memgrpc.core.chat.replay import ChatReplays
+from memgrpc.core.chat.turn import ChatService
+from memgrpc.core.conversation.jobs import AutoProcessor, JobRunner
+from memgrpc.core.conversation.messages import MessageService
+from memgrpc.core.conversation.purge import UserData
+from memgrpc.core.conversation.session_store import SessionStore
+from memgrpc.core.conversation.sessions import SessionService
+from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.processing import default_steps
+from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.embed.shared import SharingEmbedder
 from memgrpc.llm import LLMConfig, Providers, build_providers

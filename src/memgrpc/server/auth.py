@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from memgrpc.core.principal import Scope
+from memgrpc.core.access.principal import Scope
 
 EXEMPT_SERVICES = frozenset(
     {
@@ -62,7 +62,7 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _CHAT + "ChatAsync": Scope.WRITE,
     _CHAT + "GetChatResult": Scope.READ,
     _CHAT + "ListProviders": Scope.READ,
-    # AdminService (project and key rules beyond the scope live in core.admin)
+    # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,
     _ADMIN + "ListProjects": Scope.ADMIN,

@@ -16,7 +16,7 @@ it from prometheus_client's HTTP server thread, so a scrape never waits for the 
   need LanceDB calls, so they are read at scrape time on the server's loop (off the request path),
   at most every `store_refresh_s` seconds; a scrape in between gets the cached values, and
   memgrpc_store_stats_age_seconds says how old they are.
-- Recall cache (core/indexcache.py): users and memories held in memory (read at scrape time);
+- Recall cache (core/memory/recall_cache.py): users and memories held in memory (read at scrape time);
   with memgrpc_store_cache_bytes, the parts of the RSS that grow with the data by design.
 - Process: the usual process_* / python_* collectors.
 """
@@ -44,7 +44,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from memgrpc.core.indexcache import IndexCache
+from memgrpc.core.memory.recall_cache import IndexCache
 from memgrpc.embed import BatchingEmbedder
 from memgrpc.store.db import Store, list_versions
 from memgrpc.store.maintenance import Maintainer

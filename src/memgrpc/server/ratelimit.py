@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import grpc
 
 from memgrpc.config import ServerConfig
-from memgrpc.core import principal as principal_ctx
-from memgrpc.core.errors import ResourceExhausted
+from memgrpc.core.access import principal as principal_ctx
+from memgrpc.core.kernel.errors import ResourceExhausted
 from memgrpc.server import auth
 from memgrpc.server.handlers import wrap
 

@@ -28,7 +28,7 @@ import structlog
 
 from memgrpc import __version__, tracing
 from memgrpc.config import ENV, ConfigError, ServerConfig
-from memgrpc.core.indexcache import IndexCache
+from memgrpc.core.memory.recall_cache import IndexCache
 from memgrpc.embed import BatchingEmbedder
 from memgrpc.server import errors
 from memgrpc.server.handlers import wrap

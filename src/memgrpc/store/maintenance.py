@@ -231,7 +231,7 @@ class Maintainer:
 async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
     """Around a compaction or index build here: its versions are adopted as own when it ends,
     failed or not (a failed pass may have committed its compaction before an index conflict),
-    and the writer says it is maintaining until then (core/indexcache.py waits for that)."""
+    and the writer says it is maintaining until then (core/memory/recall_cache.py waits for that)."""
     with writer.maintaining():
         before = int(await tbl.version())
         try:
@@ -246,7 +246,7 @@ async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
 async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
     """Count as own the versions after `before` that changed no rows: this pass's compaction and
     index commits. A version that added or removed rows meanwhile is another replica's write,
-    which caches of this process must still see (core/owncache.py), so it is left out."""
+    which caches of this process must still see (core/kernel/rowcache.py), so it is left out."""
     after = int(await tbl.version())
     if after <= before:
         return

@@ -1,0 +1,587 @@
+"""A chat turn with memory (Sovant send_message, Sonzai chat): store the user's message, recall,
+stream the provider's reply as it is produced, store the reply.
+
+Order and durability: the user message is committed before generation starts (`started` carries
+its id); recall runs meanwhile, so the turn pays max(store, recall), not their sum. The message's
+memory (its search index entry) commits once recall is done (it is not recalled in its own turn,
+and on two cores its commit slowed both legs) and before the reply is stored; a crash in between
+is repaired by the session's next write (MessageService._heal). The turn runs the model once, as
+soon as the request is valid: the message as stored is embedded and serves as the query vector
+too. The reply is stored when the provider finishes (`done` carries its id). A turn that is
+cancelled (the client went away or its deadline passed) closes the provider stream at once, which
+for HTTP providers closes the connection, and stores what was generated marked `interrupted`;
+that write is shielded from the cancellation.
+
+A streamed turn runs in its own task (`Turn`), so the caller's cancellation reaches it wherever
+the caller was (awaiting an event or writing one to the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from memgrpc.core.chat.context import Context, ContextRequest, ContextService
+from memgrpc.core.conversation.messages import MessageService, embedded_text
+from memgrpc.core.conversation.records import Message, Session
+from memgrpc.core.conversation.sessions import SessionService
+from memgrpc.core.kernel import validation
+from memgrpc.core.kernel.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+    Violations,
+)
+from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.memory.model import SearchHit
+from memgrpc.embed.base import Vectors
+from memgrpc.embed.shared import Memo, row_of, shared_embeddings
+from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+MAX_TEMPERATURE = 2.0
+MAX_MODEL_CHARS = 256
+HISTORY_TURNS = 10  # earlier messages of the session sent as chat turns
+TITLE_CHARS = 80  # a session made for a turn is titled with the message's start
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+COALESCE_AFTER_S = 0.02  # a delta that waited this long for the consumer takes the next along
+_CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    message: str
+    session_id: str = ""
+    user_id: str = ""
+    use_memory: bool = True
+    provider: str = ""
+    model: str = ""
+    temperature: float | None = None
+    system_prompt: str = ""
+    max_tokens: int | None = None
+
+
+# -- events, in stream order: started, context, delta..., then done or failed -------------------
+@dataclass(frozen=True)
+class Started:
+    user_message_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ContextUsed:
+    memories: list[SearchHit]
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    assistant_message_id: str
+    usage: Usage
+    latency: timedelta
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: DomainError
+
+
+EventBody = Started | ContextUsed | Delta | Done | Failed
+Emit = Callable[[EventBody], None]
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    sequence: int
+    create_time: datetime
+    body: EventBody
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    models: tuple[str, ...]
+    default_model: str
+    is_default: bool
+    available: bool
+
+
+class TurnEmbedder(Protocol):
+    async def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated turn, ready to run; nothing of it is stored yet (but a session made for it).
+
+    `session` is None when only its id is known yet (a streamed turn in an existing session:
+    storing the message checks the session anyway, and recall looks it up meanwhile)."""
+
+    project_id: str
+    request: ChatRequest
+    session_id: str
+    session: Session | None
+    provider: Provider
+    model: str
+    started: float  # perf_counter() when the request arrived
+    user_message: Message
+    # the turn's embeddings, computed ahead (see shared_embeddings)
+    embeddings: Memo = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnTiming:
+    """Where a turn's time to first delta went (for benchmarks and diagnostics)."""
+
+    to_first_delta_s: float  # from the request to the first delta handed on
+    provider_first_token_s: float  # the provider's own part of it
+
+
+def provider_failure(exc: ProviderError) -> DomainError:
+    """The domain error (and so the gRPC status) a provider failure is reported as."""
+    meta = {"provider": exc.provider}
+    if exc.status is not None:
+        meta["http_status"] = str(exc.status)
+    what = f"LLM provider {exc.provider!r}: {exc.message}"
+    match exc.kind:
+        case "auth":
+            return FailedPrecondition(
+                f"{what} (it rejected memgrpc's credentials; check the provider API key)",
+                reason="PROVIDER_AUTH_FAILED",
+                metadata=meta,
+            )
+        case "rate_limited":
+            return ResourceExhausted(
+                what, reason="PROVIDER_RATE_LIMITED", metadata=meta, retry_after_s=exc.retry_after_s
+            )
+        case "timeout":
+            return DeadlineExceeded(what, reason="PROVIDER_TIMEOUT", metadata=meta)
+        case "rejected":
+            return InvalidArgument(what, reason="PROVIDER_REJECTED_REQUEST", metadata=meta)
+        case "not_found":
+            return FailedPrecondition(what, reason="PROVIDER_MODEL_NOT_FOUND", metadata=meta)
+        case "not_configured":
+            return FailedPrecondition(what, reason="PROVIDER_NOT_CONFIGURED", metadata=meta)
+        case "bad_response":
+            return Unavailable(what, reason="PROVIDER_BAD_RESPONSE", metadata=meta)
+        case _:
+            return Unavailable(
+                what, reason="PROVIDER_UNAVAILABLE", metadata=meta, retry_after_s=exc.retry_after_s
+            )
+
+
+@dataclass(frozen=True)
+class _Queued:
+    create_time: datetime
+    at: float  # perf_counter() when emitted
+    body: EventBody
+
+
+def _reply(text: str, *, interrupted: bool) -> Message:
+    return Message(role="assistant", content=text, interrupted=interrupted)
+
+
+def _resolve(f: asyncio.Future[Message], m: Message) -> None:
+    if not f.done():
+        f.set_result(m)
+
+
+def _settle_store(
+    done: asyncio.Future[list[Message]], stored: asyncio.Future[Message], session_id: str
+) -> None:
+    """Hand the store's failure to the turn, or log it when the turn had already started."""
+    if done.cancelled():
+        if not stored.done():
+            stored.cancel()
+        return
+    exc = done.exception()
+    if exc is None:
+        return
+    if not stored.done():
+        stored.set_exception(exc)
+    else:  # the message is stored; the next write to the session indexes it and recounts
+        log.warning("user_message_not_indexed", session_id=session_id, error=str(exc))
+
+
+class Turn:
+    """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
+
+    The task is kept by the service until it ends, so an interrupted reply is still stored
+    after the caller is gone. Deltas that waited `COALESCE_AFTER_S` or more for the consumer
+    go out as one with those queued behind them: a loaded server would otherwise send a reply
+    word by word, each write waiting its turn on the event loop. Nothing waits for more text,
+    and an idle server streams word by word.
+    """
+
+    def __init__(self, service: ChatService, plan: Plan) -> None:
+        self._queue: deque[_Queued | BaseException | None] = deque()
+        self._ready = asyncio.Event()
+        self._sequence = 0
+        self._cancelled = False
+        self._task = service.track(asyncio.ensure_future(self._drive(service, plan)))
+
+    def _put(self, item: _Queued | BaseException | None) -> None:
+        self._queue.append(item)
+        self._ready.set()
+
+    def _emit(self, body: EventBody) -> None:
+        self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
+
+    async def _drive(self, service: ChatService, plan: Plan) -> None:
+        try:
+            await service.run(plan, self._emit)
+        except asyncio.CancelledError:
+            raise  # only its consumer cancels it, and that consumer is gone
+        except BaseException as exc:
+            self._put(exc)
+        else:
+            self._put(None)
+
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        """Events as they happen; raises the error that ended the turn (after its `Failed`)."""
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._queue.popleft()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            body = item.body
+            if isinstance(body, Delta) and time.perf_counter() - item.at >= COALESCE_AFTER_S:
+                parts = [body.text]
+                while (
+                    self._queue
+                    and isinstance(nxt := self._queue[0], _Queued)
+                    and isinstance(nxt.body, Delta)
+                ):
+                    parts.append(nxt.body.text)
+                    self._queue.popleft()
+                body = Delta("".join(parts))
+            self._sequence += 1
+            yield ChatEvent(self._sequence, item.create_time, body)
+
+    def cancel(self) -> None:
+        """Stop the turn (once: a second cancellation would interrupt its clean-up)."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._task.cancel()
+
+
+class ChatService:
+    def __init__(
+        self,
+        sessions: SessionService,
+        messages: MessageService,
+        context: ContextService,
+        providers: Providers,
+        embedder: TurnEmbedder,
+    ) -> None:
+        self._sessions = sessions
+        self._messages = messages
+        self._context = context
+        self._providers = providers
+        self._embedder = embedder
+        self._tasks: set[asyncio.Future[Any]] = set()
+        # called once per turn at its first delta (benchmarks read the provider's share)
+        self.on_first_delta: Callable[[TurnTiming], None] | None = None
+
+    # -- providers --------------------------------------------------------------------------
+    def providers(self) -> list[ProviderInfo]:
+        return [
+            ProviderInfo(
+                p.name,
+                p.models,
+                p.default_model,
+                p.name == self._providers.default,
+                p.available,
+            )
+            for p in self._providers.all()
+        ]
+
+    # -- plan: validate, pick the provider, resolve the session ------------------------------
+    def _validate(self, r: ChatRequest) -> Provider:
+        v = Violations()
+        validation.check_content(v, "message", r.message)
+        validation.check_id(v, "session_id", r.session_id, required=False)
+        validation.check_id(v, "user_id", r.user_id, required=False)
+        if not r.session_id and not r.user_id:
+            v.add("session_id", "give session_id, or user_id to start a new session")
+        if r.temperature is not None and not (
+            math.isfinite(r.temperature) and 0.0 <= r.temperature <= MAX_TEMPERATURE
+        ):
+            v.add("temperature", f"must be between 0 and {MAX_TEMPERATURE}")
+        if r.max_tokens is not None and r.max_tokens <= 0:
+            v.add("max_tokens", "must be positive (leave it unset for the provider's default)")
+        if len(r.system_prompt.encode("utf-8")) > validation.MAX_CONTENT_BYTES:
+            v.add("system_prompt", f"must be at most {validation.MAX_CONTENT_BYTES} bytes")
+        elif "\x00" in r.system_prompt:
+            v.add("system_prompt", "must not contain NUL characters")
+        if len(r.model) > MAX_MODEL_CHARS or any(c.isspace() for c in r.model):
+            v.add("model", f"must be at most {MAX_MODEL_CHARS} characters without whitespace")
+        provider = self._providers.get(r.provider)
+        if provider is None:
+            names = ", ".join(p.name for p in self._providers.all())
+            v.add("provider", f"unknown provider {r.provider!r} (configured: {names})")
+        v.raise_if_any()
+        assert provider is not None  # a violation otherwise
+        return provider
+
+    async def plan(self, project_id: str, r: ChatRequest, *, look_up: bool = True) -> Plan:
+        """Check everything that can fail before anything is stored; `look_up=False` leaves an
+        existing session's checks to the store of the user message (one read less up front)."""
+        started = time.perf_counter()
+        provider = self._validate(r)
+        if not provider.available:
+            raise FailedPrecondition(
+                f"LLM provider {provider.name!r} is not configured on this server",
+                reason="PROVIDER_NOT_CONFIGURED",
+                metadata={"provider": provider.name},
+            )
+        user_message = Message(id=new_id("msg"), role="user", content=r.message)
+        stored_text = embedded_text(user_message)
+        memo: Memo = {}
+        with shared_embeddings(memo):  # runs while the session is looked up
+            ahead = asyncio.ensure_future(self._embedder.embed([stored_text]))
+        ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures: see run()
+        if r.use_memory:
+            # one model run per turn: the message as stored ('user said, "..."') is the query
+            # vector too (the full-text leg still gets the bare message)
+            memo.setdefault(r.message, row_of(ahead, 0))
+        try:
+            # with a user_id the session is made, or must be checked to be that user's
+            session = await self._session(project_id, r) if look_up or r.user_id else None
+        except BaseException:
+            ahead.cancel()
+            raise
+        model = r.model or provider.default_model
+        session_id = session.id if session is not None else r.session_id
+        return Plan(
+            project_id, r, session_id, session, provider, model, started, user_message, memo
+        )
+
+    async def _session(self, project_id: str, r: ChatRequest) -> Session:
+        if not r.session_id:
+            title = " ".join(r.message.split())[:TITLE_CHARS]
+            return await self._sessions.create(project_id, Session(user_id=r.user_id, title=title))
+        s = await self._sessions.get(project_id, r.session_id)
+        if r.user_id and s.user_id != r.user_id:
+            raise InvalidArgument.field("user_id", f"session {s.id} belongs to another user")
+        if s.status in _CLOSED:
+            raise FailedPrecondition(
+                f"session {s.id} is {s.status}: it takes no more messages",
+                reason=_CLOSED[s.status],
+                metadata={"session_id": s.id, "status": s.status},
+            )
+        return s
+
+    # -- run ---------------------------------------------------------------------------------
+    def start(self, plan: Plan) -> Turn:
+        """Run the planned turn in its own task; read it through `Turn.events()`."""
+        return Turn(self, plan)
+
+    async def stream(self, project_id: str, r: ChatRequest) -> Turn:
+        """Plan (as little as possible up front: this is the latency-sensitive path) and start."""
+        return self.start(await self.plan(project_id, r, look_up=False))
+
+    def track(self, task: asyncio.Future[T]) -> asyncio.Future[T]:
+        """Keep `task` alive until it ends (and let `stop` wait for it)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def run(self, plan: Plan, emit: Emit) -> None:
+        """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
+        a `Failed` event is emitted first."""
+        r, user_message = plan.request, plan.user_message
+        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
+            recall = asyncio.ensure_future(self._recall(plan))
+            store = asyncio.ensure_future(
+                self._messages.add(
+                    plan.project_id,
+                    plan.session_id,
+                    [user_message],
+                    minted_ids=True,
+                    on_stored=lambda ms: _resolve(stored, ms[0]),
+                    index_after=recall,  # the message's memory is not recalled in this turn
+                )
+            )
+        recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
+        # generation starts once the message row is committed; its memory and the session's
+        # counters may still be in flight (the reply's own store waits for them, under the
+        # session's lock, and after a crash the next write to the session completes them)
+        store.add_done_callback(lambda f: _settle_store(f, stored, plan.session_id))
+        self.track(store)
+        try:
+            message = await stored
+        except BaseException:
+            recall.cancel()
+            raise
+        emit(Started(message.id, plan.session_id))
+        try:
+            context, history = await recall
+            emit(ContextUsed(context.memories if context is not None else []))
+            await self._generate(plan, self._prompt(r, context, history), emit)
+        except ProviderError as exc:
+            err = provider_failure(exc)
+            emit(Failed(err))
+            raise err from exc
+        except DomainError as exc:
+            emit(Failed(exc))
+            raise
+
+    async def _recall(self, plan: Plan) -> tuple[Context | None, list[Message]]:
+        """(the recalled context, or None without memory; the earlier turns of the session)."""
+        r = plan.request
+        s = plan.session or await self._sessions.get(plan.project_id, plan.session_id)
+        history: list[Message] = []
+        if s.message_count:  # one bounded read of the session's tail
+            found = await self._messages.since(
+                plan.project_id, s.id, max(0, s.message_count - HISTORY_TURNS)
+            )
+            history = [m for m in found if m.id != plan.user_message.id][-HISTORY_TURNS:]
+        if not r.use_memory:
+            return None, history
+        ctx = await self._context.get(
+            plan.project_id,
+            ContextRequest(
+                user_id=s.user_id,
+                query=r.message,
+                include_system_prompt=not r.system_prompt,
+                # what the model sees as turns is not repeated as a memory
+                exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
+            ),
+        )
+        return ctx, history
+
+    @staticmethod
+    def _prompt(
+        r: ChatRequest, ctx: Context | None, history: Sequence[Message]
+    ) -> list[ChatMessage]:
+        """System (instructions + recalled context), earlier turns, then the user's message."""
+        grounding: tuple[Fact, ...] = ()
+        if ctx is None:
+            system = r.system_prompt or DEFAULT_INSTRUCTIONS
+        else:
+            system = "\n\n".join(t for t in (r.system_prompt, ctx.text) if t)
+            grounding = tuple(
+                Fact(h.memory.content, h.memory.speaker, h.score) for h in ctx.memories
+            ) + tuple(Fact(h.memory.content, "", h.score) for h in ctx.summaries)
+        out = [ChatMessage("system", system, grounding)]
+        for m in history:
+            if m.role == "assistant":
+                out.append(ChatMessage("assistant", m.content))
+            else:  # other roles speak as users, under their name
+                label = m.name or (m.role if m.role != "user" else "")
+                out.append(ChatMessage("user", f"{label}: {m.content}" if label else m.content))
+        out.append(ChatMessage("user", r.message))
+        return out
+
+    async def _generate(self, plan: Plan, prompt: list[ChatMessage], emit: Emit) -> None:
+        r = plan.request
+        gen = plan.provider.stream(prompt, plan.model, r.temperature, r.max_tokens)
+        parts: list[str] = []
+        last = time.perf_counter()
+        try:
+            async for delta in gen:
+                last = time.perf_counter()
+                if not parts and self.on_first_delta is not None:
+                    self.on_first_delta(TurnTiming(last - plan.started, gen.first_token_s or 0.0))
+                parts.append(delta)
+                emit(Delta(delta))
+        except asyncio.CancelledError:
+            await gen.aclose()  # before anything else: the upstream stops now
+            await self._store_interrupted(plan, "".join(parts))
+            raise
+        except (ProviderError, DomainError):
+            await gen.aclose()
+            await self._store_interrupted(plan, "".join(parts))
+            raise
+        finally:
+            await gen.aclose()
+        reply = "".join(parts)
+        with shared_embeddings(plan.embeddings):
+            if reply.strip():
+                # embedded now: the store below first waits for the session's lock (until the
+                # user message's memory is in), and then finds this embedding done or running
+                text = embedded_text(_reply(reply, interrupted=False))
+                ahead = asyncio.ensure_future(self._embedder.embed([text]))
+                # a failure reaches the turn through the store, which awaits this embedding
+                ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
+            # a cancel arriving now (the client left after the last delta) must not lose the
+            # whole reply: its write runs on, shielded and tracked, like an interrupted one
+            write = self.track(
+                asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False))
+            )
+
+        async def usage_of() -> Usage:
+            # counted off the event loop: the prompt carries the recalled context (thousands of
+            # tokens), which on the loop held up every other call in flight
+            if gen.usage is not None:
+                return gen.usage
+            return await asyncio.to_thread(self._count_usage, prompt, reply)
+
+        counting = asyncio.ensure_future(usage_of())  # while the reply is stored
+        try:
+            stored = await asyncio.shield(write)
+            usage = await counting
+        finally:
+            counting.cancel()  # a no-op once counted
+        emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
+
+    def _count_usage(self, prompt: Sequence[ChatMessage], reply: str) -> Usage:
+        *asked, said = self._embedder.count_tokens_many([*(m.content for m in prompt), reply])
+        return Usage(prompt_tokens=sum(asked), completion_tokens=said)
+
+    async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
+        if not text.strip():
+            return None  # nothing was said: no message
+        added = await self._messages.add(
+            plan.project_id, plan.session_id, [_reply(text, interrupted=interrupted)]
+        )
+        return added[0]
+
+    async def _store_interrupted(self, plan: Plan, text: str) -> None:
+        """Store a partial reply, shielded: the turn's own cancellation must not stop it."""
+        write = self.track(asyncio.ensure_future(self._store_quietly(plan, text)))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(write)
+
+    async def _store_quietly(self, plan: Plan, text: str) -> None:
+        try:
+            await self._store_reply(plan, text, interrupted=True)
+        except Exception as exc:  # e.g. the session was deleted meanwhile
+            log.warning("interrupted_reply_not_stored", session_id=plan.session_id, error=str(exc))
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Let running turns and their writes end for up to `timeout_s`, then cancel them."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""What memgrpc derives from conversations: the processing steps ProcessSession runs."""

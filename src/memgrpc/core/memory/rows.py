@@ -1,0 +1,101 @@
+"""Memory <-> store row conversion (the row shape is store/schemas.memories)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from memgrpc.core.kernel.validation import canonical_json, metadata_pairs
+from memgrpc.core.memory.model import Memory, MemoryVersion
+from memgrpc.store.memories import encode_doc
+
+
+def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[str, Any]:
+    vec = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)
+    row = {
+        "id": m.id,
+        "project_id": project_id,
+        "user_id": m.user_id,
+        "session_id": m.session_id or None,
+        "content": m.content,
+        "type": m.type,
+        "tags": list(m.tags),
+        "categories": list(m.categories),
+        "metadata": canonical_json(m.metadata),
+        "metadata_kv": metadata_kv(m),
+        "importance": m.importance,
+        "archived": m.archived,
+        "source_message_ids": list(m.source_message_ids),
+        "version": m.version,
+        "event_time": m.event_time,
+        "create_time": m.create_time,
+        "update_time": m.update_time,
+        "version_time": version_time,
+        "speaker": m.speaker or None,
+        "seq": m.seq,
+        "vector": vec,
+    }
+    row["doc"] = encode_doc(row)
+    return row
+
+
+def metadata_kv(m: Memory) -> list[str]:
+    return metadata_pairs(m.metadata)
+
+
+def from_row(row: dict[str, Any]) -> Memory:
+    return Memory(
+        id=row["id"],
+        user_id=row["user_id"],
+        session_id=row.get("session_id") or "",
+        content=row.get("content") or "",
+        type=row.get("type") or "",
+        tags=list(row.get("tags") or []),
+        metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+        categories=list(row.get("categories") or []),
+        importance=row.get("importance"),
+        archived=bool(row.get("archived")),
+        source_message_ids=list(row.get("source_message_ids") or []),
+        version=int(row.get("version") or 1),
+        event_time=row.get("event_time"),
+        create_time=row.get("create_time"),
+        update_time=row.get("update_time"),
+        speaker=row.get("speaker") or "",
+        seq=row.get("seq"),
+    )
+
+
+def version_row(
+    project_id: str, row: dict[str, Any], expire_time: Any, reason: str
+) -> dict[str, Any]:
+    """The old content of `row`, kept when a new version replaces it."""
+    return {
+        "pk": f"{row['id']}@{row['version']}",
+        "project_id": project_id,
+        "user_id": row["user_id"],
+        "memory_id": row["id"],
+        "version": row["version"],
+        "content": row["content"],
+        "type": row["type"],
+        "tags": row.get("tags") or [],
+        "metadata": row.get("metadata") or "{}",
+        "create_time": row.get("version_time") or row.get("create_time"),
+        "expire_time": expire_time,
+        "expire_reason": reason,
+    }
+
+
+def version_from_row(row: dict[str, Any]) -> MemoryVersion:
+    return MemoryVersion(
+        memory_id=row["memory_id"],
+        version=int(row["version"]),
+        content=row["content"],
+        type=row["type"],
+        tags=list(row.get("tags") or []),
+        metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+        create_time=row.get("create_time"),
+        expire_time=row.get("expire_time"),
+        expire_reason=row.get("expire_reason") or "",
+    )
