@@ -47,7 +47,7 @@ from memgrpc.core.kernel.errors import (
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.embed.base import Vectors
-from memgrpc.embed.shared import Memo, row_of, shared_embeddings
+from memgrpc.embed.shared import Memo, Row, row_of, shared_embeddings
 from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
 
 log = structlog.get_logger(__name__)
@@ -149,6 +149,8 @@ class Plan:
     user_message: Message
     # the turn's embeddings, computed ahead (see shared_embeddings)
     embeddings: Memo = field(default_factory=dict)
+    # what recall searches with: the message as stored, embedded once (None without memory)
+    query_vector: asyncio.Future[Row] | None = None
 
 
 @dataclass(frozen=True)
@@ -367,10 +369,9 @@ class ChatService:
         with shared_embeddings(memo):  # runs while the session is looked up
             ahead = asyncio.ensure_future(self._embedder.embed([stored_text]))
         ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures: see run()
-        if r.use_memory:
-            # one model run per turn: the message as stored ('user said, "..."') is the query
-            # vector too (the full-text leg still gets the bare message)
-            memo.setdefault(r.message, row_of(ahead, 0))
+        # one model run per turn: the message as stored ('user said, "..."') is the query
+        # vector too (the full-text leg still gets the bare message)
+        query_vector = row_of(ahead, 0) if r.use_memory else None
         try:
             # with a user_id the session is made, or must be checked to be that user's
             session = await self._session(project_id, r) if look_up or r.user_id else None
@@ -380,7 +381,16 @@ class ChatService:
         model = r.model or provider.default_model
         session_id = session.id if session is not None else r.session_id
         return Plan(
-            project_id, r, session_id, session, provider, model, started, user_message, memo
+            project_id,
+            r,
+            session_id,
+            session,
+            provider,
+            model,
+            started,
+            user_message,
+            memo,
+            query_vector,
         )
 
     async def _session(self, project_id: str, r: ChatRequest) -> Session:
@@ -475,6 +485,7 @@ class ChatService:
                 # what the model sees as turns is not repeated as a memory
                 exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
             ),
+            query_vector=plan.query_vector,
         )
         return ctx, history
 
