@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from memgrpc.core.chat.context import Context, ContextRequest, ContextService
-from memgrpc.core.conversation.messages import MessageService, embedded_text
+from memgrpc.core.conversation.messages import AddHooks, MessageService, embedded_text
 from memgrpc.core.conversation.records import Message, Session
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
@@ -205,9 +205,23 @@ def _reply(text: str, *, interrupted: bool) -> Message:
     return Message(role="assistant", content=text, interrupted=interrupted)
 
 
-def _resolve(f: asyncio.Future[Message], m: Message) -> None:
-    if not f.done():
-        f.set_result(m)
+class _UserMessageWrite(AddHooks):
+    """The turn's part in storing its user message: generation starts at the message's commit
+    (`stored`), and its memory commits after recall (it is not recalled in its own turn, and on
+    two cores the two commits slowed each other)."""
+
+    fresh_ids = True  # minted in plan()
+
+    def __init__(self, recall: asyncio.Future[Any]) -> None:
+        self.stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._recall = recall
+
+    def committed(self, messages: Sequence[Message]) -> None:
+        if not self.stored.done():
+            self.stored.set_result(messages[0])
+
+    async def before_indexing(self) -> None:
+        await asyncio.wait([self._recall])  # whatever its outcome
 
 
 def _settle_store(
@@ -427,19 +441,13 @@ class ChatService:
         """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
         a `Failed` event is emitted first."""
         r, user_message = plan.request, plan.user_message
-        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
             recall = asyncio.ensure_future(self._recall(plan))
+            write = _UserMessageWrite(recall)
             store = asyncio.ensure_future(
-                self._messages.add(
-                    plan.project_id,
-                    plan.session_id,
-                    [user_message],
-                    minted_ids=True,
-                    on_stored=lambda ms: _resolve(stored, ms[0]),
-                    index_after=recall,  # the message's memory is not recalled in this turn
-                )
+                self._messages.add(plan.project_id, plan.session_id, [user_message], hooks=write)
             )
+        stored = write.stored
         recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
         # generation starts once the message row is committed; its memory and the session's
         # counters may still be in flight (the reply's own store waits for them, under the
