@@ -241,6 +241,17 @@ def _settle_store(
         log.warning("user_message_not_indexed", session_id=session_id, error=str(exc))
 
 
+class TurnObserver(Protocol):
+    """Sees a streamed turn as it runs (a replayable turn records itself through one)."""
+
+    def on_event(self, body: EventBody) -> None:
+        """Each event as it is emitted (before deltas are coalesced for the consumer)."""
+
+    def on_end(self, error: BaseException | None) -> None:
+        """The turn is over: None when it completed, `asyncio.CancelledError` when it was
+        cancelled, else what ended it."""
+
+
 class Turn:
     """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
 
@@ -251,11 +262,14 @@ class Turn:
     and an idle server streams word by word.
     """
 
-    def __init__(self, service: ChatService, plan: Plan) -> None:
+    def __init__(
+        self, service: ChatService, plan: Plan, observer: TurnObserver | None = None
+    ) -> None:
         self._queue: deque[_Queued | BaseException | None] = deque()
         self._ready = asyncio.Event()
         self._sequence = 0
         self._cancelled = False
+        self._observer = observer
         self._task = service.track(asyncio.ensure_future(self._drive(service, plan)))
 
     def _put(self, item: _Queued | BaseException | None) -> None:
@@ -263,17 +277,26 @@ class Turn:
         self._ready.set()
 
     def _emit(self, body: EventBody) -> None:
+        if self._observer is not None:
+            self._observer.on_event(body)
         self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
 
     async def _drive(self, service: ChatService, plan: Plan) -> None:
         try:
             await service.run(plan, self._emit)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            self._ended(exc)
             raise  # only its consumer cancels it, and that consumer is gone
         except BaseException as exc:
+            self._ended(exc)
             self._put(exc)
         else:
+            self._ended(None)
             self._put(None)
+
+    def _ended(self, error: BaseException | None) -> None:
+        if self._observer is not None:
+            self._observer.on_end(error)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """Events as they happen; raises the error that ended the turn (after its `Failed`)."""
@@ -423,9 +446,10 @@ class ChatService:
         return s
 
     # -- run ---------------------------------------------------------------------------------
-    def start(self, plan: Plan) -> Turn:
-        """Run the planned turn in its own task; read it through `Turn.events()`."""
-        return Turn(self, plan)
+    def start(self, plan: Plan, observer: TurnObserver | None = None) -> Turn:
+        """Run the planned turn in its own task; read it through `Turn.events()` (`observer`
+        sees it too, whether or not anyone reads it)."""
+        return Turn(self, plan, observer)
 
     async def stream(self, project_id: str, r: ChatRequest) -> Turn:
         """Plan (as little as possible up front: this is the latency-sensitive path) and start."""
