@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
+from memgrpc.core.kernel.errors import Unavailable
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import sessions_pb2_grpc
@@ -397,6 +398,41 @@ async def test_delete_session_takes_what_was_made_from_it(sessions, memory_stub,
         mpb.SearchMemoriesRequest(user_id="u", query="passport renewal"), metadata=md(key)
     )
     assert all("passport" not in r.memory.content for r in found.results)
+
+
+async def test_delete_session_runs_the_registered_cleanups_and_a_failing_one_keeps_it(
+    sessions, new_key, server
+) -> None:
+    """What other packages made of a session goes through their `on_delete` cleanups (chat's is
+    in tests/api/test_chat.py), before the session's row: a cleanup that fails leaves the
+    session, and deleting it again completes."""
+    project, key = await new_key()
+    s = await sessions.CreateSession(new_session("u"), metadata=md(key))
+    other = await sessions.CreateSession(new_session("u"), metadata=md(key))
+    await sessions.AddMessages(add(s.id, msg("Delete me, eventually.")), metadata=md(key))
+    calls: list[tuple[str, str]] = []
+    failing = {s.id}
+
+    async def cleanup(project_id: str, session_id: str) -> None:
+        calls.append((project_id, session_id))
+        if session_id in failing:
+            raise Unavailable("cleanup store unavailable", reason="TEST_CLEANUP_FAILED")
+
+    server.app.conversations.sessions.on_delete(cleanup)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await sessions.DeleteSession(spb.DeleteSessionRequest(id=s.id), metadata=md(key))
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert calls == [(project, s.id)]
+    still = await sessions.GetSession(spb.GetSessionRequest(id=s.id), metadata=md(key))
+    assert still.id == s.id
+    failing.clear()
+    await sessions.DeleteSession(spb.DeleteSessionRequest(id=s.id), metadata=md(key))
+    await sessions.DeleteSession(spb.DeleteSessionRequest(id=other.id), metadata=md(key))
+    assert calls == [(project, s.id), (project, s.id), (project, other.id)]
+    for gone in (s.id, other.id):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await sessions.GetSession(spb.GetSessionRequest(id=gone), metadata=md(key))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_sweeper_only_takes_idle_sessions(sessions, new_key, server) -> None:

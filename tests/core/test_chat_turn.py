@@ -1,5 +1,6 @@
 """A streamed turn's events: deltas that queue up behind a slow consumer go out as one, in order,
-with consecutive sequence numbers; nothing waits for text that is not there yet."""
+with consecutive sequence numbers; nothing waits for text that is not there yet. Its observer
+sees every event as emitted and how the turn ended."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from memgrpc.core.chat.turn import Delta, Done, Emit, Started, Turn
+import pytest
+
+from memgrpc.core.chat.turn import Delta, Done, Emit, EventBody, Started, Turn
+from memgrpc.core.kernel.errors import Unavailable
 from memgrpc.llm import Usage
 
 
@@ -26,6 +30,8 @@ class ScriptedRun:
         for step in self.script:
             if isinstance(step, float):
                 await asyncio.sleep(step)
+            elif isinstance(step, BaseException):
+                raise step
             else:
                 emit(step)
 
@@ -53,3 +59,53 @@ async def test_a_consumer_that_keeps_up_gets_every_delta() -> None:
     turn = Turn(run, object())  # type: ignore[arg-type]
     bodies = [e.body async for e in turn.events()]
     assert bodies[1:4] == words
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[EventBody] = []
+        self.ends: list[BaseException | None] = []
+        self.ended = asyncio.Event()
+
+    def on_event(self, body: EventBody) -> None:
+        self.events.append(body)
+
+    def on_end(self, error: BaseException | None) -> None:
+        self.ends.append(error)
+        self.ended.set()
+
+
+async def test_the_observer_sees_each_event_as_emitted_and_the_end() -> None:
+    words = [Delta(w) for w in ("one ", "two ", "three")]
+    done = Done("m", Usage(1, 1), timedelta(0))
+    run = ScriptedRun([Started("msg_1", "ses_1"), *words, done])
+    seen = Recorder()
+    turn = Turn(run, object(), seen)  # type: ignore[arg-type]
+    events = []
+    async for event in turn.events():
+        events.append(event)
+        await asyncio.sleep(0.03)  # the consumer's deltas are coalesced, the observer's not
+    assert len(events) < len(seen.events)
+    assert seen.events == [Started("msg_1", "ses_1"), *words, done]
+    assert seen.ends == [None]
+
+
+async def test_the_observer_sees_the_error_that_ended_the_turn() -> None:
+    error = Unavailable("provider down", reason="PROVIDER_UNAVAILABLE")
+    seen = Recorder()
+    turn = Turn(ScriptedRun([Started("msg_1", "ses_1"), error]), object(), seen)  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        async for _ in turn.events():
+            pass
+    assert seen.events == [Started("msg_1", "ses_1")]
+    assert seen.ends == [error]
+
+
+async def test_the_observer_sees_a_cancelled_turn_end() -> None:
+    seen = Recorder()
+    turn = Turn(ScriptedRun([Started("msg_1", "ses_1"), 10.0]), object(), seen)  # type: ignore[arg-type]
+    async for _ in turn.events():
+        break  # started
+    turn.cancel()
+    await asyncio.wait_for(seen.ended.wait(), 5)
+    assert len(seen.ends) == 1 and isinstance(seen.ends[0], asyncio.CancelledError)

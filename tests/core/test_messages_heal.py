@@ -5,14 +5,16 @@ indexed, and a memory the client deleted on purpose stays deleted."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from memgrpc.core.conversation.messages import MessageService, _as_memory
+from memgrpc.core.chat.turn import _UserMessageWrite
+from memgrpc.core.conversation.messages import AddHooks, MessageService, _as_memory
 from memgrpc.core.conversation.records import Message, Session, message_row
 from memgrpc.core.conversation.session_store import SessionStore
+from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.memory.model import MemoryQuery
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder
@@ -101,19 +103,21 @@ async def test_a_memory_deleted_on_purpose_stays_deleted(parts: Parts) -> None:
 
 
 @pytest.mark.parametrize("outcome", ["done", "cancelled"])
-async def test_memory_waits_for_index_after_and_the_message_does_not(
+async def test_a_turns_memory_waits_for_its_recall_and_the_message_does_not(
     parts: Parts, outcome: str
 ) -> None:
-    """A chat turn's recall goes first: its message commits at once, its memory after."""
+    """A chat turn's recall goes first (the turn's AddHooks): its message commits at once, its
+    memory after recall, whatever recall's outcome."""
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    hooks = _UserMessageWrite(gate)
     committed = asyncio.Event()
+    hooks.stored.add_done_callback(lambda _: committed.set())
     add = asyncio.ensure_future(
         parts.fresh_messages().add(
             P,
             "s1",
-            [Message(role="user", content="my dog is Biscuit")],
-            on_stored=lambda _: committed.set(),
-            index_after=gate,
+            [Message(id=new_id("msg"), role="user", content="my dog is Biscuit")],
+            hooks=hooks,
         )
     )
     await asyncio.wait_for(committed.wait(), 10)
@@ -128,3 +132,28 @@ async def test_memory_waits_for_index_after_and_the_message_does_not(
         gate.cancel()
     (message,) = await asyncio.wait_for(add, 10)
     assert await parts.memory_ids() == {message.memory_id}
+
+
+class FailingIndex(AddHooks):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def committed(self, messages: Sequence[Message]) -> None:
+        self.seen.extend(m.id for m in messages)
+
+    async def before_indexing(self) -> None:
+        raise RuntimeError("the caller gave up")
+
+
+async def test_hooks_that_fail_before_indexing_fail_the_add_and_the_next_write_heals(
+    parts: Parts,
+) -> None:
+    messages = parts.fresh_messages()
+    hooks = FailingIndex()
+    with pytest.raises(RuntimeError):
+        await messages.add(P, "s1", [Message(role="user", content="my cat is Miso")], hooks=hooks)
+    (said,) = await messages.all_in_session(P, "s1")
+    assert hooks.seen == [said.id]  # told at the message's commit
+    assert await parts.memory_ids() == set()
+    await messages.add(P, "s1", [Message(role="user", content="thanks")])
+    assert said.memory_id in await parts.memory_ids()

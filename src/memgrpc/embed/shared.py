@@ -1,10 +1,12 @@
 """One embedding per distinct text within a unit of work (a chat turn, a context assembly).
 
-A chat turn embeds its message three times at once: to store it as a memory, to recall with it
-and to look for summaries. The model is deterministic, so inside `shared_embeddings()` (and in
-the tasks started there, which inherit the context) the first request for a text runs the model
-and the others await that same result. Outside such a block nothing changes, so callers that
-count model runs see exactly what they asked for.
+A chat turn embeds its message ahead (while its session is looked up), then its store asks for
+that same text; a context assembly searches memories and summaries with one query. The model is
+deterministic, so inside `shared_embeddings()` (and in the tasks started there, which inherit the
+context) the first request for a text runs the model and the others await that same result.
+Outside such a block nothing changes, so callers that count model runs see exactly what they
+asked for. Only equal texts share: a search with another text's vector is given it explicitly
+(`MemoryService.search(vector=...)`).
 """
 
 from __future__ import annotations

@@ -162,11 +162,11 @@ class Chats:
         )
         context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
         service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
+        background = BackgroundChats(store, service, memories)
+        # chat's recorded turns (async and replayable) go with their session
+        conv.sessions.on_delete(background.delete_session)
         return cls(
-            service,
-            BackgroundChats(store, service, memories),
-            ChatReplays(store, service, conv.sessions, memories),
-            providers,
+            service, background, ChatReplays(store, service, conv.sessions, memories), providers
         )
 
     async def stop(self) -> None:

@@ -294,6 +294,14 @@ class BackgroundChats:
             error=ChatFailure.of_row(row),
         )
 
+    async def delete_session(self, project_id: str, session_id: str) -> None:
+        """The session's chat turns as recorded for polls and replays (they quote its messages),
+        when the session is deleted; a turn still running patches nothing back (patches skip
+        deleted rows)."""
+        where = Where().eq("project_id", project_id).eq("session_id", session_id)
+        if await self._table.count(where):
+            await self._table.writer.delete(str(where))
+
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Let running turns end for up to `timeout_s`, then cancel them (they end FAILED)."""
         if not self._tasks:

@@ -19,7 +19,7 @@ from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
 from memgrpc.core.memory.model import MemoryQuery, SearchHit
 from memgrpc.core.memory.service import MemoryService, SearchMode
-from memgrpc.embed.shared import shared_embeddings
+from memgrpc.embed.shared import Row, shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
 DEFAULT_MIN_K, DEFAULT_MAX_K, MAX_K = 5, 20, 100
@@ -139,14 +139,18 @@ class ContextService:
         v.raise_if_any()
         return lo, hi, zone
 
-    async def get(self, project_id: str, r: ContextRequest) -> Context:
+    async def get(
+        self, project_id: str, r: ContextRequest, *, query_vector: asyncio.Future[Row] | None = None
+    ) -> Context:
+        """`query_vector`: the embedding to search with instead of the query's (a chat turn has
+        its message embedded as stored already); the keyword legs still search `query`."""
         lo, hi, zone = self._validate(r)
         recent_n = r.last_n_messages or (10 if r.session_id else 0)
         excluded = set(r.exclude_message_ids)
         with shared_embeddings():  # both searches embed the query: once
             memories, summaries, recent = await asyncio.gather(
-                self._recall(project_id, r, lo, hi),
-                self._summaries(project_id, r),
+                self._recall(project_id, r, lo, hi, query_vector),
+                self._summaries(project_id, r, query_vector),
                 self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
                 if recent_n
                 else _none(),
@@ -157,7 +161,12 @@ class ContextService:
         return self._fit(r, zone, memories, summaries, recent)
 
     async def _recall(
-        self, project_id: str, r: ContextRequest, lo: int, hi: int
+        self,
+        project_id: str,
+        r: ContextRequest,
+        lo: int,
+        hi: int,
+        vector: asyncio.Future[Row] | None,
     ) -> list[SearchHit]:
         if not r.query.strip():
             return []
@@ -166,7 +175,9 @@ class ContextService:
         k = hi
         if r.strategy == "low_latency":  # one leg, small k, nothing else
             mode, k = "semantic", lo
-        hits = await self._memories.search(project_id, q, r.query, limit=k, mode=mode)
+        hits = await self._memories.search(
+            project_id, q, r.query, limit=k, mode=mode, vector=vector
+        )
         hits = [h for h in hits if h.memory.type != "summary"]
         if r.strategy == "deep":
             hits = await deep.expand_neighbours(self._memories, project_id, hits, k)
@@ -174,13 +185,15 @@ class ContextService:
         # keep at least `lo`, then only what clears the threshold
         return hits[:lo] + [h for h in hits[lo:k] if h.score >= r.memory_threshold]
 
-    async def _summaries(self, project_id: str, r: ContextRequest) -> list[SearchHit]:
+    async def _summaries(
+        self, project_id: str, r: ContextRequest, vector: asyncio.Future[Row] | None
+    ) -> list[SearchHit]:
         if r.strategy == "low_latency":
             return []
         n = r.last_n_summaries or 3
         q = MemoryQuery(user_id=r.user_id, types=("summary",))
         if r.query.strip():
-            hits = await self._memories.search(project_id, q, r.query, limit=n)
+            hits = await self._memories.search(project_id, q, r.query, limit=n, vector=vector)
             return [h for h in hits if h.score >= r.summary_threshold]
         return await self._memories.search(project_id, q, "", limit=n)
 

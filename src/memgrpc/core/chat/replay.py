@@ -54,7 +54,6 @@ from memgrpc.core.chat.turn import (
     Failed,
     Plan,
     Started,
-    Turn,
 )
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
@@ -133,7 +132,8 @@ class Outcome:
 
 
 class _Record:
-    """A running turn's outcome, and the two writes that record it (after `started`, at the end)."""
+    """A running turn's outcome, and the two writes that record it (after `started`, at the end):
+    the `TurnObserver` of a turn with a request_id."""
 
     def __init__(self, replays: ChatReplays, plan: Plan, key: str, fp: str) -> None:
         self._replays = replays
@@ -179,8 +179,12 @@ class _Record:
         )
         await self._replays.table.writer.insert([row])
 
-    def end(self, failure: ChatFailure | None) -> None:
+    def on_end(self, error: BaseException | None) -> None:
         """The turn is over; record it (in a task of its own: nothing may cancel that write)."""
+        if isinstance(error, asyncio.CancelledError):
+            failure: ChatFailure | None = INTERRUPTED
+        else:
+            failure = ChatFailure.of(error) if error is not None else None
         o = self.outcome
         o.response = "".join(self._parts)
         if failure is not None and o.failure is None:
@@ -211,31 +215,6 @@ class _Record:
             usage=o.usage,
         )
         await self._replays.table.writer.patch([values])
-
-
-class _RecordedTurn(Turn):
-    """A `Turn` whose events and end are also recorded."""
-
-    def __init__(self, service: ChatService, plan: Plan, record: _Record) -> None:
-        self._record = record
-        super().__init__(service, plan)
-
-    def _emit(self, body: EventBody) -> None:
-        self._record.on_event(body)
-        super()._emit(body)
-
-    async def _drive(self, service: ChatService, plan: Plan) -> None:
-        try:
-            await service.run(plan, self._emit)
-        except asyncio.CancelledError:
-            self._record.end(INTERRUPTED)
-            raise
-        except BaseException as exc:
-            self._record.end(ChatFailure.of(exc))
-            self._put(exc)
-        else:
-            self._record.end(None)
-            self._put(None)
 
 
 class Replayed:
@@ -284,7 +263,7 @@ class ChatReplays:
                         plan = await self.chat.plan(project_id, r, look_up=False)
                         record = _Record(self, plan, key, fp)
                         self.live[key] = record
-                        return _RecordedTurn(self.chat, plan, record)
+                        return self.chat.start(plan, observer=record)
                     break
             _same_request(live.outcome.fingerprint, fp)
             await asyncio.shield(live.settled)  # the first attempt runs here: wait for it

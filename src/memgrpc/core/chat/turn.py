@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from memgrpc.core.chat.context import Context, ContextRequest, ContextService
-from memgrpc.core.conversation.messages import MessageService, embedded_text
+from memgrpc.core.conversation.messages import AddHooks, MessageService, embedded_text
 from memgrpc.core.conversation.records import Message, Session
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
@@ -47,7 +47,7 @@ from memgrpc.core.kernel.errors import (
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.embed.base import Vectors
-from memgrpc.embed.shared import Memo, row_of, shared_embeddings
+from memgrpc.embed.shared import Memo, Row, row_of, shared_embeddings
 from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
 
 log = structlog.get_logger(__name__)
@@ -149,6 +149,8 @@ class Plan:
     user_message: Message
     # the turn's embeddings, computed ahead (see shared_embeddings)
     embeddings: Memo = field(default_factory=dict)
+    # what recall searches with: the message as stored, embedded once (None without memory)
+    query_vector: asyncio.Future[Row] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,9 +205,23 @@ def _reply(text: str, *, interrupted: bool) -> Message:
     return Message(role="assistant", content=text, interrupted=interrupted)
 
 
-def _resolve(f: asyncio.Future[Message], m: Message) -> None:
-    if not f.done():
-        f.set_result(m)
+class _UserMessageWrite(AddHooks):
+    """The turn's part in storing its user message: generation starts at the message's commit
+    (`stored`), and its memory commits after recall (it is not recalled in its own turn, and on
+    two cores the two commits slowed each other)."""
+
+    fresh_ids = True  # minted in plan()
+
+    def __init__(self, recall: asyncio.Future[Any]) -> None:
+        self.stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._recall = recall
+
+    def committed(self, messages: Sequence[Message]) -> None:
+        if not self.stored.done():
+            self.stored.set_result(messages[0])
+
+    async def before_indexing(self) -> None:
+        await asyncio.wait([self._recall])  # whatever its outcome
 
 
 def _settle_store(
@@ -225,6 +241,17 @@ def _settle_store(
         log.warning("user_message_not_indexed", session_id=session_id, error=str(exc))
 
 
+class TurnObserver(Protocol):
+    """Sees a streamed turn as it runs (a replayable turn records itself through one)."""
+
+    def on_event(self, body: EventBody) -> None:
+        """Each event as it is emitted (before deltas are coalesced for the consumer)."""
+
+    def on_end(self, error: BaseException | None) -> None:
+        """The turn is over: None when it completed, `asyncio.CancelledError` when it was
+        cancelled, else what ended it."""
+
+
 class Turn:
     """A streamed turn running in its own task; iterate `events()`, `cancel()` to stop it.
 
@@ -235,11 +262,14 @@ class Turn:
     and an idle server streams word by word.
     """
 
-    def __init__(self, service: ChatService, plan: Plan) -> None:
+    def __init__(
+        self, service: ChatService, plan: Plan, observer: TurnObserver | None = None
+    ) -> None:
         self._queue: deque[_Queued | BaseException | None] = deque()
         self._ready = asyncio.Event()
         self._sequence = 0
         self._cancelled = False
+        self._observer = observer
         self._task = service.track(asyncio.ensure_future(self._drive(service, plan)))
 
     def _put(self, item: _Queued | BaseException | None) -> None:
@@ -247,17 +277,26 @@ class Turn:
         self._ready.set()
 
     def _emit(self, body: EventBody) -> None:
+        if self._observer is not None:
+            self._observer.on_event(body)
         self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
 
     async def _drive(self, service: ChatService, plan: Plan) -> None:
         try:
             await service.run(plan, self._emit)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            self._ended(exc)
             raise  # only its consumer cancels it, and that consumer is gone
         except BaseException as exc:
+            self._ended(exc)
             self._put(exc)
         else:
+            self._ended(None)
             self._put(None)
+
+    def _ended(self, error: BaseException | None) -> None:
+        if self._observer is not None:
+            self._observer.on_end(error)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         """Events as they happen; raises the error that ended the turn (after its `Failed`)."""
@@ -367,10 +406,9 @@ class ChatService:
         with shared_embeddings(memo):  # runs while the session is looked up
             ahead = asyncio.ensure_future(self._embedder.embed([stored_text]))
         ahead.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures: see run()
-        if r.use_memory:
-            # one model run per turn: the message as stored ('user said, "..."') is the query
-            # vector too (the full-text leg still gets the bare message)
-            memo.setdefault(r.message, row_of(ahead, 0))
+        # one model run per turn: the message as stored ('user said, "..."') is the query
+        # vector too (the full-text leg still gets the bare message)
+        query_vector = row_of(ahead, 0) if r.use_memory else None
         try:
             # with a user_id the session is made, or must be checked to be that user's
             session = await self._session(project_id, r) if look_up or r.user_id else None
@@ -380,7 +418,16 @@ class ChatService:
         model = r.model or provider.default_model
         session_id = session.id if session is not None else r.session_id
         return Plan(
-            project_id, r, session_id, session, provider, model, started, user_message, memo
+            project_id,
+            r,
+            session_id,
+            session,
+            provider,
+            model,
+            started,
+            user_message,
+            memo,
+            query_vector,
         )
 
     async def _session(self, project_id: str, r: ChatRequest) -> Session:
@@ -399,9 +446,10 @@ class ChatService:
         return s
 
     # -- run ---------------------------------------------------------------------------------
-    def start(self, plan: Plan) -> Turn:
-        """Run the planned turn in its own task; read it through `Turn.events()`."""
-        return Turn(self, plan)
+    def start(self, plan: Plan, observer: TurnObserver | None = None) -> Turn:
+        """Run the planned turn in its own task; read it through `Turn.events()` (`observer`
+        sees it too, whether or not anyone reads it)."""
+        return Turn(self, plan, observer)
 
     async def stream(self, project_id: str, r: ChatRequest) -> Turn:
         """Plan (as little as possible up front: this is the latency-sensitive path) and start."""
@@ -417,19 +465,13 @@ class ChatService:
         """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
         a `Failed` event is emitted first."""
         r, user_message = plan.request, plan.user_message
-        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
             recall = asyncio.ensure_future(self._recall(plan))
+            write = _UserMessageWrite(recall)
             store = asyncio.ensure_future(
-                self._messages.add(
-                    plan.project_id,
-                    plan.session_id,
-                    [user_message],
-                    minted_ids=True,
-                    on_stored=lambda ms: _resolve(stored, ms[0]),
-                    index_after=recall,  # the message's memory is not recalled in this turn
-                )
+                self._messages.add(plan.project_id, plan.session_id, [user_message], hooks=write)
             )
+        stored = write.stored
         recall.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen below, or moot
         # generation starts once the message row is committed; its memory and the session's
         # counters may still be in flight (the reply's own store waits for them, under the
@@ -475,6 +517,7 @@ class ChatService:
                 # what the model sees as turns is not repeated as a memory
                 exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
             ),
+            query_vector=plan.query_vector,
         )
         return ctx, history
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
@@ -72,6 +71,28 @@ class Tail:
         kept = (*self.messages, *(m for m in more if m.id not in known))[-TAIL:]
         user_id = self.user_id or (kept[-1].user_id if kept else "")
         return Tail(user_id, kept[0].seq if kept else self.start, kept)
+
+
+class AddHooks:
+    """A caller's part in one `MessageService.add`, between its steps; this base takes none.
+
+    A caller that acts on the commit of the message rows, or holds their memories back, passes
+    a subclass overriding what it needs.
+    """
+
+    # the ids were minted by `new_id` for this write (unique by construction): no clash lookup
+    fresh_ids: bool = False
+
+    def committed(self, messages: Sequence[Message]) -> None:
+        """The message rows are committed; their memories and the session's counters may still
+        be in flight (what a crash leaves undone, `_heal` completes)."""
+
+    async def before_indexing(self) -> None:
+        """Awaited before the memories are committed (say, until other work of the caller that
+        their commit would slow is done); raising fails the add after the messages' commit."""
+
+
+NO_HOOKS = AddHooks()
 
 
 def check_message(v: Violations, m: Message, prefix: str) -> None:
@@ -128,23 +149,14 @@ class MessageService:
         session_id: str,
         messages: Sequence[Message],
         *,
-        minted_ids: bool = False,
-        on_stored: Callable[[builtins.list[Message]], None] | None = None,
-        index_after: asyncio.Future[Any] | None = None,
+        hooks: AddHooks = NO_HOOKS,
     ) -> builtins.list[Message]:
-        """Store the messages in order and index each as a MESSAGE memory; all or nothing.
-
-        `minted_ids`: the given ids come from `new_id` (unique by construction), so the lookup
-        for clashing client ids is skipped. `on_stored` is called as soon as the messages are
-        committed, while their memories and the session's counters may still be in flight (a
-        chat turn starts generating then; what a crash leaves undone, `_heal` completes).
-        `index_after`: the memories are committed once it is done, whatever its outcome (a chat
-        turn's recall goes first: on two cores their commit would slow the turn's own).
-        """
+        """Store the messages in order and index each as a MESSAGE memory; all or nothing
+        (`hooks`: the caller's part in it)."""
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
         ready = self._prepare(v, messages)
-        client_ids = [] if minted_ids else [m.id for m in messages if m.id]
+        client_ids = [] if hooks.fresh_ids else [m.id for m in messages if m.id]
         key = session_key(project_id, session_id)
         async with self._sessions.locks.hold(key):
             s = await self._sessions.require(project_id, session_id, "session_id")
@@ -171,7 +183,7 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready, on_stored, index_after)
+                await self._write(project_id, s, ready, hooks)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
@@ -183,8 +195,7 @@ class MessageService:
         project_id: str,
         s: Session,
         ready: builtins.list[Message],
-        on_stored: Callable[[builtins.list[Message]], None] | None,
-        index_after: asyncio.Future[Any] | None = None,
+        hooks: AddHooks,
     ) -> None:
         # validated and given ids up front: the messages row names its memory
         made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
@@ -205,12 +216,10 @@ class MessageService:
                 await self._msgs.writer.insert([message_row(project_id, m) for m in ready])
                 tail = self._tails.peek(key)
                 settle(tail.extended(ready) if tail is not None else None)
-            if on_stored is not None:
-                on_stored(ready)
+            hooks.committed(ready)
 
         async def store_memories() -> None:
-            if index_after is not None:
-                await asyncio.wait([index_after])
+            await hooks.before_indexing()
             await self._memories.insert_prepared(project_id, made)
 
         results = await asyncio.gather(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,8 @@ MAX_AUTO_PROCESS = timedelta(days=365)
 UPDATABLE = ("title", "metadata", "auto_process_after")
 # memories of these types belong to the session itself and go with it
 _SESSION_MADE = ("message", "summary")
+# deletes what another package made of a session: (project_id, session_id)
+SessionCleanup = Callable[[str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,16 @@ class SessionService:
     ) -> None:
         self._store = sessions
         self._users = Table(store, "users")
-        self._chat_results = Table(store, "chat_results")
         self._messages = messages
         self._jobs = jobs
         self._memories = memories
+        self._cleanups: builtins.list[SessionCleanup] = []
+
+    def on_delete(self, cleanup: SessionCleanup) -> None:
+        """Have `cleanup` delete what its package made of a session when the session is
+        deleted: under the session's lock, after its messages and memories and before its row,
+        so a failure leaves the session, and the delete retryable."""
+        self._cleanups.append(cleanup)
 
     async def create(self, project_id: str, s: Session) -> Session:
         v = Violations()
@@ -133,7 +142,8 @@ class SessionService:
 
     async def delete(self, project_id: str, session_id: str) -> None:
         """The session, its messages, the memories made from them (and its summary), its jobs
-        and its chat results. Memories only linked to it stay, unlinked."""
+        and what other packages made of it (`on_delete`). Memories only linked to it stay,
+        unlinked."""
         async with self._store.locks.hold(session_key(project_id, session_id)):
             await self._store.require_row(project_id, session_id)
             await self._jobs.cancel_session(project_id, session_id)
@@ -154,15 +164,9 @@ class SessionService:
                     Patch(Memory(id=memory_id, session_id=""), frozenset({"session_id"})),
                 )
             await self._jobs.delete_session(project_id, session_id)
-            await self._delete_chat_results(project_id, session_id)
+            for cleanup in self._cleanups:
+                await cleanup(project_id, session_id)
             await self._store.delete(project_id, session_id)
-
-    async def _delete_chat_results(self, project_id: str, session_id: str) -> None:
-        """The session's chat turns as recorded for polls and replays (they quote its messages);
-        a turn still running patches nothing back (patches skip deleted rows)."""
-        where = Where().eq("project_id", project_id).eq("session_id", session_id)
-        if await self._chat_results.count(where):
-            await self._chat_results.writer.delete(str(where))
 
     async def list(self, project_id: str, q: SessionQuery, page: Page) -> Listing:
         """Newest first, keyset-paged by (create_time, id), with the total count."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -341,7 +341,10 @@ class MemoryService:
         limit: int = 0,
         mode: SearchMode = "hybrid",
         min_score: float = 0.0,
+        vector: Awaitable[np.ndarray] | None = None,
     ) -> builtins.list[SearchHit]:
+        """`vector`: the query's embedding, when the caller has it (or will: it is awaited only
+        if needed), instead of embedding `query`; the keyword leg still searches `query`."""
         v = Violations()
         flt = self._filter(project_id, q, v)
         if limit < 0:
@@ -360,7 +363,7 @@ class MemoryService:
         if mode == "hybrid" and q.user_id:
             cached = await self.cache.get(project_id, q.user_id)
             if cached is not None:
-                return await self._search_cached(cached, flt, query, k, min_score)
+                return await self._search_cached(cached, flt, query, k, min_score, vector)
         pool = max(4 * k, 40)
         # the keyword leg needs no embedding: start it first, embed meanwhile, then the vector leg
         text_leg = asyncio.ensure_future(
@@ -371,8 +374,8 @@ class MemoryService:
         try:
             dense: Found = []
             if mode != "keyword":
-                vector = await self._embedder.embed_one(query)
-                dense = await self._table.vector_search(flt, vector, pool, enough=k)
+                embedded = await self._query_vector(query, vector)
+                dense = await self._table.vector_search(flt, embedded, pool, enough=k)
             text = await text_leg
         finally:
             text_leg.cancel()
@@ -383,7 +386,13 @@ class MemoryService:
         return [SearchHit(rows.from_row(by_id[i]), s) for i, s in ranked]
 
     async def _search_cached(
-        self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
+        self,
+        user: CachedUser,
+        flt: MemoryFilter,
+        query: str,
+        k: int,
+        min_score: float,
+        given: Awaitable[np.ndarray] | None,
     ) -> builtins.list[SearchHit]:
         """Exhaustive ranking of one user's items (see core.memory.recall)."""
         memories = user.memories
@@ -398,10 +407,16 @@ class MemoryService:
             allowed = {i for i, m in memories.items() if matches(m, flt)}
         if allowed is not None and not allowed:  # e.g. summaries before any were made
             return []
-        vector = await self._embedder.embed_one(query)
+        vector = await self._query_vector(query, given)
         with tracing.span("recall.search", items=len(memories), k=k):
             ranked = user.index.search(query, vector, k, filter=allowed)
         return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
+
+    async def _query_vector(self, query: str, given: Awaitable[np.ndarray] | None) -> np.ndarray:
+        if given is None:
+            return await self._embedder.embed_one(query)
+        # shielded: the caller may share it with other searches, which a cancel must not fail
+        return await asyncio.shield(given)
 
     async def find(
         self, project_id: str, q: MemoryQuery, seqs: Sequence[int]
