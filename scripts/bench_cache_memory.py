@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchdoc import report  # noqa: E402
 from load import sentence  # noqa: E402
 
-from memgrpc.core import indexcache  # noqa: E402
+from memgrpc.core.memory import recall_cache  # noqa: E402
 from memgrpc.core.memory.recall import UserIndex  # noqa: E402
 
 DIM = 384
@@ -60,11 +60,11 @@ def cached_bytes(data: list[dict[str, Any]], *, load: bool) -> int:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    user = indexcache.CachedUser(UserIndex(dim=DIM))
+    user = recall_cache.CachedUser(UserIndex(dim=DIM))
     if load:  # what IndexCache._load does
         user.index.reserve(len(data))
     for row in data:
-        indexcache._put(user, row)
+        recall_cache._put(user, row)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
