@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
 from bench_scale import MD, cpu_s, start_server, stop_server  # noqa: E402
-from benchdoc import report  # noqa: E402
+from benchdoc import Summary, report  # noqa: E402
 
 from memgrpc.v1 import memory_pb2 as pb  # noqa: E402
 from memgrpc.v1 import memory_pb2_grpc  # noqa: E402
@@ -101,7 +101,16 @@ async def main() -> int:
             f"p99 {p(lat[k], 99):.1f} ms, server CPU per search {cpu[k]:.1f} ms "
             f"({cpu[k] / cpu[base]:.2f}x)"
         )
-    report("ab_search", lines, write=args.write)
+    summary = Summary(
+        "; ".join(
+            f"{k}: p50 {p(lat[k], 50):.1f} ms ({p(lat[k], 50) / p(lat[base], 50):.2f}x),"
+            f" server CPU per search {cpu[k]:.1f} ms ({cpu[k] / cpu[base]:.2f}x)"
+            for k in names[1:]
+        ),
+        f"{base}: p50 {p(lat[base], 50):.1f} ms, server CPU per search {cpu[base]:.1f} ms",
+        "none: an A/B, the ratios to the baseline are the result",
+    )
+    report("ab_search", lines, summary, write=args.write)
     return 0
 
 

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchdoc import report  # noqa: E402
+from benchdoc import Summary, report  # noqa: E402
 from load import sentence  # noqa: E402
 
-from memgrpc.core import indexcache  # noqa: E402
+from memgrpc.core.memory import recall_cache  # noqa: E402
 from memgrpc.core.memory.recall import UserIndex  # noqa: E402
 
 DIM = 384
@@ -60,11 +60,11 @@ def cached_bytes(data: list[dict[str, Any]], *, load: bool) -> int:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    user = indexcache.CachedUser(UserIndex(dim=DIM))
+    user = recall_cache.CachedUser(UserIndex(dim=DIM))
     if load:  # what IndexCache._load does
         user.index.reserve(len(data))
     for row in data:
-        indexcache._put(user, row)
+        recall_cache._put(user, row)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -86,7 +86,13 @@ def main() -> int:
             f"{n} memories of one user: {loaded:.0f} bytes per memory loaded at once,"
             f" {written:.0f} written one by one"
         )
-    report("bench_cache_memory", lines, write=args.write)
+    summary = Summary(
+        f"{loaded:.0f} bytes per memory loaded at once, {written:.0f} written one by one"
+        f" ({args.rows[-1]} memories of one user)",
+        f"the vector alone: {DIM * 4} bytes per memory (float32)",
+        "none: bytes are exact, compared with earlier runs",
+    )
+    report("bench_cache_memory", lines, summary, write=args.write)
     return 0
 
 

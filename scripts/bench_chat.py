@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchdoc
 import grpc
-from benchdoc import append_results
 
 from memgrpc.config import ServerConfig
 from memgrpc.core.chat.turn import TurnTiming
@@ -235,8 +235,15 @@ async def main() -> int:
                 )
         finally:
             await running.stop(5.0)
-    if args.write:
-        append_results("bench_chat", lines)
+    add50 = pct(adds, 50)
+    summary = benchdoc.Summary(
+        f"service-added time to first delta p50 {a50:.1f} ms, p99 {a99:.1f} ms"
+        f" ({len(added)} turns at {args.memories} memories)",
+        f"AddMessages (one message) p50 {add50:.1f} ms (service-added = {a50 / add50:.2f}x);"
+        f" SearchMemories p50 {pct(searches, 50):.1f} ms",
+        f"p50 <= {TARGET_P50_MS:.0f} ms: {'met' if a50 <= TARGET_P50_MS else 'NOT met'}",
+    )
+    benchdoc.report("bench_chat", lines, summary, write=args.write, printed=True)
     return 0
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import load_texts  # noqa: E402
-from benchdoc import report  # noqa: E402
+from benchdoc import Summary, report  # noqa: E402
 
 from memgrpc.embed import LocalEmbedder, int8  # noqa: E402
 
@@ -91,7 +91,16 @@ def main() -> int:
         f"int8 vector alone vs in a batch: max difference {drift:.1e} ({len(some)} turns)",
         f"int8 vs float vectors: cosine mean {cosine.mean():.4f}, min {cosine.min():.4f}",
     ]
-    report("bench_embed", lines, write=args.write)
+    summary = Summary(
+        f"int8: one query p50 {p50['int8']:.2f} ms ({p50['int8'] / p50['float']:.2f}x),"
+        f" CPU {cpu['int8']:.2f} ms ({cpu['int8'] / cpu['float']:.2f}x); batched"
+        f" {tps['int8']:.0f} texts/s ({tps['int8'] / tps['float']:.2f}x); cosine to float mean"
+        f" {cosine.mean():.4f}",
+        f"float: one query p50 {p50['float']:.2f} ms, CPU {cpu['float']:.2f} ms; batched"
+        f" {tps['float']:.0f} texts/s",
+        "none: an A/B, the ratios to the float embedder are the result",
+    )
+    report("bench_embed", lines, summary, write=args.write)
     return 0
 
 

@@ -15,7 +15,6 @@ import asyncio
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import benchdoc
 import grpc
 from google.protobuf import timestamp_pb2
 
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "bench" / "locomo_dev.json"
 KEY = "mgk_bench_locomo_bootstrap_key_0123456789"
 MD = (("x-api-key", KEY),)
+PUBLISHED = "BM25 32.8 / 62.9, an offline local pipeline 51.3 / 86.8"  # hit@1 / hit@10
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
 
@@ -90,7 +91,7 @@ async def ingest(ch: grpc.aio.Channel, user: str, conv: dict[str, Any]) -> tuple
     return n, spent
 
 
-async def run(data: list[dict[str, Any]]) -> list[str]:
+async def run(data: list[dict[str, Any]]) -> tuple[list[str], benchdoc.Summary]:
     emb = load_embedder("local")
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +169,17 @@ async def run(data: list[dict[str, Any]]) -> list[str]:
         f"SearchMemories latency over {len(latencies)} questions: p50 {pct(latencies, 50):.1f} ms,"
         f" p99 {pct(latencies, 99):.1f} ms"
     )
-    return lines
+    h1, h10 = (100 * statistics.fmean(r[j] for r in scored) for j in (0, 2))
+    together, alone, p50 = total_msgs / wall, seq_msgs / seq_s, pct(latencies, 50)
+    met = h10 >= 87 and h1 >= 52 and min(together, alone) >= 100 and p50 <= 15
+    summary = benchdoc.Summary(
+        f"hit@1 {h1:.1f}, hit@10 {h10:.1f} (categories 1-4); ingest {together:.0f} messages/s"
+        f" ({len(data)} clients), {alone:.0f} (one client); search p50 {p50:.1f} ms",
+        f"none in the run; published on this split (hit@1 / hit@10): {PUBLISHED}",
+        "hit@10 >= 87, hit@1 >= 52, ingest >= 100 messages/s, search p50 <= 15 ms:"
+        f" {'met' if met else 'NOT met'}",
+    )
+    return lines, summary
 
 
 async def main() -> int:
@@ -177,17 +188,11 @@ async def main() -> int:
     ap.add_argument("--write", action="store_true", help="append the results to docs/BENCHMARKS.md")
     args = ap.parse_args()
     configure_logging("warning")
-    lines = await run(json.loads(args.data.read_text()))
+    lines, summary = await run(json.loads(args.data.read_text()))
     print("\n".join(lines))
-    if args.write:
-        cmd = "python scripts/bench_locomo.py " + " ".join(sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        with (ROOT / "docs" / "BENCHMARKS.md").open("a") as fh:
-            fh.write(
-                f"\n### bench_locomo ({stamp})\n\nCommand: `{cmd.strip()}`\n\n"
-                + "\n".join(lines)
-                + "\n"
-            )
+    print(summary.line())
+    if args.write:  # its lines are markdown already (a table), not bullets
+        benchdoc.log_run("bench_locomo", "\n".join(lines), summary)
     return 0
 
 

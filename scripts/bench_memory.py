@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchdoc
 import grpc
 import lancedb
-from benchdoc import append_results
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from memgrpc.embed import LocalEmbedder
@@ -206,6 +206,7 @@ async def main() -> int:
     rng = random.Random(11)
     qs = rng.sample(questions, min(args.queries, len(questions)))
     lines: list[str] = []
+    searched: list[tuple[int, float, float]] = []  # size, p50, floor p50
 
     def report(line: str) -> None:
         print(line, flush=True)
@@ -245,8 +246,9 @@ async def main() -> int:
                 await ingest_concurrent(stub, texts[done : done + 1000], 1000, done)
                 done += 1000
                 f2 = fragments(data)
+                frags = f2 - f1
                 report(
-                    f"1000 CreateMemory calls in flight at once: {f2 - f1} fragments"
+                    f"1000 CreateMemory calls in flight at once: {frags} fragments"
                     " before compaction"
                     f" ({1000 / (time.perf_counter() - t0):.0f} memories/s)"
                 )
@@ -260,6 +262,7 @@ async def main() -> int:
                     floor_latency(data, emb, qs[:20])
                     flo = floor_latency(data, emb, qs)
                     p50, p99, f50, f99 = pct(svc, 50), pct(svc, 99), pct(flo, 50), pct(flo, 99)
+                    searched.append((size, p50, f50))
                     report(
                         f"SearchMemories at {size} memories ({USERS} users):"
                         f" p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
@@ -269,8 +272,22 @@ async def main() -> int:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
-    if args.write:
-        append_results("bench_memory", lines)
+    size, p50, f50 = searched[-1]
+    met = (
+        rate_b / raw >= 0.8
+        and rate_c / raw >= 0.6
+        and max(p / f for _, p, f in searched) <= 1.5
+        and frags <= 20
+    )
+    summary = benchdoc.Summary(
+        f"BatchMemories {rate_b / raw:.2f}x, 16 concurrent CreateMemory callers"
+        f" {rate_c / raw:.2f}x the raw embedder; 1000 creates in flight: {frags} fragments;"
+        f" search p50 {p50:.1f} ms = {p50 / f50:.2f}x the floor at {size} memories",
+        f"raw embedder {raw:.0f} texts/s; floor p50 {f50:.1f} ms at {size} memories",
+        "BatchMemories >= 0.8x, 16 callers >= 0.6x, search p50 <= 1.5x the floor (every size),"
+        f" <= 20 fragments: {'met' if met else 'NOT met'}",
+    )
+    benchdoc.report("bench_memory", lines, summary, write=args.write, printed=True)
     return 0
 
 

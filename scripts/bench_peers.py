@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchdoc
 import grpc
 import httpx
 import numpy as np
@@ -60,7 +61,6 @@ from bench_scale import (
     stop_server,
     to_pb,
 )
-from benchdoc import append_results
 
 from memgrpc.embed import LocalEmbedder
 from memgrpc.server.logging import configure_logging
@@ -345,8 +345,15 @@ def main() -> int:
             client.close()
             stop_server(chroma)
             stop_server(server)
-    if args.write:
-        append_results("bench_peers", lines)
+    met = search_ratio < 1 and ingest_ratio > 1
+    summary = benchdoc.Summary(
+        f"per-user search p50 {pct(lat_m, 50):.1f} ms = {search_ratio:.2f}x Chroma's;"
+        f" ingest {rate_m:.0f} records/s = {ingest_ratio:.2f}x Chroma's ({args.size} memories)",
+        f"Chroma, same data and queries: search p50 {pct(lat_c, 50):.1f} ms (embed here + query),"
+        f" ingest {rate_c:.0f} records/s",
+        f"search p50 ratio < 1, ingest ratio > 1: {'met' if met else 'NOT met'}",
+    )
+    benchdoc.report("bench_peers", lines, summary, write=args.write, printed=True)
     return 0
 
 

@@ -71,6 +71,7 @@ from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchdoc
 from bench_memory import load_texts, pct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -521,6 +522,32 @@ def plot(results: dict[str, dict[int, tuple[float, float, int]]], path: Path) ->
     fig.savefig(path, dpi=110)
 
 
+def headline(
+    results: dict[str, dict[int, tuple[float, float, int]]],
+    tiers: list[int],
+    verdict: dict[str, str],
+) -> benchdoc.Summary:
+    """The served paths at the largest tier against the in-process embedding and the smallest
+    tier (exact search is left out: the server builds the ANN index by itself)."""
+    paths = {"ann": "project-wide ANN", "warm": "per user warm", "cold": "first search of a user"}
+    first, last = tiers[0], tiers[-1]
+    figure = "; ".join(
+        f"{name} {results[k][last][0]:.1f} / {results[k][last][1]:.1f} ms"
+        for k, name in paths.items()
+    )
+    baseline = f"the query embedded in-process p50 {results['embed'][last][0]:.1f} ms"
+    if len(tiers) > 1:
+        baseline += f"; p50 at {first:,}: " + ", ".join(
+            f"{name} {results[k][first][0]:.1f} ms" for k, name in paths.items()
+        )
+    return benchdoc.Summary(
+        f"p50 / p99 at {last:,} memories: {figure}",
+        baseline,
+        f"p50 <= 15 ms, p99 <= 50 ms at {last:,}: "
+        + ", ".join(f"{name} {verdict[k]}" for k, name in paths.items()),
+    )
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiers", default="10000,100000,1000000")
@@ -663,9 +690,10 @@ async def main() -> int:
             stop_server(server)
     last = tiers[-1]
     summary = [f"target at {last:,} memories (p50 <= 15 ms, p99 <= 50 ms):"]
+    verdict: dict[str, str] = {}
     for key in ("ann", "warm", "cold", "exact"):
         p50, p99, _ = results[key][last]
-        ok = "met" if p50 <= 15 and p99 <= 50 else "MISSED"
+        ok = verdict[key] = "met" if p50 <= 15 and p99 <= 50 else "MISSED"
         summary.append(f"  - {PATHS[key]}: p50 {p50:.1f} ms, p99 {p99:.1f} ms -> {ok}")
     if breakdown:
         summary.append(
@@ -680,21 +708,16 @@ async def main() -> int:
         *rows,
     ]
     print("\n".join(table + summary + profiles), flush=True)
+    row = headline(results, tiers, verdict)
+    print(row.line(), flush=True)
     if args.write:
         if len(tiers) > 1:  # a single tier has no growth to draw: keep the plot of a full run
             plot(results, PLOT)
-        out = ROOT / "docs" / "BENCHMARKS.md"
-        cmd = "python scripts/bench_scale.py " + " ".join(sys.argv[1:])
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        block = "\n".join(f"- {x}" for x in lines)
         tail = "\n".join(f"- {x}" if not x.startswith(" ") else x for x in summary)
-        with out.open("a") as fh:
-            fh.write(
-                f"\n### bench_scale ({stamp})\n\nCommand: `{cmd.strip()}`\n\n{block}\n\n"
-                + "\n".join(table)
-                + f"\n\n{tail}\n"
-                + (f"\n![search latency vs memories]({PLOT.name})\n" if len(tiers) > 1 else "")
-            )
+        body = f"{benchdoc.bullets(lines)}\n\n" + "\n".join(table) + f"\n\n{tail}"
+        if len(tiers) > 1:
+            body += f"\n\n![search latency vs memories]({PLOT.name})"
+        benchdoc.log_run("bench_scale", body, row)
     return 0
 
 

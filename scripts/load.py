@@ -36,7 +36,7 @@ from memgrpc.v1 import chat_pb2, chat_pb2_grpc, memory_pb2, memory_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_scale import cpu_s, free_port  # noqa: E402
-from benchdoc import report  # noqa: E402
+from benchdoc import Summary, report  # noqa: E402
 
 KEY = "mgk_load_test_bootstrap_key_0123456789ab"
 MD = (("x-api-key", KEY),)
@@ -333,7 +333,17 @@ async def main() -> int:
         f" ({from_cold:+.0f}% from there)"
     )
     lines.extend(memory_parts(rss_cold, rss_before, rss_after, g_cold, g_before, g_after))
-    report("load", lines, write=args.write)
+    errors = sum(stats.errors.values())
+    p99 = every[int(len(every) * 0.99)] if every else float("nan")
+    met = errors == 0 and p99 < 1000 and growth < 50
+    summary = Summary(
+        f"{total / took:.1f} req/s, {errors} errors, p99 of all calls {p99:.1f} ms, server RSS"
+        f" {growth:+.0f}% after the warm-up ({args.clients} clients, {took:.0f} s)",
+        f"server RSS {rss_before / 1024:.0f} MiB before the run (after the {args.warmup:.0f} s"
+        " warm-up)",
+        f"0 errors, p99 < 1 s, RSS growth < 50%: {'met' if met else 'NOT met'}",
+    )
+    report("load", lines, summary, write=args.write)
     return 0
 
 
