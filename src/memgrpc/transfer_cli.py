@@ -8,7 +8,9 @@ mapping (field names as in the .proto), plus `vector` and `model` (exports with 
 `updated_at`, `id`, `categories` (`run_id` becomes the session, `agent_id`, `actor_id` and `role`
 go into metadata). The format is detected from the content.
 
-Only generated stubs and the standard library are used here, so the commands start quickly.
+The connection is the Python client's (memgrpc.client): plaintext, or TLS with --tls / --tls-ca
+(and a client certificate with --tls-cert / --tls-key), the API key and an x-request-id on each
+call; the calls themselves go through the generated stubs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ import grpc
 import numpy as np
 from google.protobuf import json_format, timestamp_pb2
 
+from memgrpc.client._channel import (
+    CallOptions,
+    Settings,
+    Stream,
+    Unary,
+    method_path,
+    new_request_id,
+)
+from memgrpc.client._retry import RetryPolicy
+from memgrpc.client._transport import SyncTransport
+from memgrpc.client.errors import MemgrpcError, error_from_rpc
 from memgrpc.core.kernel.ids import derived_id
 
 DEFAULT_ADDR = "127.0.0.1:50051"
@@ -36,10 +49,7 @@ API_KEY_ENV = "MEMGRPC_API_KEY"
 SEND_RECORDS = 500
 SEND_BYTES = 1024 * 1024
 MAX_REPORTED_ERRORS = 100
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
 
 class UsageError(Exception):
@@ -80,8 +90,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--addr", default=DEFAULT_ADDR, help=f"server HOST:PORT ({DEFAULT_ADDR})")
+    p.add_argument(
+        "--addr",
+        default=DEFAULT_ADDR,
+        help=f"server HOST:PORT ({DEFAULT_ADDR}); https://HOST:PORT means TLS",
+    )
     p.add_argument("--api-key", default=None, help=f"API key (default: ${API_KEY_ENV})")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (the system's CAs)")
+    p.add_argument(
+        "--tls-ca", metavar="PEM", help="CA bundle that signed the server certificate (implies TLS)"
+    )
+    p.add_argument("--tls-cert", metavar="PEM", help="client certificate chain, for mutual TLS")
+    p.add_argument("--tls-key", metavar="PEM", help="client private key, for mutual TLS")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -90,17 +110,16 @@ def run(args: argparse.Namespace) -> int:
         key = args.api_key or os.environ.get(API_KEY_ENV, "")
         if not key:
             raise UsageError(f"no API key: pass --api-key or set {API_KEY_ENV}")
-        with grpc.insecure_channel(args.addr, options=_CHANNEL_OPTIONS) as channel:
-            from memgrpc.v1 import memory_pb2_grpc
-
-            stub = memory_pb2_grpc.MemoryServiceStub(channel)
-            metadata = (("x-api-key", key),)
-            if args.command == "export":
-                return _export(args, stub, metadata)
-            return _import(args, stub, metadata)
+        settings = _settings(args, key)
+        if args.command == "export":
+            return _export(args, settings)
+        return _import(args, settings)
     except UsageError as exc:
         print(f"memgrpc {args.command}: {exc}", file=sys.stderr)
         return 2
+    except MemgrpcError as exc:
+        print(f"memgrpc {args.command}: {exc}", file=sys.stderr)
+        return 1
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
         details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -109,6 +128,38 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"memgrpc {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def _settings(args: argparse.Namespace, key: str) -> Settings:
+    """The Python client's connection settings from the command line."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    pem = {name: _read_pem(getattr(args, name), flag) for name, flag in _PEM_FLAGS}
+    try:
+        return Settings.create(
+            args.addr,
+            api_key=key,
+            tls=args.tls,
+            root_certificates=pem["tls_ca"],
+            retry=RetryPolicy(),
+            channel_options=_CHANNEL_OPTIONS,
+            private_key=pem["tls_key"],
+            certificate_chain=pem["tls_cert"],
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+_PEM_FLAGS = (("tls_ca", "--tls-ca"), ("tls_cert", "--tls-cert"), ("tls_key", "--tls-key"))
+
+
+def _read_pem(path: str | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
 
 
 # -- progress -----------------------------------------------------------------------------------
@@ -160,31 +211,51 @@ class Progress:
         self._stream.flush()
         self._drawn = True
 
-    def close(self) -> None:
-        """The final line (always, unless quiet)."""
+    def close(self, outcome: str | None = None) -> None:
+        """The final line (always, unless quiet); `outcome` says what became of the items."""
         if self._quiet:
             return
         if self._tty and self._drawn:
             self._stream.write("\r\x1b[K")
-        self._stream.write(self._line(time.monotonic()) + "\n")
+        now = time.monotonic()
+        line = self._line(now)
+        if outcome is not None:
+            line = f"{outcome} of {self.count:,} {self.verb}  {now - self._start:.1f}s"
+        self._stream.write(line + "\n")
         self._stream.flush()
 
 
 # -- export ---------------------------------------------------------------------------------------
-def _export(args: argparse.Namespace, stub: Any, metadata: tuple[tuple[str, str], ...]) -> int:
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Through the client's transport: both calls are retried while the server is unavailable
+    (the stream only before its first response)."""
     from memgrpc.v1 import memory_pb2 as pb
 
+    service = pb.DESCRIPTOR.services_by_name["MemoryService"]
     archived = not args.exclude_archived
-    total = stub.ListMemories(
-        pb.ListMemoriesRequest(user_id=args.user, page_size=1, include_archived=archived),
-        metadata=metadata,
-    ).total_size
-    request = pb.ExportMemoriesRequest(
-        user_id=args.user,
-        include_archived=archived,
-        include_vectors=args.vectors,
-        include_versions=args.versions,
-    )
+    no_deadline = CallOptions(timeout=None)
+    transport = SyncTransport(settings)
+    try:
+        count = Unary(
+            method_path(service, "ListMemories"),
+            pb.ListMemoriesRequest(user_id=args.user, page_size=1, include_archived=archived),
+            pb.ListMemoriesResponse,
+            lambda r: r.total_size,
+        )
+        total = transport.unary(count, no_deadline)
+        request = pb.ExportMemoriesRequest(
+            user_id=args.user,
+            include_archived=archived,
+            include_vectors=args.vectors,
+            include_versions=args.versions,
+        )
+        call = Stream(method_path(service, "ExportMemories"), request, pb.ExportMemoriesResponse)
+        return _write_export(args, transport.stream(call, no_deadline), total)
+    finally:
+        transport.close()
+
+
+def _write_export(args: argparse.Namespace, responses: Iterator[Any], total: int) -> int:
     progress = Progress("exported", total=total, quiet=args.quiet)
     to_stdout = args.output == "-"
     target = Path(args.output)
@@ -192,7 +263,7 @@ def _export(args: argparse.Namespace, stub: Any, metadata: tuple[tuple[str, str]
     # memories are user data: the file is the owner's only (like admin.key)
     out = sys.stdout.buffer if to_stdout else _private_file(partial)
     try:
-        for response in stub.ExportMemories(request, metadata=metadata):
+        for response in responses:
             for record in response.records:
                 out.write(record_to_line(record).encode("utf-8") + b"\n")
             progress.add(len(response.records))
@@ -260,13 +331,17 @@ class _Local:
         self.errors.append({unit: where, "id": memory_id, "reason": reason, "message": message})
 
 
-def _import(args: argparse.Namespace, stub: Any, metadata: tuple[tuple[str, str], ...]) -> int:
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    """A client stream: not retried (its records cannot be replayed), but a re-run completes an
+    interrupted import, as records the project already has are skipped."""
     from memgrpc.v1 import memory_pb2 as pb
+    from memgrpc.v1 import memory_pb2_grpc
 
     source = _open_source(args.file, args.format)
     local = _Local()
     sent_at: list[int] = []  # stream index -> line or item
-    progress = Progress("imported", quiet=args.quiet)
+    # the server says what became of the records only at the end: until then, they are "sent"
+    progress = Progress("sent", quiet=args.quiet)
 
     def requests() -> Iterator[Any]:
         batch: list[Any] = []
@@ -290,14 +365,24 @@ def _import(args: argparse.Namespace, stub: Any, metadata: tuple[tuple[str, str]
             yield pb.ImportMemoriesRequest(records=batch)
             progress.add(len(batch), fraction=source.fraction() if source.fraction else None)
 
-    summary = stub.ImportMemories(requests(), metadata=metadata)
-    progress.close()
+    request_id = new_request_id()
+    metadata = CallOptions().metadata(settings, request_id)
+    with settings.sync_channel() as channel:
+        stub = memory_pb2_grpc.MemoryServiceStub(channel)
+        try:
+            summary = stub.ImportMemories(requests(), metadata=metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, request_id=request_id) from exc
+    failed = summary.failed + local.failed
+    progress.close(
+        f"imported {summary.imported:,}, skipped {summary.skipped:,} (already there), "
+        f"failed {failed:,}"
+    )
     errors = list(local.errors)
     for e in summary.errors:
         where = sent_at[e.index] if 0 <= e.index < len(sent_at) else -1
         errors.append({source.unit: where, "id": e.id, "reason": e.reason, "message": e.message})
     errors.sort(key=lambda e: int(e[source.unit]))
-    failed = summary.failed + local.failed
     report = {
         "imported": summary.imported,
         "skipped": summary.skipped,

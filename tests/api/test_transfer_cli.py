@@ -25,6 +25,8 @@ from tests import conftest
 from tests.conftest import ServerHandle, make_config
 from tests.helpers import md
 from tests.memhelpers import mem
+from tests.server.test_tls import Pki
+from tests.server.test_tls import pki as pki  # the test PKI fixture
 
 
 async def cli(
@@ -113,6 +115,7 @@ async def test_export_import_round_trip(
     summary = json.loads(out)
     assert (summary["imported"], summary["skipped"], summary["failed"]) == (3, 0, 0)
     assert summary["embedded"] == 0 and summary["errors"] == []
+    assert "imported 3, skipped 0 (already there), failed 0 of 3 sent" in err
     assert other.app.embedder.texts == texts
     assert await contents(stub_b, key_b) == await contents(memory_stub, key_a)
 
@@ -126,11 +129,17 @@ async def test_export_import_round_trip(
     assert sorted(out.splitlines()) == sorted(dump.read_text("utf-8").splitlines())
     assert '"metadata":{"i":0.0,"x":"y"}' in out  # keys sorted: same data, same line
 
-    # re-import: nothing new
-    code, out, _ = await cli("import", str(dump), "--addr", other.address, key=key_b)
+    # re-import: nothing new, and the progress line says so (not "imported 3")
+    code, out, err = await cli("import", str(dump), "--addr", other.address, key=key_b)
     assert code == 0
     summary = json.loads(out)
     assert (summary["imported"], summary["skipped"]) == (0, 3)
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("imported 0, skipped 3 (already there), failed 0 of 3 sent")
+    ), err
+    assert "imported 3" not in err
     assert len(await contents(stub_b, key_b)) == 3
 
     # filters: one user, no archived
@@ -264,3 +273,55 @@ def test_record_parsing_and_progress(capsys: pytest.CaptureFixture[str]) -> None
     )
     p.close()
     assert "imported 50/200 memories" in capsys.readouterr().err
+
+
+# -- TLS --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+async def mtls(
+    tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder, pki: Pki
+) -> AsyncIterator[ServerHandle]:
+    """A server that serves TLS only and requires client certificates of the test CA."""
+    data_dir = tmp_path_factory.mktemp("mtls")
+    admin_key = "mgk_test_" + secrets.token_urlsafe(24)
+    tls = {
+        "tls_cert": str(pki.server.cert_file),
+        "tls_key": str(pki.server.key_file),
+        "tls_client_ca": str(pki.ca.cert_file),
+    }
+    running = await start(make_config(data_dir, admin_key, **tls), embedder=shared_embedder)
+    try:
+        yield ServerHandle(running.address, data_dir, admin_key, running.app, running)
+    finally:
+        await running.stop(1.0)
+
+
+async def test_export_and_import_over_mutual_tls(mtls, pki: Pki, tmp_path: Path) -> None:
+    flags = ("--addr", mtls.address, "--tls-ca", str(pki.ca.cert_file))
+    client = ("--tls-cert", str(pki.client.cert_file), "--tls-key", str(pki.client.key_file))
+    creds = grpc.ssl_channel_credentials(pki.ca.cert_pem, pki.client.key_pem, pki.client.cert_pem)
+    async with grpc.aio.secure_channel(mtls.address, creds) as ch:
+        stub, admin = memory_pb2_grpc.MemoryServiceStub(ch), admin_pb2_grpc.AdminServiceStub(ch)
+        _, key_a = await conftest.new_key.__wrapped__(admin, mtls.admin_key)()
+        _, key_b = await conftest.new_key.__wrapped__(admin, mtls.admin_key)()
+        for text in ("Tea at four", "Coffee never"):
+            await stub.CreateMemory(mem("tls-user", text), metadata=md(key_a))
+
+        dump = tmp_path / "tls.jsonl"
+        code, _, err = await cli("export", *flags, *client, "-o", str(dump), key=key_a)
+        assert code == 0, err
+        assert len(dump.read_text("utf-8").splitlines()) == 2
+        code, out, err = await cli("import", str(dump), *flags, *client, key=key_b)
+        assert code == 0, err
+        assert json.loads(out)["imported"] == 2
+        texts = [{m.content for m in (await contents(stub, k)).values()} for k in (key_a, key_b)]
+        assert texts[0] == texts[1] == {"Tea at four", "Coffee never"}
+
+    # without the client certificate, or without TLS, the server is not reached
+    code, _, err = await cli("export", *flags, "-o", str(tmp_path / "x.jsonl"), key=key_a)
+    assert code == 1 and "UNAVAILABLE" in err, err
+    code, _, err = await cli("import", str(dump), "--addr", mtls.address, key=key_a)
+    assert code == 1 and "UNAVAILABLE" in err, err
+    code, _, err = await cli("export", *flags, "--tls-cert", str(pki.client.cert_file), key=key_a)
+    assert code == 2 and "--tls-cert and --tls-key go together" in err
+    code, _, err = await cli("export", "--tls-ca", str(tmp_path / "none.pem"), key=key_a)
+    assert code == 2 and "--tls-ca" in err

@@ -61,6 +61,9 @@ class Settings:
     root_certificates: bytes | None
     retry: RetryPolicy
     channel_options: tuple[tuple[str, Any], ...] = ()
+    # PEM client key and certificate chain, for servers that require client certificates (mTLS)
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
 
     @classmethod
     def create(
@@ -72,6 +75,8 @@ class Settings:
         root_certificates: bytes | None,
         retry: RetryPolicy,
         channel_options: Sequence[tuple[str, Any]] | None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
     ) -> Settings:
         target = address.strip()
         for scheme, secure in (("https://", True), ("http://", False), ("grpc://", False)):
@@ -79,14 +84,18 @@ class Settings:
                 target, tls = target[len(scheme) :].rstrip("/"), tls or secure
         if not target:
             raise ValueError("address must be host:port")
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("a client certificate needs both private_key and certificate_chain")
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         return cls(
             target=target,
             api_key=key,
-            tls=tls or root_certificates is not None,
+            tls=tls or root_certificates is not None or private_key is not None,
             root_certificates=root_certificates,
             retry=retry,
             channel_options=tuple(channel_options or ()),
+            private_key=private_key,
+            certificate_chain=certificate_chain,
         )
 
     def grpc_options(self) -> list[tuple[str, Any]]:
@@ -99,7 +108,11 @@ class Settings:
         return list(base.items())
 
     def credentials(self) -> Any:
-        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
 
     def sync_channel(self) -> grpc.Channel:
         if self.tls:

@@ -3,8 +3,9 @@
 In: field names as in the .proto (plus a few aliases from the seeds' SDKs, e.g. `thread_id`);
 enums by short name (`"preference"`, `"low_latency"`), full name (`"MEMORY_TYPE_PREFERENCE"`) or
 number; timestamps as datetimes (naive = UTC), dates or ISO-8601 strings; durations as seconds,
-timedeltas or `"90s"`; Struct fields as dicts; None = leave unset. Unknown keys are a ValueError
-(a typo must not silently drop a filter).
+timedeltas or `"90s"`; Struct fields as dicts; None = leave unset. Bad input raises the
+InvalidArgumentError the server would (field violation = the field's path), before anything is
+sent; unknown keys too (a typo must not silently drop a filter).
 
 Out: every field; enums as lowercase short names (None when unspecified), timestamps as ISO-8601
 strings (`...Z`), durations as float seconds, Struct as a dict (integral numbers as ints, as a
@@ -30,6 +31,8 @@ from google.protobuf import (
     timestamp_pb2,
 )
 from google.protobuf.message import Message
+
+from memgrpc.client.errors import InvalidArgumentError, invalid_argument
 
 M = TypeVar("M", bound=Message)
 FieldDescriptor = descriptor.FieldDescriptor
@@ -86,10 +89,12 @@ def enum_short(enum: Enum, number: int) -> str | int | None:
 def enum_number(enum: Enum, value: object, where: str) -> int:
     """A short name, full name or number of `enum` as its number."""
     if isinstance(value, bool):
-        raise TypeError(f"{where}: expected a {enum.name} name, got {value!r}")
+        raise invalid_argument(
+            where, f"expected a {enum.name} name, got {value!r}", wrong_type=True
+        )
     if isinstance(value, int):
         if value not in enum.values_by_number:
-            raise ValueError(f"{where}: {value} is not a {enum.name} value")
+            raise invalid_argument(where, f"{value} is not a {enum.name} value")
         return value
     if isinstance(value, str):
         prefix = _enum_prefix(enum)
@@ -99,7 +104,7 @@ def enum_number(enum: Enum, value: object, where: str) -> int:
             if found is not None:
                 return int(found.number)
     choices = ", ".join(repr(v) for n in enum.values if (v := enum_short(enum, n.number)))
-    raise ValueError(f"{where}: {value!r} is not a {enum.name}; expected one of {choices}")
+    raise invalid_argument(where, f"{value!r} is not a {enum.name}; expected one of {choices}")
 
 
 # -- well-known types ----------------------------------------------------------------------------
@@ -112,11 +117,13 @@ def to_datetime(value: object, where: str) -> datetime:
         try:
             dt = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"{where}: {value!r} is not an ISO-8601 date/time") from None
+            raise invalid_argument(where, f"{value!r} is not an ISO-8601 date/time") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         dt = datetime.fromtimestamp(value, UTC)
     else:
-        raise TypeError(f"{where}: expected a datetime or ISO-8601 string, got {value!r}")
+        raise invalid_argument(
+            where, f"expected a datetime or ISO-8601 string, got {value!r}", wrong_type=True
+        )
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
@@ -133,25 +140,31 @@ def _set_duration(d: duration_pb2.Duration, value: object, where: str) -> None:
         try:
             d.FromJsonString(value.strip())
         except ValueError:
-            raise ValueError(f"{where}: {value!r} is not a duration like '90s'") from None
+            raise invalid_argument(where, f"{value!r} is not a duration like '90s'") from None
     else:
-        raise TypeError(f"{where}: expected seconds, a timedelta or '90s', got {value!r}")
+        raise invalid_argument(
+            where, f"expected seconds, a timedelta or '90s', got {value!r}", wrong_type=True
+        )
 
 
 def _set_struct(s: struct_pb2.Struct, value: object, where: str) -> None:
     if not isinstance(value, Mapping):
-        raise TypeError(f"{where}: expected a dict, got {type(value).__name__}")
+        raise invalid_argument(
+            where, f"expected a dict, got {type(value).__name__}", wrong_type=True
+        )
     try:
         s.Clear()
         s.update(dict(value))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{where}: not JSON-like: {exc}") from None
+        raise invalid_argument(where, f"not JSON-like: {exc}", wrong_type=True) from None
 
 
 def _set_field_mask(fm: field_mask_pb2.FieldMask, value: object, where: str) -> None:
     paths = value.split(",") if isinstance(value, str) else value
     if not isinstance(paths, Iterable):
-        raise TypeError(f"{where}: expected a list of field names, got {value!r}")
+        raise invalid_argument(
+            where, f"expected a list of field names, got {value!r}", wrong_type=True
+        )
     fm.paths[:] = [str(p).strip() for p in paths]
 
 
@@ -186,9 +199,9 @@ def canonical(desc: Descriptor, data: Mapping[str, Any], where: str) -> dict[str
         name = aliases.get(key, key)
         if name not in desc.fields_by_name:
             known = ", ".join(sorted(desc.fields_by_name))
-            raise ValueError(f"{where}: unknown field {key!r} (fields: {known})")
+            raise invalid_argument(where, f"unknown field {key!r} (fields: {known})")
         if name in out:
-            raise ValueError(f"{where}: {key!r} and {name!r} name the same field")
+            raise invalid_argument(where, f"{key!r} and {name!r} name the same field")
         out[name] = value
     return out
 
@@ -198,7 +211,9 @@ def fill(msg: Message, data: Mapping[str, Any], where: str = "") -> None:
     desc = msg.DESCRIPTOR
     where = where or desc.name
     if not isinstance(data, Mapping):
-        raise TypeError(f"{where}: expected a dict, got {type(data).__name__}")
+        raise invalid_argument(
+            where, f"expected a dict, got {type(data).__name__}", wrong_type=True
+        )
     for name, value in canonical(desc, data, where).items():
         if value is not None:
             _set(msg, desc.fields_by_name[name], value, f"{where}.{name}")
@@ -225,10 +240,10 @@ def _set(msg: Message, field: Field, value: object, where: str) -> None:
             _set_message(getattr(msg, field.name), value, where)
         else:
             setattr(msg, field.name, _scalar(field, value, where))
-    except (TypeError, ValueError) as exc:
-        if str(exc).startswith(where):
-            raise
-        raise type(exc)(f"{where}: {exc}") from None
+    except InvalidArgumentError:
+        raise
+    except (TypeError, ValueError) as exc:  # protobuf's own checks (range, type)
+        raise invalid_argument(where, str(exc), wrong_type=isinstance(exc, TypeError)) from None
 
 
 def _set_repeated(msg: Message, field: Field, value: object, where: str) -> None:
@@ -328,11 +343,13 @@ def mask_paths(desc: Descriptor, data: Mapping[str, Any], *, skip: Iterable[str]
 def params(data: Mapping[str, Any] | None, fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     """A dict argument and keyword arguments as one dict (`f({"a": 1}, b=2)` or `f(a=1, b=2)`)."""
     if data is not None and not isinstance(data, Mapping):
-        raise TypeError(f"{where}: expected a dict, got {type(data).__name__}")
+        raise invalid_argument(
+            where, f"expected a dict, got {type(data).__name__}", wrong_type=True
+        )
     out = dict(data or {})
     for key, value in fields.items():
         if key in out:
-            raise ValueError(f"{where}: {key!r} given twice")
+            raise invalid_argument(where, f"{key!r} given twice")
         out[key] = value
     return out
 

@@ -12,6 +12,7 @@ from typing import Any
 from memgrpc.client import _convert as cv
 from memgrpc.client._channel import Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
+from memgrpc.client.errors import invalid_argument
 from memgrpc.v1 import admin_pb2 as pb
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["AdminService"]
@@ -66,7 +67,7 @@ class Calls:
     ) -> Unary[pb.ApiKey, dict[str, Any]]:
         fields = cv.canonical(_API_KEY, data, "api_key")
         if fields.pop("id", key_id) != key_id:
-            raise ValueError("api_key: 'id' differs from the key id argument")
+            raise invalid_argument("api_key.id", "differs from the key id argument")
         key = cv.build(pb.ApiKey, fields, "api_key")
         key.id = key_id
         request = pb.UpdateApiKeyRequest(api_key=key)

@@ -38,6 +38,8 @@ class AsyncMemgrpcClient:
         metadata: Headers | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
         initial_backoff: float = 0.25,
         max_backoff: float = 8.0,
         channel_options: Sequence[tuple[str, Any]] | None = None,
@@ -51,6 +53,8 @@ class AsyncMemgrpcClient:
             tls=tls,
             root_certificates=root_certificates,
             channel_options=channel_options,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
         )
         self._owner = True
         self._bind(AsyncTransport(settings), CallOptions(timeout, normalize_headers(metadata)))

@@ -41,6 +41,8 @@ def make_settings(
     tls: bool,
     root_certificates: bytes | None,
     channel_options: Sequence[tuple[str, Any]] | None,
+    private_key: bytes | None = None,
+    certificate_chain: bytes | None = None,
 ) -> Settings:
     return Settings.create(
         address,
@@ -51,6 +53,8 @@ def make_settings(
             max_retries=max_retries, initial_backoff=initial_backoff, max_backoff=max_backoff
         ),
         channel_options=channel_options,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
     )
 
 
@@ -65,7 +69,8 @@ class MemgrpcClient:
     `api_key` defaults to $MEMGRPC_API_KEY. `timeout` (seconds, None = none) is each attempt's
     deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried up to `max_retries` times with
     exponential backoff and jitter (at least the server's retry delay). `metadata` adds headers
-    to every call. `tls=True` (or `root_certificates`, or an `https://` address) uses TLS.
+    to every call. `tls=True` (or `root_certificates`, or an `https://` address) uses TLS;
+    `private_key` and `certificate_chain` (PEM) add a client certificate for mutual TLS.
     Constructing the client makes no connection; use it as a context manager or call close().
     """
 
@@ -79,6 +84,8 @@ class MemgrpcClient:
         metadata: Headers | None = None,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
         initial_backoff: float = 0.25,
         max_backoff: float = 8.0,
         channel_options: Sequence[tuple[str, Any]] | None = None,
@@ -92,6 +99,8 @@ class MemgrpcClient:
             tls=tls,
             root_certificates=root_certificates,
             channel_options=channel_options,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
         )
         self._owner = True
         self._bind(SyncTransport(settings), CallOptions(timeout, normalize_headers(metadata)))

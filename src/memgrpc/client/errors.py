@@ -4,7 +4,9 @@
     ├── AuthenticationError         UNAUTHENTICATED: missing, unknown or revoked API key
     ├── PermissionDeniedError       PERMISSION_DENIED: the key lacks the scope
     ├── NotFoundError               NOT_FOUND
-    ├── InvalidArgumentError        INVALID_ARGUMENT / OUT_OF_RANGE (field_violations)
+    ├── InvalidArgumentError        INVALID_ARGUMENT / OUT_OF_RANGE (field_violations); also a
+    │                               ValueError, and raised before sending for input the client
+    │                               rejects itself (then also a TypeError for a wrong type)
     ├── ConflictError               ALREADY_EXISTS / ABORTED
     ├── FailedPreconditionError     FAILED_PRECONDITION: valid, but not in the current state
     ├── RateLimitError              RESOURCE_EXHAUSTED (retry_after)
@@ -38,9 +40,13 @@ __all__ = [
     "UnavailableError",
     "error_from_event",
     "error_from_rpc",
+    "invalid_argument",
 ]
 
 REQUEST_ID_HEADER = "x-request-id"
+# what the server's ErrorInfo says for malformed input (server/errors.py, core/kernel/errors.py)
+_INVALID_REASON = "INVALID_ARGUMENT"
+_DOMAIN = "memgrpc"
 
 
 class MemgrpcError(Exception):
@@ -99,8 +105,11 @@ class NotFoundError(MemgrpcError):
     """NOT_FOUND: no such memory, user, session, job, key... in the key's project."""
 
 
-class InvalidArgumentError(MemgrpcError):
-    """INVALID_ARGUMENT: the request is malformed; `field_violations` says where and why."""
+class InvalidArgumentError(MemgrpcError, ValueError):
+    """INVALID_ARGUMENT: the request is malformed; `field_violations` says where and why.
+
+    Also a ValueError, so `except ValueError` (what the client raised for its own checks before)
+    still catches it."""
 
     def __init__(
         self,
@@ -111,6 +120,38 @@ class InvalidArgumentError(MemgrpcError):
     ) -> None:
         super().__init__(message, **kwargs)
         self.field_violations: list[dict[str, str]] = list(field_violations or [])
+
+
+class _InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """A value of the wrong Python type (a list where a dict goes): still a TypeError, as before."""
+
+
+def invalid_argument(
+    field: str, description: str, *, wrong_type: bool = False
+) -> InvalidArgumentError:
+    """The error the server gives for bad input, for input the client rejects before sending:
+    INVALID_ARGUMENT, reason INVALID_ARGUMENT (domain memgrpc), one field violation."""
+    violation = {"field": field, "description": description}
+    cls = _InvalidArgumentTypeError if wrong_type else InvalidArgumentError
+    return cls(
+        f"{field}: {description}" if field else description,
+        status=grpc.StatusCode.INVALID_ARGUMENT,
+        reason=_INVALID_REASON,
+        domain=_DOMAIN,
+        field_violations=[violation],
+        details=[
+            {
+                "@type": _type_url(error_details_pb2.ErrorInfo),
+                "reason": _INVALID_REASON,
+                "domain": _DOMAIN,
+            },
+            {"@type": _type_url(error_details_pb2.BadRequest), "field_violations": [violation]},
+        ],
+    )
+
+
+def _type_url(cls: Any) -> str:
+    return f"type.googleapis.com/{cls.DESCRIPTOR.full_name}"
 
 
 class ConflictError(MemgrpcError):

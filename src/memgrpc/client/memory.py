@@ -11,6 +11,7 @@ from google.protobuf import empty_pb2
 from memgrpc.client import _convert as cv
 from memgrpc.client._channel import Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
+from memgrpc.client.errors import invalid_argument
 from memgrpc.v1 import memory_pb2 as pb
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["MemoryService"]
@@ -39,7 +40,7 @@ def _patch(
 ) -> pb.UpdateMemoryRequest:
     fields = cv.canonical(_MEMORY, data or {}, where)
     if fields.pop("id", memory_id) != memory_id:
-        raise ValueError(f"{where}: 'id' differs from the memory id argument")
+        raise invalid_argument(f"{where}.id", "differs from the memory id argument")
     memory = memory_message(fields, where)
     memory.id = memory_id
     request = pb.UpdateMemoryRequest(
@@ -55,13 +56,13 @@ def _batch_op(op: Mapping[str, Any], where: str) -> pb.BatchOperation:
     """Sovant style {"op": "create"|"update"|"delete", "id", "data", "update_mask", "reason"}
     or the proto's own {"create": {"memory": ...}} / {"update": ...} / {"delete": {"id": ...}}."""
     if not isinstance(op, Mapping):
-        raise TypeError(f"{where}: expected a dict, got {type(op).__name__}")
+        raise invalid_argument(where, f"expected a dict, got {type(op).__name__}", wrong_type=True)
     if "op" not in op:
         return cv.build(pb.BatchOperation, op, where)
     kind = op["op"]
     extra = set(op) - {"op", "id", "data", "update_mask", "reason", "request_id"}
     if extra:
-        raise ValueError(f"{where}: unknown keys {sorted(extra)} for op {kind!r}")
+        raise invalid_argument(where, f"unknown keys {sorted(extra)} for op {kind!r}")
     rid = str(op.get("request_id") or "")
     if kind == "create":
         return pb.BatchOperation(
@@ -83,7 +84,7 @@ def _batch_op(op: Mapping[str, Any], where: str) -> pb.BatchOperation:
         return pb.BatchOperation(
             delete=pb.DeleteMemoryRequest(id=str(op.get("id") or ""), request_id=rid)
         )
-    raise ValueError(f"{where}: op must be 'create', 'update' or 'delete', not {kind!r}")
+    raise invalid_argument(where, f"op must be 'create', 'update' or 'delete', not {kind!r}")
 
 
 class Calls:
@@ -118,7 +119,7 @@ class Calls:
         rid = request_id or new_request_id()
         fields = cv.canonical(_MEMORY, data, "memory")
         if fields.pop("id", memory_id) != memory_id:
-            raise ValueError("memory: 'id' differs from the memory id argument")
+            raise invalid_argument("memory.id", "differs from the memory id argument")
         memory = memory_message(fields)
         memory.id = memory_id
         request = pb.ReplaceMemoryRequest(memory=memory, request_id=rid)
@@ -152,7 +153,7 @@ class Calls:
         if isinstance(operations, Mapping):
             extra = set(operations) - {"operations", "request_id"}
             if extra:
-                raise ValueError(f"batch: unknown keys {sorted(extra)}")
+                raise invalid_argument("batch", f"unknown keys {sorted(extra)}")
             request_id = request_id or operations.get("request_id")
             operations = operations.get("operations") or []
         rid = request_id or new_request_id()

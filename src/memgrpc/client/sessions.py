@@ -18,6 +18,7 @@ from memgrpc.client import chat as chat_mod
 from memgrpc.client import context as context_mod
 from memgrpc.client._channel import Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
+from memgrpc.client.errors import invalid_argument
 from memgrpc.v1 import memory_pb2
 from memgrpc.v1 import sessions_pb2 as pb
 
@@ -43,11 +44,11 @@ def _messages_request(
     if isinstance(messages, Mapping):
         extra = set(messages) - {"messages", "request_id"}
         if extra:
-            raise ValueError(f"add_messages: unknown keys {sorted(extra)}")
+            raise invalid_argument("add_messages", f"unknown keys {sorted(extra)}")
         request_id = request_id or messages.get("request_id")
         messages = messages.get("messages") or []
     if isinstance(messages, str):
-        raise TypeError("add_messages: expected a list of message dicts")
+        raise invalid_argument("messages", "expected a list of message dicts", wrong_type=True)
     request = pb.AddMessagesRequest(
         session_id=session_id, request_id=request_id or new_request_id()
     )
@@ -81,7 +82,7 @@ class Calls:
         rid = request_id or new_request_id()
         fields = cv.canonical(_SESSION, data, "session")
         if fields.pop("id", session_id) != session_id:
-            raise ValueError("session: 'id' differs from the session id argument")
+            raise invalid_argument("session.id", "differs from the session id argument")
         session = cv.build(pb.Session, fields, "session")
         session.id = session_id
         request = pb.UpdateSessionRequest(session=session, request_id=rid)
@@ -152,7 +153,7 @@ class _SessionData(Mapping[str, Any]):
 
     def __init__(self, session_id: str, data: Mapping[str, Any] | None = None) -> None:
         if not session_id:
-            raise ValueError("a session id is required")
+            raise invalid_argument("session_id", "a session id is required")
         self._data: dict[str, Any] = dict(data) if data else {"id": session_id}
 
     @property

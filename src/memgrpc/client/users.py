@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 from memgrpc.client import _convert as cv
 from memgrpc.client._channel import Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
+from memgrpc.client.errors import invalid_argument
 from memgrpc.v1 import users_pb2 as pb
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["UserService"]
@@ -51,7 +52,9 @@ class Calls:
         rid = request_id or new_request_id()
         fields = cv.canonical(_USER, data, "user")
         if fields.pop("id", user_id) != user_id:
-            raise ValueError("user: 'id' differs from the user id argument (use new_id to rename)")
+            raise invalid_argument(
+                "user.id", "differs from the user id argument (use new_id to rename)"
+            )
         user = cv.build(pb.User, fields, "user")
         user.id = user_id
         request = pb.UpdateUserRequest(user=user, new_id=new_id or "", request_id=rid)

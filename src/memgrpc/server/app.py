@@ -18,7 +18,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from memgrpc.api.admin import AdminServicer
 from memgrpc.api.chat import ChatServicer
@@ -44,7 +43,7 @@ from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.embed.shared import SharingEmbedder
 from memgrpc.llm import LLMConfig, Providers, build_providers
-from memgrpc.server import ratelimit, tls
+from memgrpc.server import ratelimit, reflection, tls
 from memgrpc.server.interceptors import interceptors
 from memgrpc.server.telemetry import Telemetry, require_sdk
 from memgrpc.store.db import Store, StoreConfig
@@ -342,9 +341,7 @@ async def start(
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_name, reflection.SERVICE_NAME), server
-        )
+        reflection.enable(server, (*SERVICE_NAMES, health_name))
         port = tls.bind(server, config)
         if port == 0:
             raise OSError(f"could not bind {config.addr}")

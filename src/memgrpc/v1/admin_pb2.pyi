@@ -167,6 +167,9 @@ class ListProjectsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     def __init__(
         self,
@@ -270,6 +273,9 @@ class ListApiKeysRequest(_message.Message):
     project_id: _builtins.str
     """Empty = the caller's project."""
     page_size: _builtins.int
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     include_revoked: _builtins.bool
     def __init__(

@@ -386,7 +386,9 @@ class ListMemoriesRequest(_message.Message):
     user_id: _builtins.str
     """Empty = every user of the project."""
     page_size: _builtins.int
-    """0 = 50; at most 1000."""
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     tag_match: Global___TagMatch.ValueType
     session_id: _builtins.str
@@ -487,7 +489,9 @@ class SearchMemoriesRequest(_message.Message):
     query: _builtins.str
     """Empty with filters = a filter search (newest first)."""
     limit: _builtins.int
-    """0 = 10; at most 100."""
+    """Results: 0 = 10; above 100 is treated as 100 (at most 100 results); negative is
+    INVALID_ARGUMENT.
+    """
     mode: Global___SearchMode.ValueType
     tag_match: Global___TagMatch.ValueType
     session_id: _builtins.str

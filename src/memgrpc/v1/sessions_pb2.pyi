@@ -281,6 +281,9 @@ class ListSessionsRequest(_message.Message):
     user_id: _builtins.str
     """Empty = every user of the project."""
     page_size: _builtins.int
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     @_builtins.property
     def metadata_filter(self) -> _struct_pb2.Struct:
@@ -393,6 +396,9 @@ class ListMessagesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     page_size: _builtins.int
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     def __init__(
         self,

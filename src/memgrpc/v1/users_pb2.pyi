@@ -163,6 +163,9 @@ class ListUsersRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     METADATA_FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
+    AIP-158); negative is INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
     @_builtins.property
     def metadata_filter(self) -> _struct_pb2.Struct:
@@ -217,7 +220,7 @@ class ListRecentMessagesRequest(_message.Message):
     N_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     n: _builtins.int
-    """0 = 10; at most 100."""
+    """Messages: 0 = 10; above 100 is treated as 100; negative is INVALID_ARGUMENT."""
     def __init__(
         self,
         *,
