@@ -203,6 +203,12 @@ def _reply(text: str, *, interrupted: bool) -> Message:
     return Message(role="assistant", content=text, interrupted=interrupted)
 
 
+def _indexes_replies(provider: Provider) -> bool:
+    """Whether the provider's replies are worth recalling later: the built-in responder's only
+    restate what recall found, or say it found nothing, so they are stored but not indexed."""
+    return bool(getattr(provider, "indexes_replies", True))
+
+
 def _resolve(f: asyncio.Future[Message], m: Message) -> None:
     if not f.done():
         f.set_result(m)
@@ -525,7 +531,7 @@ class ChatService:
             await gen.aclose()
         reply = "".join(parts)
         with shared_embeddings(plan.embeddings):
-            if reply.strip():
+            if reply.strip() and _indexes_replies(plan.provider):
                 # embedded now: the store below first waits for the session's lock (until the
                 # user message's memory is in), and then finds this embedding done or running
                 text = embedded_text(_reply(reply, interrupted=False))
@@ -561,7 +567,10 @@ class ChatService:
         if not text.strip():
             return None  # nothing was said: no message
         added = await self._messages.add(
-            plan.project_id, plan.session_id, [_reply(text, interrupted=interrupted)]
+            plan.project_id,
+            plan.session_id,
+            [_reply(text, interrupted=interrupted)],
+            index=_indexes_replies(plan.provider),
         )
         return added[0]
 

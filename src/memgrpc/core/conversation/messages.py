@@ -131,8 +131,12 @@ class MessageService:
         minted_ids: bool = False,
         on_stored: Callable[[builtins.list[Message]], None] | None = None,
         index_after: asyncio.Future[Any] | None = None,
+        index: bool = True,
     ) -> builtins.list[Message]:
         """Store the messages in order and index each as a MESSAGE memory; all or nothing.
+
+        `index=False` stores them without a memory (not searchable; their `memory_id` stays
+        empty): for text that holds nothing to recall, like the built-in responder's replies.
 
         `minted_ids`: the given ids come from `new_id` (unique by construction), so the lookup
         for clashing client ids is skipped. `on_stored` is called as soon as the messages are
@@ -171,7 +175,7 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready, on_stored, index_after)
+                await self._write(project_id, s, ready, on_stored, index_after, index)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
@@ -185,10 +189,15 @@ class MessageService:
         ready: builtins.list[Message],
         on_stored: Callable[[builtins.list[Message]], None] | None,
         index_after: asyncio.Future[Any] | None = None,
+        index: bool = True,
     ) -> None:
         # validated and given ids up front: the messages row names its memory
-        made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
-        for m, mem in zip(ready, made, strict=True):
+        made = (
+            self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
+            if index
+            else []
+        )
+        for m, mem in zip(ready if made else [], made, strict=True):
             m.memory_id = mem.id
         now = datetime.now(UTC)
         counters = {
@@ -209,6 +218,8 @@ class MessageService:
                 on_stored(ready)
 
         async def store_memories() -> None:
+            if not made:
+                return
             if index_after is not None:
                 await asyncio.wait([index_after])
             await self._memories.insert_prepared(project_id, made)
