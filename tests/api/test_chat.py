@@ -154,13 +154,25 @@ async def test_both_messages_stored_and_searchable(chat, sessions, memory_stub, 
     s = await sessions.GetSession(spb.GetSessionRequest(id=started.session_id), metadata=md(key))
     assert s.user_id == "cy" and s.message_count == 2
     assert s.title == "Do you know my dog's name?"
+    # the user's message is indexed; the built-in responder's reply (it only restates what
+    # recall found) is kept in the session but not indexed, so it never crowds out the memory
+    assert stored[0].memory_id and not stored[1].memory_id
     found = await memory_stub.SearchMemories(
         mpb.SearchMemoriesRequest(
             user_id="cy", query="Biscuit", types=[mpb.MEMORY_TYPE_MESSAGE], limit=5
         ),
         metadata=md(key),
     )
-    assert done.assistant_message_id in {
+    sources = {i for r in found.results for i in r.memory.source_message_ids}
+    assert started.user_message_id in sources and done.assistant_message_id not in sources
+    # a model's reply is indexed like any message
+    other = await turn(
+        chat, key, session_id=started.session_id, message="Say hello", provider="openai"
+    )
+    found = await memory_stub.SearchMemories(
+        mpb.SearchMemoriesRequest(user_id="cy", query="fake model", limit=5), metadata=md(key)
+    )
+    assert other[-1].done.assistant_message_id in {
         i for r in found.results for i in r.memory.source_message_ids
     }
 
@@ -177,7 +189,16 @@ async def test_a_turn_runs_the_model_once_per_message(chat, new_key, server) -> 
     )
     assert kinds(events)[-1] == "done" and events[-1].done.assistant_message_id
     assert "Miso" in text_of(events)
-    assert embedder.texts - before == 2
+    assert embedder.texts - before == 1  # the built-in responder's reply is not indexed
+    before = embedder.texts
+    events = await turn(
+        chat,
+        key,
+        session_id=first[0].started.session_id,
+        message="What else?",
+        provider="openai",
+    )
+    assert kinds(events)[-1] == "done" and embedder.texts - before == 2
 
 
 async def test_session_continues_with_history(chat, sessions, new_key) -> None:

@@ -10,7 +10,8 @@ from google.protobuf import timestamp_pb2
 
 from memgrpc.embed import Embedder
 from memgrpc.v1 import context_pb2 as cpb
-from memgrpc.v1 import context_pb2_grpc, sessions_pb2_grpc
+from memgrpc.v1 import context_pb2_grpc, memory_pb2_grpc, sessions_pb2_grpc
+from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
 from tests.convhelpers import add, msg, new_session
 from tests.helpers import md
@@ -95,12 +96,16 @@ async def test_strategies_differ(context_stub, convo) -> None:
     assert len(set(deep_ids)) == len(deep_ids)
 
 
-async def test_threshold_keeps_min_top_k(context_stub, convo) -> None:
+async def test_threshold_drops_every_memory_below_it(context_stub, convo) -> None:
+    """min_top_k is the least asked for, not a quota filled with what misses the threshold."""
     key, _, _ = convo
     r = await ctx(
         context_stub, key, query="surf school", min_top_k=2, max_top_k=10, memory_threshold=1.0
     )
-    assert len(r.memories) == 2
+    assert len(r.memories) == 0
+    some = await ctx(context_stub, key, query="surf school", min_top_k=2, memory_threshold=0.3)
+    assert some.memories and all(h.score >= 0.3 for h in some.memories)
+    assert len(some.memories) < len(CHAT)
 
 
 async def test_token_budget(context_stub, convo, shared_embedder: Embedder) -> None:
@@ -141,10 +146,28 @@ async def test_summaries_after_processing(context_stub, convo, channel) -> None:
         spb.ProcessSessionRequest(session_id=session_id, wait=True), metadata=md(key)
     )
     assert job.state == spb.JOB_STATE_DONE
-    r = await ctx(context_stub, key, query="trip to Portugal")
+    r = await ctx(context_stub, key, query="trip to Portugal", max_top_k=2)
     assert len(r.summaries) == 1 and r.summaries[0].session_id == session_id
     assert "Earlier conversations" in r.context
     assert all(h.memory.type != 8 for h in r.memories)  # summaries are not listed as memories
+    # at most half the session's words: a summary, not the transcript again
+    words = sum(len(text.split()) for _, text in CHAT)
+    assert len(r.summaries[0].content.split()) <= words // 2 + len(CHAT)  # + "Ana:" labels
+    # once every message it quotes is shown (here as memories), it would say it all twice
+    full = await ctx(context_stub, key, query="trip to Portugal", max_top_k=20)
+    assert {i for h in full.memories for i in h.memory.source_message_ids} >= set(
+        await summary_sources(channel, key, session_id)
+    )
+    assert len(full.summaries) == 0 and "Earlier conversations" not in full.context
+
+
+async def summary_sources(channel: grpc.aio.Channel, key: str, session_id: str) -> list[str]:
+    memories = memory_pb2_grpc.MemoryServiceStub(channel)
+    found = await memories.ListMemories(
+        mpb.ListMemoriesRequest(session_id=session_id, types=[mpb.MEMORY_TYPE_SUMMARY]),
+        metadata=md(key),
+    )
+    return list(found.memories[0].source_message_ids)
 
 
 @pytest.mark.parametrize(

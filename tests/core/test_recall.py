@@ -299,8 +299,15 @@ def test_ties_are_deterministic_and_independent_of_insertion_order() -> None:
     b = backward.search("same words", vec("q"), 12, dedup=False)
     assert len({s for _, s in a}) == 1
     assert ids(a) == ids(b) == ids(forward.search("same words", vec("q"), 12, dedup=False))
-    # dedup keeps one of the identical texts
-    assert len(forward.search("same words", vec("q"), 12)) == 1
+    # stored memories (no speaker) with the same text are distinct results, never merged
+    assert len(forward.search("same words", vec("q"), 12)) == 12
+    # a turn repeated by the same speaker is merged (another speaker's is not)
+    turns = UserIndex(dim=DIM)
+    for i in range(3):
+        turns.add(f"t{i}", "Thanks!", vec("thanks"), speaker="Ana", session="s", position=i)
+    turns.add("t3", "thanks", vec("thanks"), speaker="Ben", session="s", position=3)
+    assert sorted(i[0] for i in ids(turns.search("thanks", vec("thanks"), 10))) == ["t", "t"]
+    assert len(turns.search("thanks", vec("thanks"), 10, dedup=False)) == 4
 
 
 def test_filter_by_ids_and_predicate() -> None:
@@ -333,3 +340,62 @@ def test_bad_input_is_rejected() -> None:
         RankParams(window=-1.0)
     with pytest.raises(ValueError):
         RankParams(lexical=1.5)
+
+
+def _chat_turns_and_a_memory() -> UserIndex:
+    """The README's flow in miniature: a stored memory, then a session whose last turn asks
+    the search's own question (its vector is the query's: the strongest dense match)."""
+    index = UserIndex(dim=DIM)
+    index.add("mem", "User prefers a dark theme", vec("dark"))
+    index.add("bike", "User owns a red bicycle", vec("bike"))
+    turns = [
+        ("user", "For team scheduling, use Berlin when I mention Europe.", vec("berlin")),
+        ("assistant", "Got it: Berlin for Europe.", vec("got it")),
+        ("user", "Which city do I use for Europe?", vec("city")),
+        ("user", "What theme do I like?", vec("theme query")),
+    ]
+    for i, (speaker, text, v) in enumerate(turns):
+        index.add(f"t{i}", text, v, speaker=speaker, session="s", position=i)
+    return index
+
+
+def test_a_relevant_stored_memory_outranks_the_question_and_turns_it_beats() -> None:
+    index = _chat_turns_and_a_memory()
+    q, qv = "what theme does the user like?", vec("theme query")
+    ranked = index.search(q, qv, 10)
+    assert ids(ranked)[:2] == ["mem", "t3"]
+    scores = dict(ranked)
+    assert scores["mem"] > scores["t3"] > 0.3
+    # without step 7 the question came first; turns keep their scores and order either way
+    before = index.search(q, qv, 10, params=RankParams(memory_floor=1.0))
+    assert ids(before)[0] == "t3"
+    assert [(i, s) for i, s in ranked if i.startswith("t")] == [
+        (i, s) for i, s in before if i.startswith("t")
+    ]
+    # an unrelated memory is not lifted: its score is its own
+    assert scores["bike"] == dict(before)["bike"] < scores["t3"]
+
+
+def test_an_unrelated_memory_lifts_nothing() -> None:
+    index = _chat_turns_and_a_memory()
+    away = -(vec("dark") + vec("bike"))  # the memories' vectors point away from the query
+    q, qv = "which city for Europe scheduling?", away / np.linalg.norm(away)
+    ranked = index.search(q, qv, 10)
+    assert ranked == index.search(q, qv, 10, params=RankParams(memory_floor=1.0))
+    assert ids(ranked)[-2:] in (["mem", "bike"], ["bike", "mem"])
+
+
+def test_a_memory_stored_on_its_own_is_its_own_context() -> None:
+    """The same text and vector as a turn in the middle of a session scores at least as high
+    stored on its own (it has no neighbours to borrow from, so it counts as its own)."""
+    index = chat()
+    text = "The Eagle Ridge loop, it was gorgeous."
+    index.add("alone", text, vec(embed_text(text, "Ana")), speaker="Ana")
+    scores = dict(
+        index.search(
+            "Eagle Ridge loop", vec("q"), 20, params=RankParams(memory_floor=1.0), dedup=False
+        )
+    )
+    assert scores["alone"] >= scores["s1:2"] > 0
+    with pytest.raises(ValueError, match="memory_floor"):
+        RankParams(memory_floor=1.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from memgrpc.llm import ChatMessage, Fact, LocalProvider
-from memgrpc.llm.local import NOTHING_TO_GROUND, WORDS_PER_YIELD, answer
+from memgrpc.llm.local import NOTHING_TO_GROUND, SELF, WORDS_PER_YIELD, answer
 
 DOG = Fact("The user's dog is named Biscuit.", "", 0.9)
 NOISE = (
@@ -42,6 +42,27 @@ def test_earlier_user_turns_ground_too_but_not_questions_or_the_assistant() -> N
     reply = answer(msgs)
     assert "teal" in reply and "red" not in reply
     assert reply.count("favourite colour") == 1  # the earlier question is not an answer
+
+
+def test_answers_a_question_from_what_recall_found_by_meaning() -> None:
+    """README: "What theme do I like?" shares no word with "User prefers dark mode"; recall
+    found it by meaning and ranked it first, and the reply uses it (and says what it is)."""
+    facts = (
+        Fact("User prefers dark mode", "", 0.71),
+        Fact("The user owns a red bicycle.", "", 0.2),
+        Fact("Your theme is light, I think?", "assistant", 0.9),
+    )
+    reply = answer(prompt("What theme do I like?", *facts, history=("I like Berlin.",)))
+    assert "User prefers dark mode." in reply
+    assert "bicycle" not in reply and "light" not in reply and "Berlin" not in reply
+    assert reply.startswith(SELF) and "not a language model" in reply
+    # memories close to the best one come along, in recall order
+    two = answer(prompt("Which one do I like?", Fact("A.", "", 0.5), Fact("B.", "", 0.45)))
+    assert two.endswith("A. B.")
+
+
+def test_word_matched_answers_say_what_it_is_too() -> None:
+    assert answer(prompt("What is my dog's name?", *NOISE, DOG)).startswith(SELF)
 
 
 def test_says_what_it_is_when_nothing_matches() -> None:

@@ -124,6 +124,12 @@ class Provider(Protocol):
     @property
     def available(self) -> bool: ...
 
+    @property
+    def indexes_replies(self) -> bool:
+        """Whether chat indexes its replies for recall: False for a provider whose replies hold
+        nothing new (the built-in responder restates what recall found)."""
+        ...
+
     def stream(
         self,
         messages: Sequence[ChatMessage],

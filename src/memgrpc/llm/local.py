@@ -1,8 +1,10 @@
 """The built-in responder: no network, no model, deterministic.
 
 It lets chat work offline and in tests: it answers the last user message with the recalled
-sentences (and earlier user turns) that share the most words with it, and says plainly what it
-is when nothing matches. It streams word by word, yielding to the event loop every
+sentences (and earlier user turns) that share the most words with it; a question that shares no
+more than half its words with them ("What theme do I like?" against "User prefers dark mode")
+gets the memories recall ranked first, since recall matched them by meaning too. Every reply
+says plainly what it is. It streams word by word, yielding to the event loop every
 `WORDS_PER_YIELD` words so a cancelled turn stops at once. A yield per word made a reply wait
 for a pass of a loaded event loop per word (generation p50 30 against 17 ms under
 scripts/load.py); the words queued between yields still go out one by one to a client that
@@ -28,10 +30,12 @@ NOTHING_TO_GROUND: Final = (
     "that yet. Configure an LLM provider (for example MEMGRPC_OPENAI_BASE_URL) for open-ended "
     "replies."
 )
+SELF: Final = "I'm memgrpc's built-in responder, not a language model."
 MAX_SENTENCES: Final = 3
 WORDS_PER_YIELD: Final = 8
 # a sentence joins the reply when it scores at least this share of the best one
 _CLOSE_TO_BEST: Final = 0.8
+_WEAK_MATCH: Final = 0.5
 # earlier user turns of the session count as facts of this recall score
 _TURN_SCORE: Final = 0.5
 
@@ -47,6 +51,11 @@ you your yours yourself yourselves tell know remember please
 _STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split())
 _WORD: Final = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+")
+_QUESTION_START_TEXT: Final = """
+what which who whom whose where when why how do does did is are am was were can could should
+would will shall have has may might
+"""
+_QUESTION_START: Final = frozenset(_QUESTION_START_TEXT.split())
 _STEMMER: Final = Stemmer.Stemmer("english")
 
 
@@ -72,6 +81,7 @@ class _Candidate:
     fact: Fact
     score: float
     order: int
+    covered: float = 0.0  # share of the question's words the sentence has
 
 
 def _facts(messages: Sequence[ChatMessage]) -> list[Fact]:
@@ -93,8 +103,26 @@ def _candidates(question: str, facts: Sequence[Fact]) -> list[_Candidate]:
                 continue
             overlap = len(wanted & terms(sentence))
             if overlap:
-                score = overlap / len(wanted) + 0.2 * fact.score
-                out.append(_Candidate(sentence, fact, score, len(out)))
+                covered = overlap / len(wanted)
+                out.append(
+                    _Candidate(sentence, fact, covered + 0.2 * fact.score, len(out), covered)
+                )
+    out.sort(key=lambda c: (-c.score, c.order))
+    return out
+
+
+def _is_question(text: str) -> bool:
+    words = text.strip().lower().split()
+    return text.rstrip().endswith("?") or (bool(words) and words[0] in _QUESTION_START)
+
+
+def _recalled(facts: Sequence[Fact]) -> list[_Candidate]:
+    """The recalled memories (not earlier turns, not questions), best recall score first."""
+    out: list[_Candidate] = []
+    for fact in facts:
+        text = " ".join(fact.text.split())
+        if text and not text.endswith("?"):
+            out.append(_Candidate(text, fact, fact.score, len(out)))
     out.sort(key=lambda c: (-c.score, c.order))
     return out
 
@@ -113,6 +141,14 @@ def answer(messages: Sequence[ChatMessage]) -> str:
     """The whole reply for the last user message of `messages` (deterministic)."""
     question = next((m.content for m in reversed(messages) if m.role == "user"), "")
     ranked = _candidates(question, _facts(messages))
+    lead = "From what I remember:"
+    # a sentence with at most half the question's words is weaker evidence than recall's own
+    # ranking, which matched by meaning too ("theme" finds "dark mode"; "like" finds anything)
+    weak = not ranked or ranked[0].covered <= _WEAK_MATCH
+    if weak and _is_question(question):
+        grounding = [f for m in messages for f in m.grounding if f.speaker.lower() != "assistant"]
+        if recalled := _recalled(grounding):
+            ranked, lead = recalled, "The closest I have stored:"
     if not ranked:
         return NOTHING_TO_GROUND
     best = ranked[0].score
@@ -122,7 +158,7 @@ def answer(messages: Sequence[ChatMessage]) -> str:
             break
         if all(p.sentence != c.sentence for p in picked):
             picked.append(c)
-    return "From what I remember: " + " ".join(_phrase(c) for c in picked)
+    return f"{SELF} {lead} " + " ".join(_phrase(c) for c in picked)
 
 
 class LocalProvider:
@@ -132,6 +168,8 @@ class LocalProvider:
     models: Final = (MODEL,)
     default_model: Final = MODEL
     available: Final = True
+    #: its replies restate stored memories (or say none matched): chat stores them unindexed
+    indexes_replies: Final = False
 
     def stream(
         self,

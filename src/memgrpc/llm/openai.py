@@ -79,6 +79,7 @@ class OpenAIProvider:
     """The `openai` provider; `available` once a base URL is configured."""
 
     name: str = "openai"
+    indexes_replies: bool = True  # a model's reply can hold what the user will ask about later
 
     def __init__(
         self,

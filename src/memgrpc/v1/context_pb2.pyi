@@ -76,10 +76,12 @@ class GetContextRequest(_message.Message):
     """What the next turn is about; empty = recent context only."""
     strategy: Global___ContextStrategy.ValueType
     min_top_k: _builtins.int
-    """Memories to return at least (if any match) / at most; 0 = defaults (5 / 20)."""
+    """Memories to return at least (if that many clear memory_threshold) / at most; 0 = defaults
+    (5 / 20). LOW_LATENCY recalls min_top_k.
+    """
     max_top_k: _builtins.int
     memory_threshold: _builtins.float
-    """Memories scoring below this are dropped once min_top_k are kept, in [0, 1]."""
+    """Memories scoring below this are left out, in [0, 1]; 0 = the default, 0.1."""
     summary_threshold: _builtins.float
     """Summaries scoring below this are dropped, in [0, 1]."""
     last_n_messages: _builtins.int

@@ -23,6 +23,9 @@ from memgrpc.embed.shared import Row, shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
 DEFAULT_MIN_K, DEFAULT_MAX_K, MAX_K = 5, 20, 100
+# memory_threshold when the request leaves it 0: below it a memory is unrelated to the query
+# (a stored memory with nothing in common with it scores about 0.01)
+DEFAULT_MEMORY_THRESHOLD = 0.1
 MAX_LAST_MESSAGES, MAX_LAST_SUMMARIES = 100, 20
 SYSTEM_PROMPT = (
     "You are talking with a user you have spoken with before. Below is what memgrpc recalled "
@@ -158,6 +161,13 @@ class ContextService:
         recent = [m for m in recent if m.id not in excluded][-recent_n:] if recent_n else []
         shown = {m.id for m in recent} | excluded
         memories = [h for h in memories if not set(h.memory.source_message_ids) & shown]
+        # a summary made only of messages already shown would show them twice
+        shown |= {i for h in memories for i in h.memory.source_message_ids}
+        summaries = [
+            h
+            for h in summaries
+            if not h.memory.source_message_ids or not set(h.memory.source_message_ids) <= shown
+        ]
         return self._fit(r, zone, memories, summaries, recent)
 
     async def _recall(
@@ -182,8 +192,10 @@ class ContextService:
         if r.strategy == "deep":
             hits = await deep.expand_neighbours(self._memories, project_id, hits, k)
             hits = deep.diversify(hits, k)
-        # keep at least `lo`, then only what clears the threshold
-        return hits[:lo] + [h for h in hits[lo:k] if h.score >= r.memory_threshold]
+        # only what clears the threshold: `min_top_k` is the least asked for, not a quota of
+        # unrelated memories
+        threshold = r.memory_threshold or DEFAULT_MEMORY_THRESHOLD
+        return [h for h in hits[:k] if h.score >= threshold]
 
     async def _summaries(
         self, project_id: str, r: ContextRequest, vector: asyncio.Future[Row] | None

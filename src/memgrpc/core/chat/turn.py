@@ -568,7 +568,7 @@ class ChatService:
             await gen.aclose()
         reply = "".join(parts)
         with shared_embeddings(plan.embeddings):
-            if reply.strip():
+            if reply.strip() and plan.provider.indexes_replies:
                 # embedded now: the store below first waits for the session's lock (until the
                 # user message's memory is in), and then finds this embedding done or running
                 text = embedded_text(_reply(reply, interrupted=False))
@@ -604,7 +604,10 @@ class ChatService:
         if not text.strip():
             return None  # nothing was said: no message
         added = await self._messages.add(
-            plan.project_id, plan.session_id, [_reply(text, interrupted=interrupted)]
+            plan.project_id,
+            plan.session_id,
+            [_reply(text, interrupted=interrupted)],
+            index=plan.provider.indexes_replies,
         )
         return added[0]
 

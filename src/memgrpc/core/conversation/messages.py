@@ -150,9 +150,14 @@ class MessageService:
         messages: Sequence[Message],
         *,
         hooks: AddHooks = NO_HOOKS,
+        index: bool = True,
     ) -> builtins.list[Message]:
         """Store the messages in order and index each as a MESSAGE memory; all or nothing
-        (`hooks`: the caller's part in it)."""
+        (`hooks`: the caller's part in it).
+
+        `index=False` stores them without a memory (not searchable; their `memory_id` stays
+        empty): for text that holds nothing to recall, like the built-in responder's replies.
+        """
         v = Violations()
         validation.check_id(v, "session_id", session_id, required=True)
         ready = self._prepare(v, messages)
@@ -183,7 +188,7 @@ class MessageService:
                 for i, m in enumerate(ready)
             ]
             try:
-                await self._write(project_id, s, ready, hooks)
+                await self._write(project_id, s, ready, hooks, index)
             except BaseException:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
@@ -196,10 +201,15 @@ class MessageService:
         s: Session,
         ready: builtins.list[Message],
         hooks: AddHooks,
+        index: bool,
     ) -> None:
         # validated and given ids up front: the messages row names its memory
-        made = self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
-        for m, mem in zip(ready, made, strict=True):
+        made = (
+            self._memories.prepare_many([_as_memory(m) for m in ready], prefix="messages")
+            if index
+            else []
+        )
+        for m, mem in zip(ready if made else [], made, strict=True):
             m.memory_id = mem.id
         now = datetime.now(UTC)
         counters = {
@@ -219,6 +229,8 @@ class MessageService:
             hooks.committed(ready)
 
         async def store_memories() -> None:
+            if not made:
+                return
             await hooks.before_indexing()
             await self._memories.insert_prepared(project_id, made)
 

@@ -130,7 +130,11 @@ class ExtractiveSummary:
         ]
         sentences = [s for s in sentences if s.words >= MIN_WORDS] or sentences
         vectors = await self._embedder.embed([s.text for s in sentences])
-        picked = pick(sentences, np.asarray(vectors), centroid, self._max_words)
+        # at most half the session's words: a summary as long as the transcript is the
+        # transcript again (a two-message session's was both messages, shown twice in a context)
+        words = sum(len(m.content.split()) for m in msgs)
+        budget = max(MIN_WORDS, min(self._max_words, words // 2))
+        picked = pick(sentences, np.asarray(vectors), centroid, budget)
         await self._replace_summary(work, picked, msgs)
 
     async def _message_vectors(self, work: SessionWork, msgs: list[Message]) -> np.ndarray:

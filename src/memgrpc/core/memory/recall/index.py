@@ -169,7 +169,10 @@ class UserIndex:
         self._timex[slot] = textmod.has_time_expression(text)
         self._day[slot] = float(when.date().toordinal()) if when else np.nan
         self._tie[slot] = zlib.crc32(item_id.encode("utf-8"))
-        self._dup[slot] = hash((speaker, " ".join(text.lower().split()).strip(" .!?")))
+        # 0 = never merged (see search); a real hash of 0 merely makes that turn unmerged too
+        self._dup[slot] = (
+            hash((speaker, " ".join(text.lower().split()).strip(" .!?"))) if speaker else 0
+        )
         self._terms.add(slot, counts)
         self._session_len[sid] += self._dl[slot]
         self._session_size[sid] += 1
@@ -271,8 +274,10 @@ class UserIndex:
         ``query_vector`` embeds the raw query with the corpus's model. ``filter`` limits
         what is returned (ids allowed, or a predicate on the id); every item still counts
         as context. ``query_time`` resolves "yesterday"/"last week" in the query.
-        ``dedup`` returns only the best of items with the same speaker and text (case,
-        spacing and end punctuation aside), so repeats do not crowd out other results.
+        ``dedup`` returns only the best of turns with the same speaker and text (case,
+        spacing and end punctuation aside), so a repeated "Thanks!" does not crowd out
+        other results. Items without a speaker (memories stored as such) are never merged:
+        the same text stored three times, say with different tags, is three results.
         Equal scores are ordered by a hash of the id: neutral, and the same on every call.
         """
         n = self._n
@@ -308,8 +313,7 @@ class UserIndex:
             seen: set[int] = set()
             for i in order:
                 slot = int(top[i])
-                if dedup:
-                    key = int(self._dup[slot])
+                if dedup and (key := int(self._dup[slot])):
                     if key in seen:
                         continue
                     seen.add(key)

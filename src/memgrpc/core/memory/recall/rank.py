@@ -25,7 +25,17 @@ The order matters and is fixed:
    that are themselves questions (they ask for facts more than they hold them).
 
 Items without a session count as a session of their own and have no neighbours, so for
-plain memories everything reduces to the hybrid relevance plus the cues.
+plain memories everything reduces to the hybrid relevance plus the cues; such an item is
+its own context (its ``neighbour`` term is its own score), so a memory stored on its own
+is not outscored by a turn merely for having neighbours.
+
+7. Stored memories before the turns they beat on their own text: a memory stored on its
+   own (not a question) whose ``base`` is at least ``memory_floor`` ranks above every
+   conversation turn whose own ``base`` is lower, a question's counting as 0 (it asks for
+   the fact; it does not hold it). The memory takes the score of the best such turn (plus
+   a hair, by its ``base``), so turns keep their scores and their order. A user asking
+   "What theme do I like?" in a chat then no longer outranks "User prefers dark mode"
+   for "what theme does the user like?".
 """
 
 from __future__ import annotations
@@ -67,12 +77,16 @@ class RankParams:
     #: Days outside a date named in the query after which the date cue has faded out.
     date_tau_days: float = 14.0
     question_prior: float = 0.1
+    #: ``base`` from which a stored memory counts as relevant (step 7); 1 turns step 7 off.
+    memory_floor: float = 0.2
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"RankParams.{f.name} must be finite and >= 0, got {value}")
+        if self.memory_floor > 1:
+            raise ValueError(f"RankParams.memory_floor must be in [0, 1], got {self.memory_floor}")
         if self.lexical > 1:
             raise ValueError(f"RankParams.lexical must be in [0, 1], got {self.lexical}")
         if self.date_tau_days <= 0:
@@ -205,7 +219,8 @@ def score(c: Corpus, q: QuerySignals, p: RankParams) -> FloatArray:
     # 4. its neighbours, 5. the question it answers
     if p.neighbour:
         tpad = _pad(total)
-        total += p.neighbour * np.maximum(tpad[c.prev], tpad[c.next])
+        near = np.maximum(tpad[c.prev], tpad[c.next])
+        total += p.neighbour * np.where(_alone(c), total, near)
     if p.answer:
         asked = np.append(c.question, False)[c.prev]
         total += p.answer * np.where(asked, _pad(base)[c.prev], 0.0)
@@ -221,4 +236,32 @@ def score(c: Corpus, q: QuerySignals, p: RankParams) -> FloatArray:
         total -= p.question_prior * c.question
 
     out: FloatArray = np.clip(total / p.bound(), 0.0, 1.0)
+    return _memories_first(c, base, out, p.memory_floor)
+
+
+def _alone(c: Corpus) -> BoolArray:
+    """Items with no neighbouring turn: memories stored on their own (and one-turn sessions)."""
+    out: BoolArray = (c.prev == c.n) & (c.next == c.n)
+    return out
+
+
+#: What a promoted memory scores above the turn it beats, per unit of its ``base``.
+_HAIR = 0.02
+
+
+def _memories_first(c: Corpus, base: FloatArray, scores: FloatArray, floor: float) -> FloatArray:
+    """Step 7: each relevant stored memory scores above every turn it beats on its own text."""
+    alone = _alone(c)
+    facts = np.flatnonzero(alone & ~c.question & (base >= floor))
+    turns = np.flatnonzero(~alone)
+    if facts.size == 0 or turns.size == 0:
+        return scores
+    own = np.where(c.question[turns], 0.0, base[turns])
+    order = np.argsort(own, kind="stable")
+    best_below = np.maximum.accumulate(scores[turns][order])  # best score of the i+1 least relevant
+    beaten = np.searchsorted(own[order], base[facts], side="left")  # turns with own < base
+    has = beaten > 0
+    lifted = np.where(has, best_below[np.maximum(beaten - 1, 0)] + _HAIR * base[facts], 0.0)
+    out = scores.copy()
+    out[facts] = np.clip(np.maximum(scores[facts], lifted), 0.0, 1.0)
     return out
