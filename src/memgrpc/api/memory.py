@@ -11,7 +11,8 @@ from memgrpc.api import convert, errors, transfer
 from memgrpc.core.access import principal
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
 from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.memory.model import Page, Patch
+from memgrpc.core.kernel.paging import PageRequest
+from memgrpc.core.memory.model import Patch
 from memgrpc.core.memory.service import BatchOp, MemoryService, SearchMode
 from memgrpc.core.memory.transfer import Transfer
 from memgrpc.v1 import memory_pb2 as pb
@@ -117,10 +118,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         page = await self._svc.list(
             principal.current().project_id,
             q,
-            Page(size=request.page_size, token=request.page_token, order_by=request.order_by),
+            PageRequest(
+                size=request.page_size, token=request.page_token, order_by=request.order_by
+            ),
         )
         return pb.ListMemoriesResponse(
-            memories=[convert.memory_to_pb(m) for m in page.memories],
+            memories=[convert.memory_to_pb(m) for m in page.items],
             next_page_token=page.next_page_token,
             total_size=page.total_size,
         )

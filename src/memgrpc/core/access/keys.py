@@ -8,10 +8,8 @@ Another project's ids answer NOT_FOUND, never PERMISSION_DENIED, so ids reveal n
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -22,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import structlog
 
@@ -30,13 +27,13 @@ from memgrpc.core.access.principal import Principal, Scope
 from memgrpc.core.kernel import paging
 from memgrpc.core.kernel.errors import (
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
     Violations,
 )
 from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.paging import Cursor, Page
 from memgrpc.store.keys import KeyStore, Row
 
 log = structlog.get_logger(__name__)
@@ -53,8 +50,6 @@ SECRET_REPLAY_S = 600.0
 _ALPHABET = string.ascii_letters + string.digits
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ALL_SCOPES = (Scope.READ, Scope.WRITE, Scope.ADMIN)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,13 +75,6 @@ class ApiKey:
 class CreatedApiKey:
     api_key: ApiKey
     secret: str
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str
-    total_size: int
 
 
 def new_secret() -> str:
@@ -154,30 +142,6 @@ def _check_scopes(v: Violations, field: str, scopes: tuple[Scope, ...]) -> tuple
     if not scopes:
         v.add(field, "must name at least one scope (read, write, admin)")
     return tuple(s for s in _ALL_SCOPES if s in scopes)  # canonical order, no duplicates
-
-
-def _encode_token(last_id: str, fp: str) -> str:
-    body = json.dumps({"i": last_id, "f": fp}).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=")
-
-
-def _decode_token(token: str, fp: str) -> str:
-    if not token:
-        return ""
-    try:
-        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        last_id, got = str(body["i"]), str(body["f"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument.field("page_token", "is not a page token this server issued") from exc
-    if got != fp:
-        raise InvalidArgument.field("page_token", "belongs to a different query")
-    return last_id
-
-
-def _page(items: list[T], ids: list[str], limit: int, total: int, fp: str) -> Page[T]:
-    more = len(items) > limit
-    token = _encode_token(ids[limit - 1], fp) if more else ""
-    return Page(items[:limit], token, total)
 
 
 def _project_not_found(project_id: str) -> NotFound:
@@ -303,9 +267,14 @@ class AdminService:
         v = Violations()
         size = paging.page_size(v, page_size)
         v.raise_if_any()
+
+        async def read(after: Cursor[str] | None, limit: int) -> tuple[list[Row], int]:
+            return await self._keys.list_projects(after[1] if after else "", limit)
+
         fp = paging.fingerprint("projects")
-        rows, total = await self._keys.list_projects(_decode_token(token, fp), size + 1)
-        return _page([_project(r) for r in rows], [r["id"] for r in rows], size, total, fp)
+        return await paging.fetch(
+            size, token, fp, read, order=("id", "id"), kind=str, item=_project
+        )
 
     # keys -------------------------------------------------------------------------------------
     async def _target_project(self, caller: Principal, project_id: str, field: str) -> str:
@@ -374,14 +343,15 @@ class AdminService:
         v = Violations()
         size = paging.page_size(v, page_size)
         v.raise_if_any()
+
+        async def read(after: Cursor[str] | None, limit: int) -> tuple[list[Row], int]:
+            after_id = after[1] if after else ""
+            return await self._keys.list_keys(
+                target, include_revoked=include_revoked, after_id=after_id, limit=limit
+            )
+
         fp = paging.fingerprint("api_keys", target, include_revoked)
-        rows, total = await self._keys.list_keys(
-            target,
-            include_revoked=include_revoked,
-            after_id=_decode_token(token, fp),
-            limit=size + 1,
-        )
-        return _page([_key(r) for r in rows], [r["id"] for r in rows], size, total, fp)
+        return await paging.fetch(size, token, fp, read, order=("id", "id"), kind=str, item=_key)
 
     async def update_api_key(
         self,

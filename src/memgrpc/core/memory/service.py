@@ -17,16 +17,15 @@ from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
 from memgrpc.core.memory import recall, rows
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
     PATCHABLE,
     Memory,
-    MemoryPage,
     MemoryQuery,
     MemoryVersion,
-    Page,
     Patch,
     SearchHit,
 )
@@ -316,21 +315,25 @@ class MemoryService:
             return "create_time", True
         return col, direction == "desc"
 
-    async def list(self, project_id: str, q: MemoryQuery, page: Page) -> MemoryPage:
+    async def list(self, project_id: str, q: MemoryQuery, page: PageRequest) -> Page[Memory]:
         v = Violations()
         flt = self._filter(project_id, q, v)
         size = paging.page_size(v, page.size)
         col, desc = self._order(v, page.order_by)
         v.raise_if_any()
+
+        async def read(
+            after: Cursor[datetime] | None, limit: int
+        ) -> tuple[builtins.list[Row], int]:
+            found, total = await asyncio.gather(
+                self._table.page(flt, col, desc, after, limit), self._table.count(flt)
+            )
+            return found, total
+
         fp = paging.fingerprint(project_id, q, col, desc)
-        after = paging.decode(page.token, fp) if page.token else None
-        found, total = await asyncio.gather(
-            self._table.page(flt, col, desc, after, size + 1), self._table.count(flt)
+        return await paging.fetch(
+            size, page.token, fp, read, order=(col, "id"), kind=datetime, item=rows.from_row
         )
-        more = len(found) > size
-        found = found[:size]
-        token = paging.encode(found[-1][col], found[-1]["id"], fp) if more else ""
-        return MemoryPage([rows.from_row(r) for r in found], token, total)
 
     async def search(
         self,
