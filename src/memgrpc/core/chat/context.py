@@ -18,7 +18,8 @@ from memgrpc.core.chat import deep
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
 from memgrpc.core.memory.model import MemoryQuery, SearchHit
-from memgrpc.core.memory.service import MemoryService, SearchMode
+from memgrpc.core.memory.search import SearchMode
+from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed.shared import shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
