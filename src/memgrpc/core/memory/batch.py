@@ -43,7 +43,7 @@ async def run(svc: MemoryService, project_id: str, ops: Sequence[BatchOp]) -> li
     for i, op in enumerate(ops):
         if op[0] == "create":
             v = Violations()
-            ready = svc._prepare(op[1], v, prefix=f"operations[{i}].create.memory")
+            ready = svc.prepare(op[1], v, prefix=f"operations[{i}].create.memory")
             try:
                 v.raise_if_any()
                 creates.append((i, ready))
@@ -53,7 +53,7 @@ async def run(svc: MemoryService, project_id: str, ops: Sequence[BatchOp]) -> li
             others.append(asyncio.create_task(_one(svc, project_id, op, results[i])))
     if creates:
         try:
-            await svc._insert(project_id, [m for _, m in creates])
+            await svc.insert_prepared(project_id, [m for _, m in creates])
             for i, m in creates:
                 results[i].memory, results[i].id = m, m.id
         except DomainError as exc:

@@ -4,7 +4,6 @@ store's dense and keyword legs are fused."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
@@ -29,6 +28,8 @@ SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 
 class MemorySearch:
+    """Search and find for MemoryService, which owns the table, the embedder and the cache."""
+
     def __init__(self, table: MemoryTable, embedder: AsyncEmbedder, cache: IndexCache) -> None:
         self._table = table
         self._embedder = embedder
@@ -43,7 +44,7 @@ class MemorySearch:
         limit: int = 0,
         mode: SearchMode = "hybrid",
         min_score: float = 0.0,
-    ) -> builtins.list[SearchHit]:
+    ) -> list[SearchHit]:
         v = Violations()
         flt = to_filter(project_id, q, v)
         if limit < 0:
@@ -86,7 +87,7 @@ class MemorySearch:
 
     async def _search_cached(
         self, user: CachedUser, flt: MemoryFilter, query: str, k: int, min_score: float
-    ) -> builtins.list[SearchHit]:
+    ) -> list[SearchHit]:
         """Exhaustive ranking of one user's items (see core.memory.recall)."""
         memories = user.memories
         allowed: set[str] | None
@@ -105,9 +106,7 @@ class MemorySearch:
             ranked = user.index.search(query, vector, k, filter=allowed)
         return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
 
-    async def find(
-        self, project_id: str, q: MemoryQuery, seqs: Sequence[int]
-    ) -> builtins.list[Memory]:
+    async def find(self, project_id: str, q: MemoryQuery, seqs: Sequence[int]) -> list[Memory]:
         """Memories of one session at the given message positions (neighbouring turns)."""
         flt = replace(to_filter(project_id, q, Violations()), seqs=tuple(seqs))
         found = await self._table.page(flt, "event_time", False, None, len(seqs) or 1)
@@ -127,7 +126,7 @@ def _minmax(scores: dict[str, float]) -> dict[str, float]:
     return {k: (s - lo) / (hi - lo) for k, s in scores.items()}
 
 
-Scored = builtins.list[tuple[str, float]]  # (memory id, score), best first
+Scored = list[tuple[str, float]]  # (memory id, score), best first
 
 
 def _ids(found: Found) -> Scored:

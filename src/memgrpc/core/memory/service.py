@@ -72,7 +72,8 @@ class MemoryService:
         self._search = MemorySearch(self._table, embedder, self.cache)
 
     # -- create ---------------------------------------------------------------------------
-    def _prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
+    def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
+        """`m` with its id and times, its bad fields added to `v` (not stored yet)."""
         validation.check_id(v, f"{prefix}.user_id", m.user_id, required=True)
         validation.check_memory(v, m, prefix)
         now = _now()
@@ -89,7 +90,7 @@ class MemoryService:
 
     async def create(self, project_id: str, m: Memory) -> Memory:
         v = Violations()
-        ready = self._prepare(m, v)
+        ready = self.prepare(m, v)
         v.raise_if_any()
         await self._insert(project_id, [ready])
         return ready
@@ -107,7 +108,7 @@ class MemoryService:
     ) -> builtins.list[Memory]:
         """Validated memories with their ids and times, not stored yet (see insert_prepared)."""
         v = Violations()
-        ready = [self._prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
+        ready = [self.prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
         v.raise_if_any()
         return ready
 
