@@ -8,8 +8,9 @@ import grpc
 
 from memgrpc.api.convert import to_ts
 from memgrpc.core.access import principal
-from memgrpc.core.access.keys import AdminService, ApiKey, Project
+from memgrpc.core.access.keys import AdminService
 from memgrpc.core.access.principal import Scope
+from memgrpc.core.access.records import ApiKey, Project
 from memgrpc.core.kernel.errors import AlreadyExists, Violations
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.v1 import admin_pb2 as pb

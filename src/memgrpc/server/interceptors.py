@@ -19,7 +19,7 @@ import grpc
 import structlog
 
 from memgrpc.core.access import principal as principal_ctx
-from memgrpc.core.access.keys import Authenticator
+from memgrpc.core.access.authenticator import Authenticator
 from memgrpc.core.access.principal import Scope
 from memgrpc.core.kernel.errors import Unauthenticated
 from memgrpc.server import auth, errors
