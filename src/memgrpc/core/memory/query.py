@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import Violations
+from memgrpc.core.memory import checks
 from memgrpc.core.memory.model import MemoryQuery
 from memgrpc.store.memories import MemoryFilter
 
@@ -13,7 +14,7 @@ def to_filter(project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
     validation.check_id(v, "session_id", q.session_id, required=False)
     validation.check_labels(v, "tags", q.tags)
     validation.check_labels(v, "categories", q.categories)
-    validation.check_types(v, "types", q.types)
+    checks.check_types(v, "types", q.types)
     validation.check_metadata(v, "metadata", q.metadata)
     if q.start_time and q.end_time and q.start_time >= q.end_time:
         v.add("end_time", "must be after start_time")

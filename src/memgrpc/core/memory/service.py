@@ -18,7 +18,7 @@ from memgrpc.core.kernel.errors import InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
-from memgrpc.core.memory import batch, recall, rows
+from memgrpc.core.memory import batch, checks, recall, rows
 from memgrpc.core.memory.batch import BatchOp, BatchResult
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
@@ -75,7 +75,7 @@ class MemoryService:
     def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
         """`m` with its id and times, its bad fields added to `v` (not stored yet)."""
         validation.check_id(v, f"{prefix}.user_id", m.user_id, required=True)
-        validation.check_memory(v, m, prefix)
+        checks.check_memory(v, m, prefix)
         now = _now()
         return replace(
             m,
@@ -167,7 +167,7 @@ class MemoryService:
         for f in bad:
             v.add("update_mask", f"field {f!r} cannot be updated")
         if not bad:
-            validation.check_memory(v, patch.memory, fields=set(patch.fields))
+            checks.check_memory(v, patch.memory, fields=set(patch.fields))
         v.raise_if_any()
         async with self._locks.hold(f"{project_id}/{patch.memory.id}"):
             row = await self._get_row(project_id, patch.memory.id, with_vector=True)
@@ -187,7 +187,7 @@ class MemoryService:
     async def replace(self, project_id: str, m: Memory, reason: str = "REPLACED") -> Memory:
         v = Violations()
         validation.check_id(v, "memory.id", m.id, required=True)
-        validation.check_memory(v, m)
+        checks.check_memory(v, m)
         v.raise_if_any()
         async with self._locks.hold(f"{project_id}/{m.id}"):
             row = await self._get_row(project_id, m.id, with_vector=True)
