@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from google.rpc import code_pb2
 
-from memgrpc.core.kernel.errors import DomainError
+from memgrpc.core.kernel import DomainError
 
 
 def code(name: str) -> int:

@@ -9,14 +9,8 @@ from google.protobuf import empty_pb2
 
 from memgrpc.api import convert, errors, transfer
 from memgrpc.core.access import principal
-from memgrpc.core.kernel.errors import InvalidArgument, Violations
-from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.kernel.paging import PageRequest
-from memgrpc.core.memory.batch import BatchOp
-from memgrpc.core.memory.model import Patch
-from memgrpc.core.memory.search import SearchMode
-from memgrpc.core.memory.service import MemoryService
-from memgrpc.core.memory.transfer import Transfer
+from memgrpc.core.kernel import Idempotency, InvalidArgument, PageRequest, Violations
+from memgrpc.core.memory import BatchOp, MemoryService, Patch, SearchMode, Transfer
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
