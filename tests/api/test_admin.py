@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from grpc_status import rpc_status
 
-from memgrpc.core.access.keys import hash_secret
+from memgrpc.core.access import hash_secret
 from memgrpc.embed import Embedder
 from memgrpc.server.app import start
 from memgrpc.server.logging import set_stream

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from memgrpc.core.access.keys import AdminService, Authenticator
-from memgrpc.core.kernel.errors import Unauthenticated
+from memgrpc.core.access import AdminService, Authenticator
+from memgrpc.core.kernel import Unauthenticated
 from memgrpc.store.db import Store, StoreConfig
 from memgrpc.store.keys import KeyStore, Row
 

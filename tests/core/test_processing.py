@@ -1,16 +1,11 @@
-"""The extractive summary: sentence choice, budget, order, determinism; page tokens."""
+"""The extractive summary: sentence choice, budget, order, determinism."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
-import pytest
 
 from memgrpc.core.conversation.records import Message
 from memgrpc.core.intelligence.processing import Sentence, pick, render, split_sentences
-from memgrpc.core.kernel import cursor
-from memgrpc.core.kernel.errors import InvalidArgument
 
 
 def test_split_sentences() -> None:
@@ -60,13 +55,3 @@ def test_render_groups_turns_by_speaker() -> None:
     ]
     picked = [Sentence(0, 0, "One."), Sentence(0, 1, "Two."), Sentence(1, 0, "Three.")]
     assert render(picked, msgs) == "Ana: One. Two.\nassistant: Three."
-
-
-def test_cursor_roundtrip_is_exact() -> None:
-    t = datetime(2026, 5, 17, 9, 30, 1, 999_999, tzinfo=UTC)
-    assert cursor.decode(cursor.encode(t, "k", "fp"), "fp") == (t, "k")
-    assert cursor.decode(cursor.encode(42, "id", "fp"), "fp") == (42, "id")
-    with pytest.raises(InvalidArgument):
-        cursor.decode(cursor.encode(42, "id", "fp"), "other")
-    with pytest.raises(InvalidArgument):
-        cursor.decode("%%%", "fp")

@@ -15,6 +15,7 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from memgrpc.core.kernel import errors as domain
 from memgrpc.core.kernel.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from memgrpc.server import errors
 from memgrpc.server.logging import set_stream
@@ -88,6 +89,41 @@ def test_retry_info_for_resource_exhausted_and_unavailable() -> None:
         retry = error_details_pb2.RetryInfo()
         assert any(d.Unpack(retry) for d in status.details if d.Is(retry.DESCRIPTOR))
         assert retry.retry_delay.ToNanoseconds() == int(err.retry_after_s * 1e9)  # type: ignore[operator]
+
+
+# the status each domain error is documented with (API.md: canonical codes); a new subclass
+# must be added here, so its code is a decision, not an accident
+DOCUMENTED = {
+    domain.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    domain.NotFound: grpc.StatusCode.NOT_FOUND,
+    domain.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    domain.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    domain.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    domain.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    domain.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    domain.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def _subclasses(cls: type[domain.DomainError]) -> list[type[domain.DomainError]]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
+@pytest.mark.parametrize("cls", _subclasses(domain.DomainError), ids=lambda c: c.__name__)
+def test_every_domain_error_has_its_documented_code(cls: type[domain.DomainError]) -> None:
+    assert cls in DOCUMENTED, f"{cls.__name__} has no documented status"
+    want = DOCUMENTED[cls]
+    err = cls("x")
+    assert errors.grpc_code(err) == want
+    assert errors.to_rpc_status(err).code == want.value[0]
+    # a failure stored by its code name (a background chat's) comes back as the same class
+    assert type(domain.error_for(cls.code, "x", "R")) is cls
+
+
+def test_a_bare_domain_error_is_internal() -> None:
+    assert errors.grpc_code(domain.DomainError("x")) == grpc.StatusCode.INTERNAL
+    assert errors.grpc_code(domain.error_for("INTERNAL", "x", "R")) == grpc.StatusCode.INTERNAL
 
 
 def test_domain_error_mapping() -> None:

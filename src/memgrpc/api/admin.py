@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import grpc
 
 from memgrpc.api.convert import to_ts
-from memgrpc.core.access import principal
-from memgrpc.core.access.keys import AdminService, ApiKey, Project
-from memgrpc.core.access.principal import Scope
+from memgrpc.core.access import AdminService, ApiKey, Project, Scope, principal
 from memgrpc.core.kernel.errors import AlreadyExists, Violations
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.v1 import admin_pb2 as pb

@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import duration_pb2
-from google.rpc import code_pb2
 
-from memgrpc.api import convert
+from memgrpc.api import convert, errors
 from memgrpc.core.access import principal
 from memgrpc.core.chat.background import BackgroundChats, ChatResult
 from memgrpc.core.chat.replay import ChatReplays
@@ -30,7 +29,6 @@ from memgrpc.core.chat.turn import (
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.llm import Usage
-from memgrpc.server.errors import to_rpc_status
 from memgrpc.v1 import chat_pb2 as pb
 from memgrpc.v1 import chat_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
@@ -90,9 +88,9 @@ def _event(ev: ChatEvent) -> pb.ChatEvent:
                 )
             )
         case Failed():
-            status = to_rpc_status(body.error)
+            err = body.error
             out.error.CopyFrom(
-                pb.ChatError(code=status.code, message=status.message, reason=body.error.reason)
+                pb.ChatError(code=errors.code_of(err), message=err.message, reason=err.reason)
             )
     return out
 
@@ -111,7 +109,7 @@ def _result(r: ChatResult) -> pb.ChatResult:
     if r.error is not None:
         out.error.CopyFrom(
             pb.ChatError(
-                code=code_pb2.Code.Value(r.error.code),
+                code=errors.code(r.error.code),
                 message=r.error.message,
                 reason=r.error.reason,
             )

@@ -6,15 +6,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import empty_pb2
-from google.rpc import code_pb2
 
-from memgrpc.api import convert, transfer
+from memgrpc.api import convert, errors, transfer
 from memgrpc.core.access import principal
-from memgrpc.core.kernel.errors import DomainError, InvalidArgument, Violations
-from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.memory.model import Page, Patch
-from memgrpc.core.memory.service import BatchOp, MemoryService, SearchMode
-from memgrpc.core.memory.transfer import Transfer
+from memgrpc.core.kernel import Idempotency, InvalidArgument, PageRequest, Violations
+from memgrpc.core.memory import BatchOp, MemoryService, Patch, SearchMode, Transfer
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
@@ -118,10 +114,12 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         page = await self._svc.list(
             principal.current().project_id,
             q,
-            Page(size=request.page_size, token=request.page_token, order_by=request.order_by),
+            PageRequest(
+                size=request.page_size, token=request.page_token, order_by=request.order_by
+            ),
         )
         return pb.ListMemoriesResponse(
-            memories=[convert.memory_to_pb(m) for m in page.memories],
+            memories=[convert.memory_to_pb(m) for m in page.items],
             next_page_token=page.next_page_token,
             total_size=page.total_size,
         )
@@ -191,12 +189,16 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     out[i].memory.CopyFrom(convert.memory_to_pb(res.memory))
                 if res.error is not None:
                     out[i].code, out[i].message, out[i].reason = (
-                        _code(res.error),
+                        errors.code_of(res.error),
                         res.error.message,
                         res.error.reason,
                     )
             for i, err in pre.items():
-                out[i].code, out[i].message, out[i].reason = _code(err), err.message, err.reason
+                out[i].code, out[i].message, out[i].reason = (
+                    errors.code_of(err),
+                    err.message,
+                    err.reason,
+                )
             failed = sum(1 for r in out if r.code != 0)
             resp = pb.BatchMemoriesResponse(
                 results=out, summary=pb.BatchSummary(succeeded=len(out) - failed, failed=failed)
@@ -251,7 +253,3 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
 
 def _owned(m: pb.Memory) -> tuple[bytes, str]:
     return m.SerializeToString(), m.user_id
-
-
-def _code(exc: DomainError) -> int:
-    return int(code_pb2.Code.Value(exc.code))

@@ -15,7 +15,7 @@ from memgrpc.core.conversation.records import SessionStatus
 from memgrpc.core.conversation.sessions import SessionQuery, SessionService
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.memory.model import Page
+from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.v1 import memory_pb2, sessions_pb2_grpc
 from memgrpc.v1 import sessions_pb2 as pb
 
@@ -112,7 +112,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         listing = await self._sessions.list(
             principal.current().project_id,
             q,
-            Page(size=request.page_size, token=request.page_token),
+            PageRequest(size=request.page_size, token=request.page_token),
         )
         return pb.ListSessionsResponse(
             sessions=[convert.session_to_pb(s) for s in listing.items],
@@ -146,7 +146,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         listing = await self._messages.list(
             principal.current().project_id,
             request.session_id,
-            Page(size=request.page_size, token=request.page_token),
+            PageRequest(size=request.page_size, token=request.page_token),
         )
         return pb.ListMessagesResponse(
             messages=[convert.message_to_pb(m) for m in listing.items],

@@ -11,7 +11,7 @@ from memgrpc.api import convert
 from memgrpc.core.access import principal
 from memgrpc.core.conversation.users import UserService
 from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.memory.model import Page
+from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.v1 import users_pb2 as pb
 from memgrpc.v1 import users_pb2_grpc
 
@@ -79,7 +79,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         listing = await self._svc.list(
             principal.current().project_id,
             convert.struct_to_dict(request.metadata_filter),
-            Page(size=request.page_size, token=request.page_token),
+            PageRequest(size=request.page_size, token=request.page_token),
         )
         return pb.ListUsersResponse(
             users=[convert.user_to_pb(u) for u in listing.items],

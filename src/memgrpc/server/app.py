@@ -26,7 +26,7 @@ from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
-from memgrpc.core.access.keys import AdminService, Authenticator
+from memgrpc.core.access import AdminService, Authenticator
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
 from memgrpc.core.chat.replay import ChatReplays

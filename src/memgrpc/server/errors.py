@@ -1,9 +1,9 @@
 """The one place that turns an exception into a gRPC status with google.rpc.Status details.
 
-Every DomainError becomes its canonical code with an ErrorInfo (reason, domain `memgrpc`,
-metadata); InvalidArgument adds BadRequest field violations; ResourceExhausted and Unavailable
-add RetryInfo. Anything else is a bug: the client gets INTERNAL "internal error" and the
-traceback goes to the server log only.
+Every DomainError becomes the canonical code it names (DomainError.code) with an ErrorInfo
+(reason, domain `memgrpc`, metadata); InvalidArgument adds BadRequest field violations;
+ResourceExhausted and Unavailable add RetryInfo. Anything else is a bug: the client gets
+INTERNAL "internal error" and the traceback goes to the server log only.
 """
 
 from __future__ import annotations
@@ -19,18 +19,8 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from memgrpc.core.kernel.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    DomainError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-    Unavailable,
-)
+from memgrpc.api.errors import code_of
+from memgrpc.core.kernel.errors import DomainError, InvalidArgument, ResourceExhausted, Unavailable
 from memgrpc.store import errors as store_errors
 
 log = structlog.get_logger(__name__)
@@ -38,25 +28,6 @@ log = structlog.get_logger(__name__)
 DOMAIN = "memgrpc"
 STORE_RETRY_AFTER_S = 1.0
 Metadata = Sequence[tuple[str, str | bytes]]
-
-_CODES: tuple[tuple[type[DomainError], int], ...] = (
-    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
-    (NotFound, code_pb2.NOT_FOUND),
-    (AlreadyExists, code_pb2.ALREADY_EXISTS),
-    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
-    (Unauthenticated, code_pb2.UNAUTHENTICATED),
-    (PermissionDenied, code_pb2.PERMISSION_DENIED),
-    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
-    (Unavailable, code_pb2.UNAVAILABLE),
-    (DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
-)
-
-
-def _code(err: DomainError) -> int:
-    for cls, code in _CODES:
-        if isinstance(err, cls):
-            return int(code)
-    return int(code_pb2.INTERNAL)  # a bare DomainError: the server named no code for it
 
 
 def _pack(msg: Message) -> any_pb2.Any:
@@ -90,7 +61,7 @@ def to_rpc_status(exc: BaseException) -> status_pb2.Status:
         return status_pb2.Status(
             code=code_pb2.INTERNAL, message="internal error", details=[_pack(info)]
         )
-    status = status_pb2.Status(code=_code(exc), message=exc.message)
+    status = status_pb2.Status(code=code_of(exc), message=exc.message)
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata)
     status.details.append(_pack(info))
     if isinstance(exc, InvalidArgument) and exc.violations:

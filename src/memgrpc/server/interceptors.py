@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import grpc
 import structlog
 
+from memgrpc.core.access import Authenticator, Scope
 from memgrpc.core.access import principal as principal_ctx
-from memgrpc.core.access.keys import Authenticator
-from memgrpc.core.access.principal import Scope
 from memgrpc.core.kernel.errors import Unauthenticated
 from memgrpc.server import auth, errors
 from memgrpc.server.handlers import wrap

@@ -1,138 +1,48 @@
-"""Projects, API keys, the bootstrap key and authentication of a secret.
+"""The admin service: projects and API keys, with the rules of who may manage which.
 
-A key's secret is random (`mgk_` + 40 base62 chars, ~238 bits), so a plain sha256 is a safe
-at-rest form: only the hash and a short display prefix are stored, the secret is returned once.
 Another project's ids answer NOT_FOUND, never PERMISSION_DENIED, so ids reveal nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
-import hashlib
-import json
-import os
 import re
-import secrets
-import string
-import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import structlog
 
+from memgrpc.core.access import bootstrap
+from memgrpc.core.access.authenticator import Authenticator
 from memgrpc.core.access.principal import Principal, Scope
+from memgrpc.core.access.records import (
+    ALL_SCOPES,
+    ApiKey,
+    CreatedApiKey,
+    Project,
+    key_from_row,
+    key_row,
+    new_secret,
+    now,
+    project_from_row,
+)
 from memgrpc.core.kernel import paging
 from memgrpc.core.kernel.errors import (
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
     Violations,
 )
 from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.paging import Cursor, Page
 from memgrpc.store.keys import KeyStore, Row
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_PROJECT = "default"
-SECRET_PREFIX = "mgk_"
-SECRET_CHARS = 40
-DISPLAY_PREFIX_CHARS = 12
 MAX_NAME_CHARS = 200
 MAX_ID_CHARS = 128
-MAX_SECRET_CHARS = 512
 # a retried CreateApiKey may get its secret again from this process for this long
 SECRET_REPLAY_S = 600.0
-_ALPHABET = string.ascii_letters + string.digits
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ALL_SCOPES = (Scope.READ, Scope.WRITE, Scope.ADMIN)
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Project:
-    id: str
-    display_name: str
-    create_time: datetime
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    project_id: str
-    name: str
-    prefix: str
-    scopes: tuple[Scope, ...]
-    create_time: datetime
-    revoke_time: datetime | None = None
-    bootstrap: bool = False
-
-
-@dataclass(frozen=True)
-class CreatedApiKey:
-    api_key: ApiKey
-    secret: str
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_page_token: str
-    total_size: int
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_CHARS))
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-# -- conversions and checks ---------------------------------------------------------------------
-def _project(row: Row) -> Project:
-    return Project(row["id"], row["display_name"] or "", row["create_time"])
-
-
-def _key(row: Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        project_id=row["project_id"],
-        name=row["name"] or "",
-        prefix=row["prefix"] or "",
-        scopes=tuple(Scope(s) for s in row["scopes"] or ()),
-        create_time=row["create_time"],
-        revoke_time=row["revoke_time"],
-        bootstrap=bool(row["bootstrap"]),
-    )
-
-
-def _key_row(
-    key_id: str, project_id: str, name: str, secret: str, scopes: Iterable[Scope], bootstrap: bool
-) -> Row:
-    return {
-        "id": key_id,
-        "project_id": project_id,
-        "name": name,
-        "prefix": secret[:DISPLAY_PREFIX_CHARS],
-        "secret_hash": hash_secret(secret),
-        "scopes": [s.value for s in scopes],
-        "bootstrap": bootstrap,
-        "create_time": _now(),
-        "revoke_time": None,
-    }
 
 
 def _check_name(v: Violations, field: str, value: str) -> None:
@@ -153,31 +63,7 @@ def _check_id(v: Violations, field: str, value: str, *, required: bool = True) -
 def _check_scopes(v: Violations, field: str, scopes: tuple[Scope, ...]) -> tuple[Scope, ...]:
     if not scopes:
         v.add(field, "must name at least one scope (read, write, admin)")
-    return tuple(s for s in _ALL_SCOPES if s in scopes)  # canonical order, no duplicates
-
-
-def _encode_token(last_id: str, fp: str) -> str:
-    body = json.dumps({"i": last_id, "f": fp}).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=")
-
-
-def _decode_token(token: str, fp: str) -> str:
-    if not token:
-        return ""
-    try:
-        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        last_id, got = str(body["i"]), str(body["f"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidArgument.field("page_token", "is not a page token this server issued") from exc
-    if got != fp:
-        raise InvalidArgument.field("page_token", "belongs to a different query")
-    return last_id
-
-
-def _page(items: list[T], ids: list[str], limit: int, total: int, fp: str) -> Page[T]:
-    more = len(items) > limit
-    token = _encode_token(ids[limit - 1], fp) if more else ""
-    return Page(items[:limit], token, total)
+    return tuple(s for s in ALL_SCOPES if s in scopes)  # canonical order, no duplicates
 
 
 def _project_not_found(project_id: str) -> NotFound:
@@ -190,79 +76,6 @@ def _key_not_found(key_id: str) -> NotFound:
 
 def _bootstrap_only(what: str) -> PermissionDenied:
     return PermissionDenied(f"only the bootstrap key may {what}", reason="BOOTSTRAP_KEY_REQUIRED")
-
-
-# -- authentication -----------------------------------------------------------------------------
-class Authenticator:
-    """Secret -> Principal, with a short cache so a key costs one table read per TTL.
-
-    The TTL equals the store's read-consistency interval: another replica's revocation is
-    seen within about two intervals; a revocation on this process clears the cache at once.
-    Unknown secrets are never cached (a key created a moment ago must work on its next call).
-    """
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, keys: KeyStore, ttl_s: float) -> None:
-        self._keys = keys
-        self._ttl = ttl_s
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
-        # one store read per secret at a time: when an entry expires under load, every request
-        # in flight would otherwise read the same row
-        self._reads: dict[str, asyncio.Future[Row | None]] = {}
-        self._generation = 0  # bumped by invalidate: reads begun before it are not cached
-
-    async def authenticate(self, secret: str) -> Principal:
-        if not secret or len(secret) > MAX_SECRET_CHARS or not secret.isprintable():
-            raise Unauthenticated("invalid API key", reason="API_KEY_INVALID")
-        digest = hash_secret(secret)
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return self._accept(hit[1])
-        generation = self._generation
-        row = await self._read(digest)
-        if row is None:
-            raise Unauthenticated("invalid API key", reason="API_KEY_INVALID")
-        found: Principal | None = None
-        if row["revoke_time"] is None:
-            found = Principal(
-                project_id=row["project_id"],
-                key_id=row["id"],
-                scopes=frozenset(Scope(s) for s in row["scopes"] or ()),
-                bootstrap=bool(row["bootstrap"]),
-            )
-        if self._ttl > 0 and generation == self._generation:
-            if len(self._cache) >= self.MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[digest] = (time.monotonic() + self._ttl, found)
-        return self._accept(found)
-
-    async def _read(self, digest: str) -> Row | None:
-        read = self._reads.get(digest)
-        if read is None:
-            read = asyncio.ensure_future(self._keys.find_by_hash(digest))
-            self._reads[digest] = read
-            read.add_done_callback(lambda f: self._read_done(digest, f))
-        # shielded: a caller that goes away must not cancel the read the others wait for
-        return await asyncio.shield(read)
-
-    def _read_done(self, digest: str, read: asyncio.Future[Row | None]) -> None:
-        if self._reads.get(digest) is read:
-            del self._reads[digest]
-        if not read.cancelled():
-            read.exception()  # retrieved here, in case every waiter went away
-
-    @staticmethod
-    def _accept(found: Principal | None) -> Principal:
-        if found is None:  # cached as revoked
-            raise Unauthenticated("this API key was revoked", reason="API_KEY_REVOKED")
-        return found
-
-    def invalidate(self) -> None:
-        """Forget every cached key (after a revocation or a scope change on this process)."""
-        self._cache.clear()
-        self._reads.clear()
-        self._generation += 1
 
 
 # -- the admin service --------------------------------------------------------------------------
@@ -281,10 +94,10 @@ class AdminService:
         v = Violations()
         _check_name(v, "project.display_name", display_name)
         v.raise_if_any()
-        row = {"id": new_id("prj"), "display_name": display_name, "create_time": _now()}
+        row = {"id": new_id("prj"), "display_name": display_name, "create_time": now()}
         await self._keys.insert_project(row)
         log.info("project_created", project_id=row["id"])
-        return _project(row)
+        return project_from_row(row)
 
     async def get_project(self, caller: Principal, project_id: str) -> Project:
         v = Violations()
@@ -295,7 +108,7 @@ class AdminService:
         row = await self._keys.get_project(project_id)
         if row is None:
             raise _project_not_found(project_id)
-        return _project(row)
+        return project_from_row(row)
 
     async def list_projects(self, caller: Principal, page_size: int, token: str) -> Page[Project]:
         if not caller.bootstrap:
@@ -303,9 +116,14 @@ class AdminService:
         v = Violations()
         size = paging.page_size(v, page_size)
         v.raise_if_any()
+
+        async def read(after: Cursor[str] | None, limit: int) -> tuple[list[Row], int]:
+            return await self._keys.list_projects(after[1] if after else "", limit)
+
         fp = paging.fingerprint("projects")
-        rows, total = await self._keys.list_projects(_decode_token(token, fp), size + 1)
-        return _page([_project(r) for r in rows], [r["id"] for r in rows], size, total, fp)
+        return await paging.fetch(
+            size, token, fp, read, order=("id", "id"), kind=str, item=project_from_row
+        )
 
     # keys -------------------------------------------------------------------------------------
     async def _target_project(self, caller: Principal, project_id: str, field: str) -> str:
@@ -341,11 +159,11 @@ class AdminService:
         scopes = _check_scopes(v, "api_key.scopes", scopes)
         v.raise_if_any()
         secret = new_secret()
-        row = _key_row(new_id("key"), target, name, secret, scopes, bootstrap=False)
+        row = key_row(new_id("key"), target, name, secret, scopes, bootstrap=False)
         await self._keys.insert_key(row)
         self._remember_secret(row["id"], secret)
         log.info("api_key_created", key_id=row["id"], key_project=target, scopes=row["scopes"])
-        return CreatedApiKey(_key(row), secret)
+        return CreatedApiKey(key_from_row(row), secret)
 
     def secret_for_retry(self, key_id: str) -> str | None:
         """The secret of a key created by this process in the last few minutes (for retries).
@@ -374,14 +192,17 @@ class AdminService:
         v = Violations()
         size = paging.page_size(v, page_size)
         v.raise_if_any()
+
+        async def read(after: Cursor[str] | None, limit: int) -> tuple[list[Row], int]:
+            after_id = after[1] if after else ""
+            return await self._keys.list_keys(
+                target, include_revoked=include_revoked, after_id=after_id, limit=limit
+            )
+
         fp = paging.fingerprint("api_keys", target, include_revoked)
-        rows, total = await self._keys.list_keys(
-            target,
-            include_revoked=include_revoked,
-            after_id=_decode_token(token, fp),
-            limit=size + 1,
+        return await paging.fetch(
+            size, token, fp, read, order=("id", "id"), kind=str, item=key_from_row
         )
-        return _page([_key(r) for r in rows], [r["id"] for r in rows], size, total, fp)
 
     async def update_api_key(
         self,
@@ -411,7 +232,7 @@ class AdminService:
             row["scopes"] = [s.value for s in scopes]
         await self._keys.upsert_key(row)
         self._auth.invalidate()
-        return _key(row)
+        return key_from_row(row)
 
     async def revoke_api_key(self, caller: Principal, key_id: str) -> ApiKey:
         """Idempotent: revoking a revoked key returns it unchanged."""
@@ -422,78 +243,13 @@ class AdminService:
                 reason="BOOTSTRAP_KEY_PROTECTED",
             )
         if row["revoke_time"] is None:
-            row = dict(row, revoke_time=_now())
+            row = dict(row, revoke_time=now())
             await self._keys.upsert_key(row)
             log.info("api_key_revoked", key_id=key_id, key_project=row["project_id"])
         self._auth.invalidate()
-        return _key(row)
+        return key_from_row(row)
 
     # bootstrap --------------------------------------------------------------------------------
     async def bootstrap(self, admin_key: str | None, key_file: Path) -> None:
-        """Make sure project `default` and exactly the intended bootstrap key exist.
-
-        With `admin_key` (MEMGRPC_ADMIN_KEY) that secret is the bootstrap key and any other
-        bootstrap key is revoked (the env var is the source of truth). Without it, an existing
-        bootstrap key is kept; on first start one is generated, logged once and written to
-        `key_file` (mode 0600).
-        """
-        await self._keys.ensure_project(
-            {"id": DEFAULT_PROJECT, "display_name": "Default", "create_time": _now()}
-        )
-        active = await self._keys.active_bootstrap_keys()
-        if admin_key is not None:
-            keep = await self._install_configured(admin_key)
-            for row in active:
-                if row["id"] != keep:
-                    await self._keys.upsert_key(dict(row, revoke_time=_now()))
-                    log.info("bootstrap_key_replaced", key_id=row["id"])
-            return
-        if active:
-            log.info("bootstrap_key_kept", key_id=active[0]["id"], prefix=active[0]["prefix"])
-            return
-        secret = new_secret()
-        row = _key_row(new_id("key"), DEFAULT_PROJECT, "bootstrap", secret, _ALL_SCOPES, True)
-        await self._keys.insert_key(row)
-        await asyncio.to_thread(write_secret_file, key_file, secret)
-        log.warning(
-            "bootstrap_key_generated",
-            key_id=row["id"],
-            secret=secret,
-            path=str(key_file),
-            hint="shown once; it is also in the file above (mode 0600)",
-        )
-
-    async def _install_configured(self, admin_key: str) -> str:
-        row = await self._keys.find_by_hash(hash_secret(admin_key))
-        if row is None:
-            row = _key_row(
-                new_id("key"), DEFAULT_PROJECT, "bootstrap", admin_key, _ALL_SCOPES, True
-            )
-            await self._keys.insert_key(row)
-            log.info("bootstrap_key_installed", key_id=row["id"])
-        elif not row["bootstrap"]:
-            raise RuntimeError(
-                "MEMGRPC_ADMIN_KEY equals the secret of an ordinary API key; choose another secret"
-            )
-        elif row["revoke_time"] is not None:
-            await self._keys.upsert_key(dict(row, revoke_time=None))
-            log.info("bootstrap_key_reinstated", key_id=row["id"])
-        key_id: str = row["id"]
-        return key_id
-
-
-def write_secret_file(path: Path, secret: str) -> None:
-    """Atomically write `secret` to `path`, readable by the owner only (0600 from creation on)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".admin-key-", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(secret + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        """See core.access.bootstrap.ensure."""
+        await bootstrap.ensure(self._keys, admin_key, key_file)

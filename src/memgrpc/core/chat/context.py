@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from memgrpc.core.chat import deep
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
+from memgrpc.core.memory import checks
 from memgrpc.core.memory.model import MemoryQuery, SearchHit
-from memgrpc.core.memory.service import MemoryService, SearchMode
+from memgrpc.core.memory.search import SearchMode
+from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed.shared import Row, shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
@@ -111,7 +113,7 @@ class ContextService:
         v = Violations()
         validation.check_id(v, "user_id", r.user_id, required=True)
         validation.check_id(v, "session_id", r.session_id, required=False)
-        validation.check_types(v, "types", r.types)
+        checks.check_types(v, "types", r.types)
         validation.check_metadata(v, "metadata", r.metadata)
         if len(r.query.encode("utf-8")) > validation.MAX_CONTENT_BYTES:
             v.add("query", f"must be at most {validation.MAX_CONTENT_BYTES} bytes")

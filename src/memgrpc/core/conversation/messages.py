@@ -29,7 +29,6 @@ import structlog
 
 from memgrpc.core.conversation.records import (
     DEFAULT_ROLE,
-    Listing,
     Message,
     Session,
     due_time,
@@ -37,15 +36,16 @@ from memgrpc.core.conversation.records import (
     message_row,
 )
 from memgrpc.core.conversation.session_store import SessionStore, session_key
-from memgrpc.core.kernel import cursor, paging, validation
+from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import AlreadyExists, FailedPrecondition, Violations
 from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
 from memgrpc.core.kernel.rowcache import OwnWritesCache
-from memgrpc.core.memory.model import Memory, Page
+from memgrpc.core.memory.model import Memory
 from memgrpc.core.memory.service import MemoryService, embed_text
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Table, chunks
+from memgrpc.store.tables import Row, Table, chunks
 
 log = structlog.get_logger(__name__)
 
@@ -307,23 +307,24 @@ class MessageService:
         return out
 
     # -- read ---------------------------------------------------------------------------------
-    async def list(self, project_id: str, session_id: str, page: Page) -> Listing:
+    async def list(self, project_id: str, session_id: str, page: PageRequest) -> Page[Message]:
         """Messages in session order (seq), keyset-paged, with the session's total."""
         v = Violations()
         size = paging.page_size(v, page.size)
         v.raise_if_any()
         await self._sessions.require(project_id, session_id, "session_id")
-        fp = paging.fingerprint(project_id, session_id, "messages")
-        after = cursor.decode(page.token, fp) if page.token else None
         where = self._in_session(project_id, session_id)
-        found, total = await asyncio.gather(
-            self._msgs.page(where, "seq", "id", desc=False, after=after, limit=size + 1),
-            self._msgs.count(where),
+
+        async def read(after: Cursor[int] | None, limit: int) -> tuple[list[Row], int]:
+            return await asyncio.gather(
+                self._msgs.page(where, "seq", "id", desc=False, after=after, limit=limit),
+                self._msgs.count(where),
+            )
+
+        fp = paging.fingerprint(project_id, session_id, "messages")
+        return await paging.fetch(
+            size, page.token, fp, read, order=("seq", "id"), kind=int, item=message_from_row
         )
-        more = len(found) > size
-        found = found[:size]
-        token = cursor.encode(found[-1]["seq"], found[-1]["id"], fp) if more else ""
-        return Listing([message_from_row(r) for r in found], token, total)
 
     async def recent(self, project_id: str, user_id: str, n: int) -> builtins.list[Message]:
         """The last `n` messages of the user across sessions, newest last."""

@@ -75,15 +75,6 @@ class Job:
     update_time: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Listing:
-    """One page of a list call: the records, the next token ("" at the end) and the total."""
-
-    items: list[Any]
-    next_page_token: str
-    total_size: int
-
-
 def _meta(raw: str | None) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(raw) if raw else {}
     return out

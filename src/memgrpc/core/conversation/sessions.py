@@ -14,21 +14,21 @@ from typing import Any
 from memgrpc.core.conversation.jobs import JobRunner
 from memgrpc.core.conversation.messages import MessageService
 from memgrpc.core.conversation.records import (
-    Listing,
     Session,
     SessionStatus,
     due_time,
     session_from_row,
 )
 from memgrpc.core.conversation.session_store import SessionStore, session_key
-from memgrpc.core.kernel import cursor, paging, validation
+from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import FailedPrecondition, Violations
 from memgrpc.core.kernel.ids import new_id
-from memgrpc.core.memory.model import Memory, Page, Patch
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.core.memory.model import Memory, Patch
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Table
+from memgrpc.store.tables import Row, Table
 
 MAX_TITLE_CHARS = 1000
 MAX_AUTO_PROCESS = timedelta(days=365)
@@ -168,7 +168,7 @@ class SessionService:
                 await cleanup(project_id, session_id)
             await self._store.delete(project_id, session_id)
 
-    async def list(self, project_id: str, q: SessionQuery, page: Page) -> Listing:
+    async def list(self, project_id: str, q: SessionQuery, page: PageRequest) -> Page[Session]:
         """Newest first, keyset-paged by (create_time, id), with the total count."""
         v = Violations()
         validation.check_id(v, "user_id", q.user_id, required=False)
@@ -176,8 +176,6 @@ class SessionService:
         validation.check_metadata(v, "user_metadata_filter", q.user_metadata)
         size = paging.page_size(v, page.size)
         v.raise_if_any()
-        fp = paging.fingerprint(project_id, q.user_id, q.metadata, q.user_metadata, q.statuses)
-        after = cursor.decode(page.token, fp) if page.token else None
         where = Where().eq("project_id", project_id)
         if q.user_id:
             where.eq("user_id", q.user_id)
@@ -188,14 +186,23 @@ class SessionService:
         if q.user_metadata:
             where.is_in("user_id", await self._users_matching(project_id, q.user_metadata))
         table = self._store.table
-        found, total = await asyncio.gather(
-            table.page(where, "create_time", "id", desc=True, after=after, limit=size + 1),
-            table.count(where),
+
+        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
+            return await asyncio.gather(
+                table.page(where, "create_time", "id", desc=True, after=after, limit=limit),
+                table.count(where),
+            )
+
+        fp = paging.fingerprint(project_id, q.user_id, q.metadata, q.user_metadata, q.statuses)
+        return await paging.fetch(
+            size,
+            page.token,
+            fp,
+            read,
+            order=("create_time", "id"),
+            kind=datetime,
+            item=session_from_row,
         )
-        more = len(found) > size
-        found = found[:size]
-        token = cursor.encode(found[-1]["create_time"], found[-1]["id"], fp) if more else ""
-        return Listing([session_from_row(r) for r in found], token, total)
 
     async def _users_matching(
         self, project_id: str, metadata: dict[str, Any]

@@ -16,17 +16,16 @@ from typing import Any
 from memgrpc.core.conversation.messages import DEFAULT_RECENT, MAX_RECENT, MessageService
 from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.records import (
-    Listing,
     Message,
     User,
     user_from_row,
     user_pk,
     user_row,
 )
-from memgrpc.core.kernel import cursor, paging, validation
+from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import AlreadyExists, NotFound, Violations
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.memory.model import Page
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
@@ -147,25 +146,34 @@ class UserService:
                 raise _not_found(user_id)
             await self._data.purge(project_id, user_id)
 
-    async def list(self, project_id: str, metadata: dict[str, Any], page: Page) -> Listing:
+    async def list(
+        self, project_id: str, metadata: dict[str, Any], page: PageRequest
+    ) -> Page[User]:
         """Oldest first, keyset-paged by (create_time, id), with the total count."""
         v = Violations()
         validation.check_metadata(v, "metadata_filter", metadata)
         size = paging.page_size(v, page.size)
         v.raise_if_any()
-        fp = paging.fingerprint(project_id, "users", metadata)
-        after = cursor.decode(page.token, fp) if page.token else None
         where = Where().eq("project_id", project_id)
         if metadata:
             where.has_all("metadata_kv", validation.metadata_pairs(metadata))
-        found, total = await asyncio.gather(
-            self._users.page(where, "create_time", "id", desc=False, after=after, limit=size + 1),
-            self._users.count(where),
+
+        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
+            return await asyncio.gather(
+                self._users.page(where, "create_time", "id", desc=False, after=after, limit=limit),
+                self._users.count(where),
+            )
+
+        fp = paging.fingerprint(project_id, "users", metadata)
+        return await paging.fetch(
+            size,
+            page.token,
+            fp,
+            read,
+            order=("create_time", "id"),
+            kind=datetime,
+            item=lambda r: self._with_activity(project_id, r),
         )
-        more = len(found) > size
-        found = found[:size]
-        token = cursor.encode(found[-1]["create_time"], found[-1]["id"], fp) if more else ""
-        return Listing([self._with_activity(project_id, r) for r in found], token, total)
 
     async def recent_messages(
         self, project_id: str, user_id: str, n: int

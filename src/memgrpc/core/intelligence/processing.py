@@ -14,7 +14,8 @@ from typing import Protocol
 import numpy as np
 
 from memgrpc.core.conversation.records import Message, Session
-from memgrpc.core.memory.model import Memory, MemoryQuery, Page
+from memgrpc.core.kernel.paging import PageRequest
+from memgrpc.core.memory.model import Memory, MemoryQuery
 from memgrpc.core.memory.service import AsyncEmbedder, MemoryService, embed_text
 
 SUMMARY_WORDS = 120
@@ -156,10 +157,10 @@ class ExtractiveSummary:
         old = await work.memories.list(
             work.project_id,
             MemoryQuery(session_id=work.session.id, types=("summary",), include_archived=True),
-            Page(size=1000),
+            PageRequest(size=1000),
         )
-        if old.memories:
-            await work.memories.delete_many(work.project_id, [m.id for m in old.memories])
+        if old.items:
+            await work.memories.delete_many(work.project_id, [m.id for m in old.items])
         sources = list(dict.fromkeys(msgs[s.message].id for s in picked))
         summary = await work.memories.create(
             work.project_id,

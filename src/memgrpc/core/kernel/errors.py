@@ -1,4 +1,5 @@
-"""Domain errors. The server maps each to one gRPC status in one place (server/errors.py)."""
+"""Domain errors. Each class names the canonical status it is reported with (`code`, a
+google.rpc.Code name): the one mapping; api/errors.py and server/errors.py only read it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ class FieldViolation:
 class DomainError(Exception):
     """Base of every error a caller is meant to see; `reason` is UPPER_SNAKE (ErrorInfo.reason)."""
 
-    # the canonical status (google.rpc.Code name) this error is reported with
-    code: ClassVar[str] = "UNKNOWN"
+    # the canonical status (google.rpc.Code name) this error is reported with; a bare
+    # DomainError (a stored failure of no domain class) is an internal error
+    code: ClassVar[str] = "INTERNAL"
     message: str
     reason: str = "ERROR"
     metadata: dict[str, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Input rules for memories, shared by every write path (create, update, replace, batch)."""
+"""Input rules every domain shares: ids, content, labels, metadata, importance."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from memgrpc.core.kernel.errors import Violations
-from memgrpc.core.memory.model import MEMORY_TYPES, Memory
 
 MAX_CONTENT_BYTES = 32 * 1024
 MAX_ID_CHARS = 256
@@ -17,7 +16,6 @@ MAX_LABELS = 64
 MAX_LABEL_CHARS = 128
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_KEYS = 64
-MAX_SOURCE_IDS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -52,12 +50,6 @@ def check_labels(v: Violations, name: str, labels: Sequence[str]) -> None:
             )
 
 
-def check_types(v: Violations, name: str, types: Sequence[str]) -> None:
-    for i, t in enumerate(types):
-        if t not in MEMORY_TYPES:
-            v.add(f"{name}[{i}]", f"unknown memory type {t!r}")
-
-
 def check_metadata(v: Violations, name: str, metadata: dict[str, Any]) -> None:
     if len(metadata) > MAX_METADATA_KEYS:
         v.add(name, f"at most {MAX_METADATA_KEYS} keys")
@@ -80,37 +72,6 @@ def check_metadata(v: Violations, name: str, metadata: dict[str, Any]) -> None:
 def check_importance(v: Violations, name: str, importance: float | None) -> None:
     if importance is not None and (not math.isfinite(importance) or not 0.0 <= importance <= 1.0):
         v.add(name, "must be between 0 and 1")
-
-
-def check_memory(
-    v: Violations, m: Memory, prefix: str = "memory", *, fields: set[str] | None = None
-) -> None:
-    """Check the fields of `m` named in `fields` (all when None)."""
-
-    def want(f: str) -> bool:
-        return fields is None or f in fields
-
-    if want("content"):
-        check_content(v, f"{prefix}.content", m.content)
-    if want("type") and m.type and m.type not in MEMORY_TYPES:
-        v.add(f"{prefix}.type", "unknown memory type")
-    if want("speaker"):
-        check_id(v, f"{prefix}.speaker", m.speaker, required=False)
-    if want("session_id"):
-        check_id(v, f"{prefix}.session_id", m.session_id, required=False)
-    if want("tags"):
-        check_labels(v, f"{prefix}.tags", m.tags)
-    if want("categories"):
-        check_labels(v, f"{prefix}.categories", m.categories)
-    if want("metadata"):
-        check_metadata(v, f"{prefix}.metadata", m.metadata)
-    if want("importance"):
-        check_importance(v, f"{prefix}.importance", m.importance)
-    if want("source_message_ids"):
-        if len(m.source_message_ids) > MAX_SOURCE_IDS:
-            v.add(f"{prefix}.source_message_ids", f"at most {MAX_SOURCE_IDS} ids")
-        for i, sid in enumerate(m.source_message_ids):
-            check_id(v, f"{prefix}.source_message_ids[{i}]", sid, required=True)
 
 
 def _normalise(value: Any) -> Any:

@@ -71,20 +71,6 @@ class MemoryQuery:
     end_time: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Page:
-    size: int = 0
-    token: str = ""
-    order_by: str = ""
-
-
-@dataclass
-class MemoryPage:
-    memories: list[Memory]
-    next_page_token: str
-    total_size: int
-
-
 # fields a patch may touch (UpdateMemory's update_mask paths)
 PATCHABLE = (
     "content", "type", "tags", "metadata", "categories", "importance", "archived",

@@ -1,47 +1,42 @@
-"""Memories: create, version, list, search and batch them (the Sovant/RecallrAI memory API)."""
+"""Memories: create, read, version, update, delete and list them (the Sovant/RecallrAI memory
+API); search and batch live in their own modules, reached through this service."""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from memgrpc import tracing
 from memgrpc.core.conversation.activity import UserRegistry
 from memgrpc.core.kernel import paging, validation
-from memgrpc.core.kernel.errors import DomainError, InvalidArgument, NotFound, Violations
+from memgrpc.core.kernel.errors import InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.memory import recall, rows
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
+from memgrpc.core.memory import batch, checks, recall, rows
+from memgrpc.core.memory.batch import BatchOp, BatchResult
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
     PATCHABLE,
     Memory,
-    MemoryPage,
     MemoryQuery,
     MemoryVersion,
-    Page,
     Patch,
     SearchHit,
 )
-from memgrpc.core.memory.recall_cache import MAX_ROWS, CachedUser, IndexCache, matches
+from memgrpc.core.memory.query import order, to_filter
+from memgrpc.core.memory.recall_cache import MAX_ROWS, IndexCache
+from memgrpc.core.memory.search import MemorySearch, SearchMode
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.memories import Found, MemoryFilter, MemoryTable
+from memgrpc.store.memories import MemoryFilter, MemoryTable
 from memgrpc.store.tables import Table
-
-MAX_BATCH = 1000
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
-# fusion weights measured on ../shared/bench (min-max normalised legs)
-W_DENSE, W_TEXT = 0.55, 0.45
-SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 
 class AsyncEmbedder(Protocol):
@@ -51,21 +46,6 @@ class AsyncEmbedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     async def embed_one(self, text: str) -> np.ndarray: ...
-
-
-@dataclass
-class BatchResult:
-    index: int
-    id: str = ""
-    memory: Memory | None = None
-    error: DomainError | None = None
-
-
-BatchOp = (
-    tuple[Literal["create"], Memory]
-    | tuple[Literal["update"], Patch]
-    | tuple[Literal["delete"], str]
-)
 
 
 def _now() -> datetime:
@@ -89,11 +69,13 @@ class MemoryService:
             refresh_s=store.config.read_consistency_s,
             max_rows=cache_rows,
         )
+        self._search = MemorySearch(self._table, embedder, self.cache)
 
     # -- create ---------------------------------------------------------------------------
-    def _prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
+    def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
+        """`m` with its id and times, its bad fields added to `v` (not stored yet)."""
         validation.check_id(v, f"{prefix}.user_id", m.user_id, required=True)
-        validation.check_memory(v, m, prefix)
+        checks.check_memory(v, m, prefix)
         now = _now()
         return replace(
             m,
@@ -108,7 +90,7 @@ class MemoryService:
 
     async def create(self, project_id: str, m: Memory) -> Memory:
         v = Violations()
-        ready = self._prepare(m, v)
+        ready = self.prepare(m, v)
         v.raise_if_any()
         await self._insert(project_id, [ready])
         return ready
@@ -126,7 +108,7 @@ class MemoryService:
     ) -> builtins.list[Memory]:
         """Validated memories with their ids and times, not stored yet (see insert_prepared)."""
         v = Violations()
-        ready = [self._prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
+        ready = [self.prepare(m, v, f"{prefix}[{i}]") for i, m in enumerate(memories)]
         v.raise_if_any()
         return ready
 
@@ -185,7 +167,7 @@ class MemoryService:
         for f in bad:
             v.add("update_mask", f"field {f!r} cannot be updated")
         if not bad:
-            validation.check_memory(v, patch.memory, fields=set(patch.fields))
+            checks.check_memory(v, patch.memory, fields=set(patch.fields))
         v.raise_if_any()
         async with self._locks.hold(f"{project_id}/{patch.memory.id}"):
             row = await self._get_row(project_id, patch.memory.id, with_vector=True)
@@ -205,7 +187,7 @@ class MemoryService:
     async def replace(self, project_id: str, m: Memory, reason: str = "REPLACED") -> Memory:
         v = Violations()
         validation.check_id(v, "memory.id", m.id, required=True)
-        validation.check_memory(v, m)
+        checks.check_memory(v, m)
         v.raise_if_any()
         async with self._locks.hold(f"{project_id}/{m.id}"):
             row = await self._get_row(project_id, m.id, with_vector=True)
@@ -276,61 +258,25 @@ class MemoryService:
         return out
 
     # -- list / search ----------------------------------------------------------------------
-    def _filter(self, project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
-        validation.check_id(v, "user_id", q.user_id, required=False)
-        validation.check_id(v, "session_id", q.session_id, required=False)
-        validation.check_labels(v, "tags", q.tags)
-        validation.check_labels(v, "categories", q.categories)
-        validation.check_types(v, "types", q.types)
-        validation.check_metadata(v, "metadata", q.metadata)
-        if q.start_time and q.end_time and q.start_time >= q.end_time:
-            v.add("end_time", "must be after start_time")
-        return MemoryFilter(
-            project_id=project_id,
-            user_id=q.user_id,
-            session_id=q.session_id,
-            types=q.types,
-            tags=q.tags,
-            tags_all=q.tags_all,
-            categories=q.categories,
-            metadata_kv=tuple(validation.metadata_pairs(q.metadata)) if not v.items else (),
-            include_archived=q.include_archived,
-            start_time=q.start_time,
-            end_time=q.end_time,
-        )
-
-    @staticmethod
-    def _order(v: Violations, order_by: str) -> tuple[str, bool]:
-        parts = order_by.strip().lower().split() or ["create_time", "desc"]
-        col = parts[0]
-        direction = parts[1] if len(parts) > 1 else "asc"
-        if (
-            col not in ("create_time", "update_time", "event_time")
-            or direction not in ("asc", "desc")
-            or len(parts) > 2
-        ):
-            v.add(
-                "order_by",
-                "must be create_time, update_time or event_time, then optionally asc or desc",
-            )
-            return "create_time", True
-        return col, direction == "desc"
-
-    async def list(self, project_id: str, q: MemoryQuery, page: Page) -> MemoryPage:
+    async def list(self, project_id: str, q: MemoryQuery, page: PageRequest) -> Page[Memory]:
         v = Violations()
-        flt = self._filter(project_id, q, v)
+        flt = to_filter(project_id, q, v)
         size = paging.page_size(v, page.size)
-        col, desc = self._order(v, page.order_by)
+        col, desc = order(v, page.order_by)
         v.raise_if_any()
+
+        async def read(
+            after: Cursor[datetime] | None, limit: int
+        ) -> tuple[builtins.list[Row], int]:
+            found, total = await asyncio.gather(
+                self._table.page(flt, col, desc, after, limit), self._table.count(flt)
+            )
+            return found, total
+
         fp = paging.fingerprint(project_id, q, col, desc)
-        after = paging.decode(page.token, fp) if page.token else None
-        found, total = await asyncio.gather(
-            self._table.page(flt, col, desc, after, size + 1), self._table.count(flt)
+        return await paging.fetch(
+            size, page.token, fp, read, order=(col, "id"), kind=datetime, item=rows.from_row
         )
-        more = len(found) > size
-        found = found[:size]
-        token = paging.encode(found[-1][col], found[-1]["id"], fp) if more else ""
-        return MemoryPage([rows.from_row(r) for r in found], token, total)
 
     async def search(
         self,
@@ -343,130 +289,20 @@ class MemoryService:
         min_score: float = 0.0,
         vector: Awaitable[np.ndarray] | None = None,
     ) -> builtins.list[SearchHit]:
-        """`vector`: the query's embedding, when the caller has it (or will: it is awaited only
-        if needed), instead of embedding `query`; the keyword leg still searches `query`."""
-        v = Violations()
-        flt = self._filter(project_id, q, v)
-        if limit < 0:
-            v.add("limit", "must not be negative")
-        if not 0.0 <= min_score <= 1.0:
-            v.add("min_score", "must be between 0 and 1")
-        if len(query.encode("utf-8")) > validation.MAX_CONTENT_BYTES:
-            v.add("query", f"must be at most {validation.MAX_CONTENT_BYTES} bytes")
-        if "\x00" in query:
-            v.add("query", "must not contain NUL characters")
-        v.raise_if_any()
-        k = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
-        if not query.strip():  # a filter search: newest first
-            found = await self._table.page(flt, "event_time", True, None, k)
-            return [SearchHit(rows.from_row(r), 1.0) for r in found]
-        if mode == "hybrid" and q.user_id:
-            cached = await self.cache.get(project_id, q.user_id)
-            if cached is not None:
-                return await self._search_cached(cached, flt, query, k, min_score, vector)
-        pool = max(4 * k, 40)
-        # the keyword leg needs no embedding: start it first, embed meanwhile, then the vector leg
-        text_leg = asyncio.ensure_future(
-            self._table.text_search(flt, query, pool, enough=k)
-            if mode != "semantic"
-            else _no_hits()
+        """The best memories for `query` among those `q` selects (see core.memory.search)."""
+        return await self._search.search(
+            project_id, q, query, limit=limit, mode=mode, min_score=min_score, vector=vector
         )
-        try:
-            dense: Found = []
-            if mode != "keyword":
-                embedded = await self._query_vector(query, vector)
-                dense = await self._table.vector_search(flt, embedded, pool, enough=k)
-            text = await text_leg
-        finally:
-            text_leg.cancel()
-        # the legs read their hits' rows (one column each: store.memories.DOC)
-        by_id = {r["id"]: r for r, _ in (*dense, *text)}
-        fused = _fuse(_ids(dense), _ids(text), mode)
-        ranked = [(i, s) for i, s in fused if s >= min_score][:k]
-        return [SearchHit(rows.from_row(by_id[i]), s) for i, s in ranked]
-
-    async def _search_cached(
-        self,
-        user: CachedUser,
-        flt: MemoryFilter,
-        query: str,
-        k: int,
-        min_score: float,
-        given: Awaitable[np.ndarray] | None,
-    ) -> builtins.list[SearchHit]:
-        """Exhaustive ranking of one user's items (see core.memory.recall)."""
-        memories = user.memories
-        allowed: set[str] | None
-        if flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id):
-            # no filter but the default "not archived": skip the per-item check when possible
-            allowed = (memories.keys() - user.archived) if user.archived else None
-        elif flt == MemoryFilter(project_id=flt.project_id, user_id=flt.user_id, types=flt.types):
-            # only types (a context's summaries): no pass over every item
-            allowed = set().union(*(user.by_type.get(t, ()) for t in flt.types)) - user.archived
-        else:
-            allowed = {i for i, m in memories.items() if matches(m, flt)}
-        if allowed is not None and not allowed:  # e.g. summaries before any were made
-            return []
-        vector = await self._query_vector(query, given)
-        with tracing.span("recall.search", items=len(memories), k=k):
-            ranked = user.index.search(query, vector, k, filter=allowed)
-        return [SearchHit(memories[i], s) for i, s in ranked if s >= min_score]
-
-    async def _query_vector(self, query: str, given: Awaitable[np.ndarray] | None) -> np.ndarray:
-        if given is None:
-            return await self._embedder.embed_one(query)
-        # shielded: the caller may share it with other searches, which a cancel must not fail
-        return await asyncio.shield(given)
 
     async def find(
         self, project_id: str, q: MemoryQuery, seqs: Sequence[int]
     ) -> builtins.list[Memory]:
         """Memories of one session at the given message positions (neighbouring turns)."""
-        flt = replace(self._filter(project_id, q, Violations()), seqs=tuple(seqs))
-        found = await self._table.page(flt, "event_time", False, None, len(seqs) or 1)
-        return [rows.from_row(r) for r in found]
+        return await self._search.find(project_id, q, seqs)
 
     # -- batch ------------------------------------------------------------------------------
     async def batch(self, project_id: str, ops: Sequence[BatchOp]) -> builtins.list[BatchResult]:
-        if not ops:
-            raise InvalidArgument.field("operations", "must not be empty")
-        if len(ops) > MAX_BATCH:
-            raise InvalidArgument.field("operations", f"at most {MAX_BATCH} operations")
-        results = [BatchResult(index=i) for i in range(len(ops))]
-        creates: list[tuple[int, Memory]] = []
-        others: list[asyncio.Task[None]] = []
-        for i, op in enumerate(ops):
-            if op[0] == "create":
-                v = Violations()
-                ready = self._prepare(op[1], v, prefix=f"operations[{i}].create.memory")
-                try:
-                    v.raise_if_any()
-                    creates.append((i, ready))
-                except DomainError as exc:
-                    results[i].error = exc
-            else:
-                others.append(asyncio.create_task(self._batch_one(project_id, op, results[i])))
-        if creates:
-            try:
-                await self._insert(project_id, [m for _, m in creates])
-                for i, m in creates:
-                    results[i].memory, results[i].id = m, m.id
-            except DomainError as exc:
-                for i, _ in creates:
-                    results[i].error = exc
-        await asyncio.gather(*others)
-        return results
-
-    async def _batch_one(self, project_id: str, op: BatchOp, out: BatchResult) -> None:
-        try:
-            if op[0] == "update":
-                out.id = op[1].memory.id
-                out.memory = await self.update(project_id, op[1])
-            elif op[0] == "delete":
-                out.id = op[1]
-                await self.delete(project_id, op[1])
-        except DomainError as exc:
-            out.error = exc
+        return await batch.run(self, project_id, ops)
 
     # -- for sessions: their memories, vectors and deletion ----------------------------------
     @property
@@ -482,7 +318,7 @@ class MemoryService:
     def query_filter(self, project_id: str, q: MemoryQuery) -> MemoryFilter:
         """The store filter of a list/search query; InvalidArgument if a filter is malformed."""
         v = Violations()
-        flt = self._filter(project_id, q, v)
+        flt = to_filter(project_id, q, v)
         v.raise_if_any()
         return flt
 
@@ -524,41 +360,3 @@ def _check_id(memory_id: str) -> None:
 def embed_text(m: Memory) -> str:
     """What gets embedded: a message reads better to the model with its speaker in it."""
     return recall.embed_text(m.content, m.speaker)
-
-
-async def _no_hits() -> Found:
-    return []
-
-
-def _minmax(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    if hi - lo < 1e-9:
-        return {k: 1.0 for k in scores}
-    return {k: (s - lo) / (hi - lo) for k, s in scores.items()}
-
-
-Scored = builtins.list[tuple[str, float]]  # (memory id, score), best first
-
-
-def _ids(found: Found) -> Scored:
-    return [(r["id"], s) for r, s in found]
-
-
-def _fuse(dense: Scored, text: Scored, mode: SearchMode) -> Scored:
-    """Scores in [0, 1]: cosine for semantic, BM25/max for keyword, min-max fusion for hybrid."""
-    d = {i: max(0.0, s) for i, s in dense}
-    t = dict(text)
-    if mode == "semantic":
-        fused = {i: min(1.0, s) for i, s in d.items()}
-    elif mode == "keyword":
-        top = max(t.values(), default=1.0) or 1.0
-        fused = {i: s / top for i, s in t.items()}
-    else:
-        dn, tn = _minmax(d), _minmax(t)
-        if not t:
-            fused = {i: min(1.0, s) for i, s in d.items()}
-        else:
-            fused = {i: W_DENSE * dn.get(i, 0.0) + W_TEXT * tn.get(i, 0.0) for i in d | t}
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

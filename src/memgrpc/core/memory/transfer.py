@@ -39,7 +39,7 @@ import pyarrow as pa
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import DomainError, InvalidArgument, Violations
 from memgrpc.core.kernel.ids import derived_id, new_id
-from memgrpc.core.memory import rows
+from memgrpc.core.memory import checks, rows
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
@@ -214,7 +214,7 @@ class Transfer:
         if m.id and not ID_PATTERN.match(m.id):
             v.add("memory.id", ID_RULE)
         validation.check_id(v, "memory.user_id", m.user_id, required=True)
-        validation.check_memory(v, m)
+        checks.check_memory(v, m)
         if m.version < 0:
             v.add("memory.version", "must not be negative")
         if record.seq is not None and record.seq < 0:
