@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from memgrpc.core.kernel.paging import MAX_PAGE_SIZE
-from memgrpc.core.memory.service import MAX_LIMIT
+from memgrpc.core.memory.search import MAX_LIMIT
 from memgrpc.v1 import memory_pb2 as pb
 from tests.helpers import md
 from tests.memhelpers import details
