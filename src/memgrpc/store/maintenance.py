@@ -232,7 +232,7 @@ async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
     """Around a compaction or index build here: its versions are adopted as own when it ends,
     failed or not (a failed pass may have committed its compaction before an index conflict),
     and the writer says it is maintaining until then (core/memory/recall_cache.py waits for that)."""
-    with writer.maintaining():
+    with writer.versions.maintaining():
         before = int(await tbl.version())
         try:
             yield
@@ -251,10 +251,11 @@ async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
     if after <= before:
         return
     summary = {int(v["version"]): v["metadata"] for v in await list_versions(tbl)}
-    writer.adopt(
+    writer.versions.adopt(
         v
         for v in range(before + 1, after + 1)
-        if v not in writer.own_versions and rows_unchanged(summary.get(v - 1), summary.get(v))
+        if v not in writer.versions.own_versions
+        and rows_unchanged(summary.get(v - 1), summary.get(v))
     )
 
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -29,13 +28,9 @@ import pyarrow as pa
 import structlog
 
 from memgrpc import tracing
+from memgrpc.store.versionlog import VersionLog
 
 log = structlog.get_logger(__name__)
-_OWN_VERSIONS = 4096
-# how long a compaction or index build running here may hold back reading others' writes in the
-# caches of its table (a compaction takes ~1-4 s; its versions change no rows, and every cached
-# entry would otherwise be read again from a table busy compacting)
-MAINTENANCE_GRACE_S = 5.0
 # how long a patch's first try runs alongside inserts. LanceDB retries a merge_insert that lost
 # its commit for up to 30 s, scanning the table again each time, and a steady stream of inserts
 # (new sessions under scripts/load.py) outran such patches for 17-30 s (docs/BENCHMARKS.md); the
@@ -119,10 +114,8 @@ class TableWriter:
         self.commits_since_compaction = 0
         self.on_pressure: Callable[[int], None] | None = None
         self.on_commit: CommitObserver | None = None
-        # versions this writer committed (bounded), so readers can tell others' writes apart
-        self.own_versions: set[int] = set()
-        self._version_order: deque[int] = deque()
-        self._maintaining_since: float | None = None
+        # the versions committed here, for the caches of this table
+        self.versions = VersionLog()
 
     # -- public API: each returns once the rows are committed ---------------------------------
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -218,7 +211,7 @@ class TableWriter:
             batch = [first]
             nrows = len(first.rows)
             wait = self._max_wait
-            if self._maintaining_since is not None:
+            if self.versions.in_maintenance:
                 wait = max(wait, MAINTAINING_WAIT_S)
             deadline = time.monotonic() + wait
             while nrows < self._max_rows:
@@ -422,44 +415,8 @@ class TableWriter:
                     if kind == "upsert":
                         merge = merge.when_matched_update_all()
                     res = await merge.when_not_matched_insert_all().execute(data)
-        self._record_version(getattr(res, "version", None))
+        self.versions.record(getattr(res, "version", None))
         return rows_done
-
-    def _record_version(self, version: int | None) -> None:
-        if version is None:
-            return
-        self.own_versions.add(int(version))
-        self._version_order.append(int(version))
-        while len(self._version_order) > _OWN_VERSIONS:
-            self.own_versions.discard(self._version_order.popleft())
-
-    @contextlib.contextmanager
-    def maintaining(self) -> Iterator[None]:
-        """Around a compaction or index build of this table by this process: versions it commits
-        are adopted only when it ends (see `maintaining_lately`)."""
-        self._maintaining_since = time.monotonic()
-        try:
-            yield
-        finally:
-            self._maintaining_since = None
-
-    def maintaining_lately(self, now: float | None = None) -> bool:
-        """Whether such a pass began here less than MAINTENANCE_GRACE_S before `now`: until it
-        ends (and its versions are adopted), caches keep serving what they hold."""
-        since = self._maintaining_since
-        now = time.monotonic() if now is None else now
-        return since is not None and now - since < MAINTENANCE_GRACE_S
-
-    def adopt(self, versions: Iterable[int]) -> None:
-        """Versions that changed no rows (compaction, index builds): readers need not re-read."""
-        for v in versions:
-            self._record_version(v)
-
-    def only_own_since(self, since: int, current: int) -> bool:
-        """Whether every table version after `since` up to `current` was committed here."""
-        return current - since <= _OWN_VERSIONS and all(
-            v in self.own_versions for v in range(since + 1, current + 1)
-        )
 
 
 async def _run_exclusive(op: _Op) -> None:

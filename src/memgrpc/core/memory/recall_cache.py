@@ -5,7 +5,7 @@ compute (neighbouring turns, session scores, speaker and time cues, tuned BM25),
 Users are loaded lazily from the store, kept current by this process's own writes (read-your-
 writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
 update_time; a full reload when rows went missing), or, while this process compacts the table,
-once that ends (at most store.writer.MAINTENANCE_GRACE_S later). Least recently used users are
+once that ends (at most store.versionlog.MAINTENANCE_GRACE_S later). Least recently used users are
 evicted once the cache holds `max_rows`; users larger than `max_user_rows` (or than `max_rows`) are
 not cached (search falls back to the store's vector and full-text legs), and `max_rows=0` caches
 no one.
@@ -123,12 +123,12 @@ class IndexCache:
     async def _refresh(self, key: tuple[str, str], user: CachedUser) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
         version = await self._version()
-        writer = self._table.writer
-        if writer.only_own_since(user.checked_version, version):
+        versions = self._table.writer.versions
+        if versions.only_own_since(user.checked_version, version):
             # nobody else wrote: this process's own writes are in the index already
             user.checked_at, user.checked_version = started, version
             return user
-        if writer.maintaining_lately(started):
+        if versions.maintaining_lately(started):
             # versions of a compaction running here are adopted when it ends: look again then
             # (the checked version stays, so another replica's write is read after it)
             user.checked_at = started
