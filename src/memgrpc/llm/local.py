@@ -4,9 +4,8 @@ It lets chat work offline and in tests: it answers the last user message with th
 sentences (and earlier user turns) that share the most words with it, and says plainly what it
 is when nothing matches. It streams word by word, yielding to the event loop every
 `WORDS_PER_YIELD` words so a cancelled turn stops at once. A yield per word made a reply wait
-for a pass of a loaded event loop per word (generation p50 30 against 17 ms under
-scripts/load.py); the words queued between yields still go out one by one to a client that
-keeps up.
+for a pass of a loaded event loop per word (measured: docs/BENCHMARKS.md); the words queued
+between yields still go out one by one to a client that keeps up.
 """
 
 from __future__ import annotations

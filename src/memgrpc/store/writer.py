@@ -31,16 +31,13 @@ from memgrpc import tracing
 from memgrpc.store.versionlog import VersionLog
 
 log = structlog.get_logger(__name__)
-# how long a patch's first try runs alongside inserts. LanceDB retries a merge_insert that lost
-# its commit for up to 30 s, scanning the table again each time, and a steady stream of inserts
-# (new sessions under scripts/load.py) outran such patches for 17-30 s (docs/BENCHMARKS.md); the
-# retries hold inserts, so they commit at the first try
+# how long a patch's first try runs alongside inserts: LanceDB retries a merge_insert that lost
+# its commit for up to 30 s, and a steady stream of inserts can outrun it all that time; the
+# retries hold inserts, so they commit (measured: docs/BENCHMARKS.md)
 PATCH_ALONGSIDE_S = 2.0
 # while this process compacts the table, what arrives waits up to this long to share a commit:
-# the compaction's commit is rebased over every commit made meanwhile, and ~25 small ones a
-# second outran it under scripts/load.py (LanceDB gave up after 30 s, twice in 5 minutes, and
-# the next try held the inserts for 7-25 s). With 50 ms: no such loss in 5 minutes, passes of
-# 2 s instead of 3 for the memories (docs/BENCHMARKS.md)
+# the compaction's commit is rebased over every commit made meanwhile, and many small ones can
+# outrun it until LanceDB gives up (measured: docs/BENCHMARKS.md)
 MAINTAINING_WAIT_S = 0.05
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ version it was loaded at and is served while every later version was committed h
 (store/versionlog.py), so another replica's write forces a re-read (compactions and index builds
 made here count as own). While one runs here, its versions are not sorted out yet: entries are
 served as they are until it ends (at most store.versionlog.MAINTENANCE_GRACE_S), as the recall
-cache does. Reading them meanwhile from a table busy compacting took 1-1.7 s under
-scripts/load.py and held chat turns up that long. Another replica's write made during the pass
-is read once it ends.
+cache does. Reading them meanwhile from a table busy compacting held chat turns for over a second
+(measured: docs/BENCHMARKS.md). Another replica's write made during the pass is read once it
+ends.
 
 Own writes must reach the cache: the writing code calls `writing()` around the write and settles
 the entry's new value after the commit (an idempotent change: it may meet a value loaded after
