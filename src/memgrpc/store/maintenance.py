@@ -228,7 +228,8 @@ class Maintainer:
 async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
     """Around a compaction or index build here: its versions are adopted as own when it ends,
     failed or not (a failed pass may have committed its compaction before an index conflict),
-    and the writer says it is maintaining until then (core/memory/recall_cache.py waits for that)."""
+    and the table's version log says it is maintaining until then (the row caches wait for
+    that: store/versionlog.py)."""
     with writer.versions.maintaining():
         before = int(await tbl.version())
         try:

@@ -20,13 +20,16 @@ MAINTENANCE_GRACE_S = 5.0
 
 
 class VersionLog:
+    """The versions of one table made here; its writer records each commit's."""
+
     def __init__(self) -> None:
-        # versions this writer committed (bounded), so readers can tell others' writes apart
+        # bounded: a cache entry older than the last _OWN_VERSIONS versions is re-read anyway
         self.own_versions: set[int] = set()
         self._version_order: deque[int] = deque()
         self._maintaining_since: float | None = None
 
     def record(self, version: int | None) -> None:
+        """A version committed here (None: the commit's result did not say which)."""
         if version is None:
             return
         self.own_versions.add(int(version))
@@ -36,6 +39,8 @@ class VersionLog:
 
     @property
     def in_maintenance(self) -> bool:
+        """Whether a compaction or index build of this process runs now (the writer batches more
+        meanwhile: store.writer.MAINTAINING_WAIT_S)."""
         return self._maintaining_since is not None
 
     @contextlib.contextmanager

@@ -12,6 +12,8 @@ Inserts never wait for a slow commit of other rows: a compaction (`exclusive`) o
 `merge_insert` that reads every fragment of the table, the slowest commit there is) runs aside
 while inserts keep committing (new fragments never conflict with it), and the other writes wait
 for it in their order.
+
+The version of each commit goes to `versions` (store/versionlog.py), which the row caches check.
 """
 
 from __future__ import annotations
