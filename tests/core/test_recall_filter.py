@@ -164,7 +164,7 @@ def _row(m: Memory, project_id: str) -> dict[str, Any]:
 @settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(case=_case())
 @example(case=EDGES)
