@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from memgrpc.store.writer import MAINTENANCE_GRACE_S
+from memgrpc.store.versionlog import MAINTENANCE_GRACE_S
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 from tests.helpers import md

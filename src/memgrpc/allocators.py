@@ -8,8 +8,7 @@ pool keeps what it freed. Two arenas and the system pool cost no throughput ther
 glibc also raises its mmap threshold each time a large block is freed (up to 32 MiB on 64-bit),
 after which blocks of that size come from the heap, where the small ones LanceDB keeps around pin
 them: a loop of single-row LanceDB commits with compaction grew ~17 KiB a commit with the moving
-threshold and under 2 KiB with it held at 128 KiB (docs/BENCHMARKS.md, the reading after the
-load run of 2026-11-22 10:16; the server's own RSS under load.py moved no more than its noise).
+threshold and under 2 KiB with it held at 128 KiB (measured: docs/BENCHMARKS.md).
 An explicit MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES or ARROW_DEFAULT_MEMORY_POOL
 wins.
 """

@@ -14,6 +14,7 @@ import pytest
 from memgrpc.core.memory.transfer import IMPORT_BATCH
 from memgrpc.embed import Embedder
 from memgrpc.server.app import start
+from memgrpc.store.filters import Where
 from memgrpc.v1 import admin_pb2_grpc, memory_pb2_grpc
 from memgrpc.v1 import memory_pb2 as pb
 from tests.conftest import ServerHandle, make_config, new_key
@@ -273,6 +274,33 @@ async def test_import_into_another_project_of_the_same_server(memory_stub, sourc
     assert await total(memory_stub, key_c) == len(ids)
     after = {r.memory.id: r.memory for r in await export_all(memory_stub, key_a, **FULL)}
     assert after == before
+
+
+async def test_imported_versions_are_stored_as_updates_store_them(
+    server, memory_stub, source, new_key
+) -> None:
+    """The memory_versions rows an import writes from a record's history are the rows the
+    updates that made that history wrote (but for the project and the derived memory id)."""
+    key_a, ids = source
+    records = await export_all(memory_stub, key_a, **FULL)
+    _, key_c = await new_key()
+    await import_records(memory_stub, key_c, [r for r in records if r.memory.id == ids[3]])
+    (copy,) = await export_all(memory_stub, key_c, **FULL)
+    tbl = server.app.store.table("memory_versions")
+
+    async def history(memory_id: str) -> list[dict[str, object]]:
+        found = await tbl.query().where(str(Where().eq("memory_id", memory_id))).to_arrow()
+        rows = sorted(found.to_pylist(), key=lambda r: r["version"])
+        for r in rows:
+            assert r.pop("pk") == f"{memory_id}@{r['version']}"
+            assert r.pop("memory_id") == memory_id
+            r.pop("project_id")
+        return rows
+
+    made = await history(ids[3])
+    assert [r["version"] for r in made] == [1, 2]
+    assert [r["expire_reason"] for r in made] == ["MOVED", "MOVED"]
+    assert await history(copy.memory.id) == made
 
 
 # -- vectors ---------------------------------------------------------------------------------------

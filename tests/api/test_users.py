@@ -9,6 +9,8 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from memgrpc.core.conversation.records import user_from_row, user_row
+from memgrpc.store.filters import Where
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import sessions_pb2_grpc, users_pb2_grpc
@@ -36,6 +38,26 @@ async def test_implicit_user_then_create_is_already_exists(users, memory_stub, n
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await users.CreateUser(new_user("implicit"), metadata=md(key))
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_every_way_to_a_user_stores_the_builders_row(
+    users, memory_stub, new_key, server
+) -> None:
+    """Implicit creation, CreateUser and a rename all write what records.user_row makes."""
+    project, key = await new_key()
+    await memory_stub.CreateMemory(mem("implicit", "Likes tea"), metadata=md(key))
+    await users.CreateUser(new_user("explicit", {"b": 1.0, "a": [1, "x"]}), metadata=md(key))
+    await users.UpdateUser(
+        upb.UpdateUserRequest(user=upb.User(id="explicit"), new_id="renamed"), metadata=md(key)
+    )
+    tbl = server.app.store.table("users")
+    stored = await tbl.query().where(str(Where().eq("project_id", project))).to_arrow()
+    rows = stored.to_pylist()
+    assert sorted(r["id"] for r in rows) == ["implicit", "renamed"]
+    for row in rows:
+        assert row == user_row(project, user_from_row(row))
+    renamed = next(r for r in rows if r["id"] == "renamed")
+    assert renamed["metadata_kv"] == ['a=[1,"x"]', "b=1"]
 
 
 async def test_update_metadata_with_and_without_mask(users, new_key) -> None:

@@ -186,7 +186,7 @@ async def test_a_compaction_here_defers_the_refresh_not_the_write(
         await a.create("p", Memory(user_id="u", content="User grows tomatoes"))
         await _top(a, "garden")
         loads = a.cache.loads
-        with a._table.writer.maintaining():
+        with a._table.writer.versions.maintaining():
             other = await b.create("p", Memory(user_id="u", content="User restores old clocks"))
             await asyncio.sleep(0.2)
             assert other.content not in await _top(a, "antique clocks")  # held back

@@ -170,9 +170,11 @@ async def test_compaction_counts_as_own_but_another_replicas_write_does_not(
         await adopt_unchanged(tbl, mine.writer, before)
         after = int(await tbl.version())
         assert after >= before + 3  # B's two commits and at least one of the pass's
-        foreign = [v for v in range(before + 1, after + 1) if v not in mine.writer.own_versions]
+        foreign = [
+            v for v in range(before + 1, after + 1) if v not in mine.writer.versions.own_versions
+        ]
         assert len(foreign) == 2  # B's insert and delete, nothing of the pass
-        assert not mine.writer.only_own_since(before, after)
+        assert not mine.writer.versions.only_own_since(before, after)
     finally:
         await a.close()
         await b.close()

@@ -313,7 +313,7 @@ async def test_inserts_gather_longer_while_the_table_is_compacted_here(
         return w.stats.commits - before
 
     alone = await trickle("a", 0.2)  # wide apart: a slow commit must not gather them
-    with w.maintaining():
+    with w.versions.maintaining():
         gathered = await trickle("m", 0.01)
     assert alone >= 3 and gathered == 1, (alone, gathered)
     assert len(await _rows(store)) == 12

@@ -6,9 +6,8 @@ more than half its words with them ("What theme do I like?" against "User prefer
 gets the memories recall ranked first, since recall matched them by meaning too. Every reply
 says plainly what it is. It streams word by word, yielding to the event loop every
 `WORDS_PER_YIELD` words so a cancelled turn stops at once. A yield per word made a reply wait
-for a pass of a loaded event loop per word (generation p50 30 against 17 ms under
-scripts/load.py); the words queued between yields still go out one by one to a client that
-keeps up.
+for a pass of a loaded event loop per word (measured: docs/BENCHMARKS.md); the words queued
+between yields still go out one by one to a client that keeps up.
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ class Store:
     async def renew_session(self) -> None:
         """Move every table to a new LanceDB session, whose caches hold only what is read from
         now on. LanceDB keys cached indexes by index version, so under steady writes its cache
-        keeps every version that maintenance replaced until the cap pushes them out (~20 MiB a
-        minute under scripts/load.py, towards a 1 GiB cap).
+        keeps every version that maintenance replaced until the cap pushes them out (tens of MiB
+        a minute under load, towards a 1 GiB cap; measured: docs/BENCHMARKS.md).
 
         Each table moves between its writer's commits, with none in flight: a handle sees its
         own commits at once but others' only after `read_consistency_s`, so every write

@@ -29,9 +29,8 @@ log = structlog.get_logger(__name__)
 
 # The vector index: IVF_HNSW_SQ, one HNSW graph per IVF partition, searched in the partitions
 # nearest the query (store.memories.PROBES). Fewer, larger partitions mean fewer graphs walked for
-# the same recall: at 1M memories, 15 partitions of ~64k rows with 4 probed find 92% of the exact
-# top 10 in 4-5 ms; 122 partitions of ~8k rows (before) needed 20 probes for 91%, in 5-6 ms and
-# 1.4x the CPU (docs/BENCHMARKS.md). An index under another name has the old partitions.
+# the same recall (measured: docs/BENCHMARKS.md). An index under another name has the old
+# partitions.
 VECTOR_INDEX = "vector_hnsw_idx"
 ROWS_PER_PARTITION = 65_536
 
@@ -41,10 +40,8 @@ class MaintenanceConfig:
     interval_s: float = 30.0
     small_fragments: int = 8  # compact once a table has this many small fragments
     unindexed_rows: int = 5000  # or this many rows outside the FTS/scalar indexes
-    # versions older than this are removed once a compaction is done. Lance's commits, version
-    # checks and version listing slow down with every version kept: at 120 s under a steady
-    # write load (~2000 versions a table) compactions took 17-32 s and reads seconds
-    # (docs/BENCHMARKS.md, the reading after the load run of 2026-11-22 10:16)
+    # versions older than this are removed once a compaction is done: Lance's commits, version
+    # checks and version listing slow down with every version kept (measured: docs/BENCHMARKS.md)
     cleanup_older_than_s: float = 15.0
     # a snapshot read in flight (an export) keeps the versions since the one it reads, for at
     # most this long: a client that stops reading must not pile up versions for good
@@ -231,8 +228,9 @@ class Maintainer:
 async def adopting(tbl: Any, writer: TableWriter) -> AsyncIterator[None]:
     """Around a compaction or index build here: its versions are adopted as own when it ends,
     failed or not (a failed pass may have committed its compaction before an index conflict),
-    and the writer says it is maintaining until then (core/memory/recall_cache.py waits for that)."""
-    with writer.maintaining():
+    and the table's version log says it is maintaining until then (the row caches wait for
+    that: store/versionlog.py)."""
+    with writer.versions.maintaining():
         before = int(await tbl.version())
         try:
             yield
@@ -251,10 +249,11 @@ async def adopt_unchanged(tbl: Any, writer: TableWriter, before: int) -> None:
     if after <= before:
         return
     summary = {int(v["version"]): v["metadata"] for v in await list_versions(tbl)}
-    writer.adopt(
+    writer.versions.adopt(
         v
         for v in range(before + 1, after + 1)
-        if v not in writer.own_versions and rows_unchanged(summary.get(v - 1), summary.get(v))
+        if v not in writer.versions.own_versions
+        and rows_unchanged(summary.get(v - 1), summary.get(v))
     )
 
 

@@ -24,18 +24,17 @@ ROW_COLUMNS = [
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 # ROW_COLUMNS again, as one JSON document per row: what reads and search legs select. Lance reads
-# a random row column by column: 10 random rows of 19 columns take ~17-21 ms at 1M rows, as one
-# doc ~3-5 ms (docs/BENCHMARKS.md). The columns stay the source for filters and indexes. A column
-# added to ROW_COLUMNS later is missing from older docs: refill them (fill_docs) or read it apart.
+# a random row column by column, so one column reads several times faster than 19 (measured:
+# docs/BENCHMARKS.md). The columns stay the source for filters and indexes. A column added to
+# ROW_COLUMNS later is missing from older docs: refill them (fill_docs) or read it apart.
 DOC = "doc"
 # a doc filled in later lands only on the row it was made from: still without one, same owner
 _STILL_BARE = f"target.{DOC} IS NULL AND target.user_id = source.user_id"
 _TIMES = ("event_time", "create_time", "update_time", "version_time")
 # ANN search (the index: store.maintenance.VECTOR_INDEX): the IVF partitions searched, and the
-# HNSW beam per result asked. At 1M memories (15 partitions), limit 40: 4 partitions with a beam
-# of 12 x 40 found 92% of the exact top 10; a beam of 8 x 40 90%, of 16 x 40 no more; 3 partitions
-# 91%; 6 partitions 93%, in 1.3x the time. LanceDB's defaults (20 partitions, a beam of 1.5 x
-# limit) suited the former partitions of ~8k rows (docs/BENCHMARKS.md).
+# HNSW beam per result asked. Past these, recall of the exact top 10 (~92% at 1M memories) grew
+# little for much more time; LanceDB's defaults suit smaller partitions (measured:
+# docs/BENCHMARKS.md).
 PROBES = 4
 BEAM_PER_HIT = 12
 

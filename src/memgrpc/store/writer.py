@@ -12,6 +12,8 @@ Inserts never wait for a slow commit of other rows: a compaction (`exclusive`) o
 `merge_insert` that reads every fragment of the table, the slowest commit there is) runs aside
 while inserts keep committing (new fragments never conflict with it), and the other writes wait
 for it in their order.
+
+The version of each commit goes to `versions` (store/versionlog.py), which the row caches check.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -29,23 +30,16 @@ import pyarrow as pa
 import structlog
 
 from memgrpc import tracing
+from memgrpc.store.versionlog import VersionLog
 
 log = structlog.get_logger(__name__)
-_OWN_VERSIONS = 4096
-# how long a compaction or index build running here may hold back reading others' writes in the
-# caches of its table (a compaction takes ~1-4 s; its versions change no rows, and every cached
-# entry would otherwise be read again from a table busy compacting)
-MAINTENANCE_GRACE_S = 5.0
-# how long a patch's first try runs alongside inserts. LanceDB retries a merge_insert that lost
-# its commit for up to 30 s, scanning the table again each time, and a steady stream of inserts
-# (new sessions under scripts/load.py) outran such patches for 17-30 s (docs/BENCHMARKS.md); the
-# retries hold inserts, so they commit at the first try
+# how long a patch's first try runs alongside inserts: LanceDB retries a merge_insert that lost
+# its commit for up to 30 s, and a steady stream of inserts can outrun it all that time; the
+# retries hold inserts, so they commit (measured: docs/BENCHMARKS.md)
 PATCH_ALONGSIDE_S = 2.0
 # while this process compacts the table, what arrives waits up to this long to share a commit:
-# the compaction's commit is rebased over every commit made meanwhile, and ~25 small ones a
-# second outran it under scripts/load.py (LanceDB gave up after 30 s, twice in 5 minutes, and
-# the next try held the inserts for 7-25 s). With 50 ms: no such loss in 5 minutes, passes of
-# 2 s instead of 3 for the memories (docs/BENCHMARKS.md)
+# the compaction's commit is rebased over every commit made meanwhile, and many small ones can
+# outrun it until LanceDB gives up (measured: docs/BENCHMARKS.md)
 MAINTAINING_WAIT_S = 0.05
 T = TypeVar("T")
 
@@ -119,10 +113,8 @@ class TableWriter:
         self.commits_since_compaction = 0
         self.on_pressure: Callable[[int], None] | None = None
         self.on_commit: CommitObserver | None = None
-        # versions this writer committed (bounded), so readers can tell others' writes apart
-        self.own_versions: set[int] = set()
-        self._version_order: deque[int] = deque()
-        self._maintaining_since: float | None = None
+        # the versions committed here, for the caches of this table
+        self.versions = VersionLog()
 
     # -- public API: each returns once the rows are committed ---------------------------------
     async def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -218,7 +210,7 @@ class TableWriter:
             batch = [first]
             nrows = len(first.rows)
             wait = self._max_wait
-            if self._maintaining_since is not None:
+            if self.versions.in_maintenance:
                 wait = max(wait, MAINTAINING_WAIT_S)
             deadline = time.monotonic() + wait
             while nrows < self._max_rows:
@@ -422,44 +414,8 @@ class TableWriter:
                     if kind == "upsert":
                         merge = merge.when_matched_update_all()
                     res = await merge.when_not_matched_insert_all().execute(data)
-        self._record_version(getattr(res, "version", None))
+        self.versions.record(getattr(res, "version", None))
         return rows_done
-
-    def _record_version(self, version: int | None) -> None:
-        if version is None:
-            return
-        self.own_versions.add(int(version))
-        self._version_order.append(int(version))
-        while len(self._version_order) > _OWN_VERSIONS:
-            self.own_versions.discard(self._version_order.popleft())
-
-    @contextlib.contextmanager
-    def maintaining(self) -> Iterator[None]:
-        """Around a compaction or index build of this table by this process: versions it commits
-        are adopted only when it ends (see `maintaining_lately`)."""
-        self._maintaining_since = time.monotonic()
-        try:
-            yield
-        finally:
-            self._maintaining_since = None
-
-    def maintaining_lately(self, now: float | None = None) -> bool:
-        """Whether such a pass began here less than MAINTENANCE_GRACE_S before `now`: until it
-        ends (and its versions are adopted), caches keep serving what they hold."""
-        since = self._maintaining_since
-        now = time.monotonic() if now is None else now
-        return since is not None and now - since < MAINTENANCE_GRACE_S
-
-    def adopt(self, versions: Iterable[int]) -> None:
-        """Versions that changed no rows (compaction, index builds): readers need not re-read."""
-        for v in versions:
-            self._record_version(v)
-
-    def only_own_since(self, since: int, current: int) -> bool:
-        """Whether every table version after `since` up to `current` was committed here."""
-        return current - since <= _OWN_VERSIONS and all(
-            v in self.own_versions for v in range(since + 1, current + 1)
-        )
 
 
 async def _run_exclusive(op: _Op) -> None:

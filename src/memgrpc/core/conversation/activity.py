@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from memgrpc.core.conversation.records import user_pk
+from memgrpc.core.conversation.records import User, user_pk, user_row
 from memgrpc.store.db import Store
 
 log = structlog.get_logger(__name__)
@@ -53,15 +53,7 @@ class UserRegistry:
             return
         await self._writer.insert_absent(
             [
-                {
-                    "pk": user_pk(project_id, u),
-                    "project_id": project_id,
-                    "id": u,
-                    "metadata": "{}",
-                    "metadata_kv": [],
-                    "create_time": now,
-                    "last_active_time": now,
-                }
+                user_row(project_id, User(u, create_time=now, last_active_time=now))
                 for u in sorted(new)
             ]
         )

@@ -8,13 +8,13 @@ for a user before purging them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from memgrpc.core.conversation.activity import UserRegistry
 from memgrpc.core.conversation.jobs import JobRunner
 from memgrpc.core.conversation.messages import MessageService
-from memgrpc.core.conversation.records import user_pk
+from memgrpc.core.conversation.records import user_from_row, user_pk, user_row
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.recall_cache import IndexCache
@@ -57,7 +57,7 @@ class UserData:
         active = self.registry.pending(project_id, old_id)
         self.registry.forget(project_id, old_id)
         self.idempotency.forget_user(project_id, old_id)
-        row = old | {"pk": user_pk(project_id, new_id), "id": new_id}
+        row = user_row(project_id, replace(user_from_row(old), id=new_id))
         await self.store.writer("users").insert_absent([row])
         await owned.reown_user_rows(self.store, project_id, old_id, new_id)
         self._forget_rows(project_id, old_id)

@@ -5,12 +5,12 @@ A chat turn reads its session and the session's last messages; a read costs ~5-1
 scan, reading the table's version 1-4 ms (done at most once per read consistency interval, as
 long as any LanceDB read may lag others' writes, for all keys). An entry remembers the table
 version it was loaded at and is served while every later version was committed here
-(`TableWriter.only_own_since`), so another replica's write forces a re-read (compactions and
-index builds made here count as own). While one runs here, its versions are not sorted out yet:
-entries are served as they are until it ends (at most store.writer.MAINTENANCE_GRACE_S), as the
-recall cache does. Reading them meanwhile from a table busy compacting took 1-1.7 s under
-scripts/load.py and held chat turns up that long. Another replica's write made during the pass
-is read once it ends.
+(store/versionlog.py), so another replica's write forces a re-read (compactions and index builds
+made here count as own). While one runs here, its versions are not sorted out yet: entries are
+served as they are until it ends (at most store.versionlog.MAINTENANCE_GRACE_S), as the recall
+cache does. Reading them meanwhile from a table busy compacting held chat turns for over a second
+(measured: docs/BENCHMARKS.md). Another replica's write made during the pass is read once it
+ends.
 
 Own writes must reach the cache: the writing code calls `writing()` around the write and settles
 the entry's new value after the commit (an idempotent change: it may meet a value loaded after
@@ -74,12 +74,12 @@ class OwnWritesCache(Generic[V]):
         current = await self._version()
         hit = self._entries.get(key)
         if hit is not None:
-            writer = self._table.writer
-            if writer.only_own_since(hit.version, current):
+            versions = self._table.writer.versions
+            if versions.only_own_since(hit.version, current):
                 hit.version = max(hit.version, current)  # later checks start here
                 self._entries.move_to_end(key)
                 return hit.value
-            if writer.maintaining_lately():  # its version stays: checked again after the pass
+            if versions.maintaining_lately():  # its version stays: checked again after the pass
                 self._entries.move_to_end(key)
                 return hit.value
         token = _Load()

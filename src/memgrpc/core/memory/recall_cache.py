@@ -5,7 +5,7 @@ compute (neighbouring turns, session scores, speaker and time cues, tuned BM25),
 Users are loaded lazily from the store, kept current by this process's own writes (read-your-
 writes), and refreshed from the store every `refresh_s` for writes of other replicas (a delta by
 update_time; a full reload when rows went missing), or, while this process compacts the table,
-once that ends (at most store.writer.MAINTENANCE_GRACE_S later). Least recently used users are
+once that ends (at most store.versionlog.MAINTENANCE_GRACE_S later). Least recently used users are
 evicted once the cache holds `max_rows`; users larger than `max_user_rows` (or than `max_rows`) are
 not cached (search falls back to the store's vector and full-text legs), and `max_rows=0` caches
 no one.
@@ -123,12 +123,12 @@ class IndexCache:
     async def _refresh(self, key: tuple[str, str], user: CachedUser) -> CachedUser | None:
         started, wall = time.monotonic(), datetime.now(UTC)
         version = await self._version()
-        writer = self._table.writer
-        if writer.only_own_since(user.checked_version, version):
+        versions = self._table.writer.versions
+        if versions.only_own_since(user.checked_version, version):
             # nobody else wrote: this process's own writes are in the index already
             user.checked_at, user.checked_version = started, version
             return user
-        if writer.maintaining_lately(started):
+        if versions.maintaining_lately(started):
             # versions of a compaction running here are adopted when it ends: look again then
             # (the checked version stays, so another replica's write is read after it)
             user.checked_at = started
@@ -237,8 +237,15 @@ def _drop(user: CachedUser, memory_id: str) -> None:
 
 
 def matches(m: Memory, f: MemoryFilter) -> bool:
-    """The in-memory twin of MemoryFilter.where() for one cached memory."""
+    """The in-memory twin of MemoryFilter.where() for one memory of a cached user (the project is
+    the cache's key). tests/core/test_recall_filter.py checks that the two agree on every field."""
+    if f.user_id and m.user_id != f.user_id:
+        return False
     if f.session_id and m.session_id != f.session_id:
+        return False
+    if f.ids and m.id not in f.ids:
+        return False
+    if f.seqs and m.seq not in f.seqs:
         return False
     if f.types and m.type not in f.types:
         return False
@@ -252,6 +259,16 @@ def matches(m: Memory, f: MemoryFilter) -> bool:
         return False
     if m.archived and not f.include_archived:
         return False
-    if f.start_time is not None and (m.event_time is None or m.event_time < f.start_time):
+    if f.start_time is None and f.end_time is None:
+        return True
+    when = None if m.event_time is None else _utc(m.event_time)
+    if when is None:  # NULL compares false in SQL
         return False
-    return not (f.end_time is not None and (m.event_time is None or m.event_time >= f.end_time))
+    if f.start_time is not None and when < _utc(f.start_time):
+        return False
+    return f.end_time is None or when < _utc(f.end_time)
+
+
+def _utc(t: datetime) -> datetime:
+    """As store.filters.literal reads a time: naive ones are UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -67,24 +67,37 @@ def from_row(row: dict[str, Any]) -> Memory:
     )
 
 
-def version_row(
-    project_id: str, row: dict[str, Any], expire_time: Any, reason: str
-) -> dict[str, Any]:
-    """The old content of `row`, kept when a new version replaces it."""
+def version_row(project_id: str, user_id: str, v: MemoryVersion) -> dict[str, Any]:
+    """The `memory_versions` row of `v` (store/schemas.MEMORY_VERSIONS): the one builder."""
     return {
-        "pk": f"{row['id']}@{row['version']}",
+        "pk": f"{v.memory_id}@{v.version}",
         "project_id": project_id,
-        "user_id": row["user_id"],
-        "memory_id": row["id"],
-        "version": row["version"],
-        "content": row["content"],
-        "type": row["type"],
-        "tags": row.get("tags") or [],
-        "metadata": row.get("metadata") or "{}",
-        "create_time": row.get("version_time") or row.get("create_time"),
-        "expire_time": expire_time,
-        "expire_reason": reason,
+        "user_id": user_id,
+        "memory_id": v.memory_id,
+        "version": v.version,
+        "content": v.content,
+        "type": v.type,
+        "tags": list(v.tags),
+        "metadata": canonical_json(v.metadata),
+        "create_time": v.create_time,
+        "expire_time": v.expire_time,
+        "expire_reason": v.expire_reason,
     }
+
+
+def expired(row: dict[str, Any], expire_time: Any, reason: str) -> MemoryVersion:
+    """The old content of memory `row`, kept when a new version replaces it."""
+    return MemoryVersion(
+        memory_id=row["id"],
+        version=row["version"],
+        content=row["content"],
+        type=row["type"],
+        tags=list(row.get("tags") or []),
+        metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+        create_time=row.get("version_time") or row.get("create_time"),
+        expire_time=expire_time,
+        expire_reason=reason,
+    )
 
 
 def version_from_row(row: dict[str, Any]) -> MemoryVersion:

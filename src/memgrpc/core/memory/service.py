@@ -213,7 +213,9 @@ class MemoryService:
         version_time = row.get("version_time") or current.create_time
         if updated.content != current.content:
             # old content first: a crash in between leaves an extra version row, never a lost one
-            await self._versions.upsert([rows.version_row(project_id, row, now, reason)])
+            await self._versions.upsert(
+                [rows.version_row(project_id, row["user_id"], rows.expired(row, now, reason))]
+            )
             vector = await self._embedder.embed_one(embed_text(updated))
             updated = replace(updated, version=current.version + 1)
             version_time = now

@@ -396,18 +396,13 @@ def _fail(summary: ImportSummary, index: int, memory_id: str, reason: str, messa
 
 
 def _version_row(project_id: str, r: _Ready, ver: MemoryVersion) -> dict[str, Any]:
+    """An imported older version, with the defaults of a version written here."""
     m = r.memory
-    return {
-        "pk": f"{m.id}@{ver.version}",
-        "project_id": project_id,
-        "user_id": m.user_id,
-        "memory_id": m.id,
-        "version": ver.version,
-        "content": ver.content,
-        "type": ver.type or DEFAULT_MEMORY_TYPE,
-        "tags": list(ver.tags),
-        "metadata": validation.canonical_json(ver.metadata),
-        "create_time": ver.create_time or (m.create_time if ver.version == 1 else None),
-        "expire_time": ver.expire_time or r.version_time,
-        "expire_reason": ver.expire_reason,
-    }
+    filled = replace(
+        ver,
+        memory_id=m.id,
+        type=ver.type or DEFAULT_MEMORY_TYPE,
+        create_time=ver.create_time or (m.create_time if ver.version == 1 else None),
+        expire_time=ver.expire_time or r.version_time,
+    )
+    return rows.version_row(project_id, m.user_id, filled)
