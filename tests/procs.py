@@ -15,6 +15,27 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+async def run(*argv: str, cwd: Path, env: dict[str, str], limit_s: float) -> tuple[int, str]:
+    """Run a command to its end: (exit code, stdout and stderr together); fails the test when
+    it outlives `limit_s`."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), limit_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{' '.join(argv)} did not finish within {limit_s:.0f} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

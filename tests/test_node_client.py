@@ -7,7 +7,6 @@ on loopback; node runs as an asyncio subprocess so the event loop keeps serving 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from memgrpc.server.app import SERVICE_NAMES
+from tests import procs
 from tests.conftest import NewKey, ServerHandle
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "node"
@@ -24,22 +24,7 @@ NODE_TIMEOUT_S = 60.0
 
 
 async def _run(*argv: str, env: dict[str, str], limit_s: float) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=EXAMPLE,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), limit_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{' '.join(argv)} did not finish within {limit_s:.0f} s") from None
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await procs.run(*argv, cwd=EXAMPLE, env=env, limit_s=limit_s)
 
 
 def _tap_count(output: str, name: str) -> int:

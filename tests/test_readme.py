@@ -12,7 +12,6 @@ when node and npm are installed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import pytest
 from memgrpc.embed import Embedder
 from memgrpc.server.app import RunningServer, start
 from memgrpc.v1 import memory_pb2, memory_pb2_grpc
+from tests import procs
 from tests.conftest import make_config
 from tests.helpers import md
 from tests.test_node_client import EXAMPLE, NPM_TIMEOUT_S
@@ -50,22 +50,7 @@ def blocks(kind: str) -> list[str]:
 async def run(
     *argv: str, cwd: Path, env: dict[str, str], limit_s: float = RUN_TIMEOUT_S
 ) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), limit_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{argv[0]} did not finish within {limit_s:.0f} s") from None
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await procs.run(*argv, cwd=cwd, env=env, limit_s=limit_s)
 
 
 def user_env(**extra: str) -> dict[str, str]:
