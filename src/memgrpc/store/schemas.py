@@ -70,6 +70,17 @@ def memories(dim: int) -> pa.Schema:
             # memories made from messages: the speaker and the message's order in its session
             _f("speaker", pa.string()),
             _f("seq", pa.int64()),
+            # client | message | summary | extracted | action; NULL on rows written before
+            # origins were recorded (they read as the origin their type implies)
+            _f("origin", pa.string()),
+            # extracted facts: the profile slot a memory backs, mentions, last mention
+            _f("profile_slot", pa.string()),
+            _f("mention_count", pa.int32()),
+            _f("last_mentioned_time", TS),
+            # lowercase names of what it mentions: memories sharing one are connected
+            _f("entities", STRS),
+            # the pending merge conflict it is part of
+            _f("conflict_id", pa.string()),
             _f("vector", pa.list_(pa.float32(), dim)),
             # the other columns but metadata_kv and the vector, as JSON: what reads select
             # (store/memories.py)

@@ -169,6 +169,7 @@ class ExtractiveSummary:
                 session_id=work.session.id,
                 content=render(picked, msgs),
                 type="summary",
+                origin="summary",
                 source_message_ids=sources,
                 event_time=msgs[-1].create_time,
             ),

@@ -23,6 +23,7 @@ from memgrpc.core.memory.batch import BatchOp, BatchResult
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
+    INTERNAL_PATCHABLE,
     PATCHABLE,
     Memory,
     MemoryQuery,
@@ -37,6 +38,9 @@ from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 from memgrpc.store.tables import Table
+
+# memgrpc's own memories may come with a deterministic id (a re-run finds what a crash left)
+_DERIVED = ("extracted", "action")
 
 
 class AsyncEmbedder(Protocol):
@@ -79,8 +83,9 @@ class MemoryService:
         now = _now()
         return replace(
             m,
-            id=new_id("mem"),
+            id=m.id if m.origin in _DERIVED and m.id else new_id("mem"),
             type=m.type or DEFAULT_MEMORY_TYPE,
+            origin=m.origin or "client",
             importance=DEFAULT_IMPORTANCE if m.importance is None else m.importance,
             version=1,
             event_time=m.event_time or now,
@@ -158,12 +163,15 @@ class MemoryService:
         return found[0]
 
     # -- update / replace / delete ----------------------------------------------------------
-    async def update(self, project_id: str, patch: Patch) -> Memory:
+    async def update(self, project_id: str, patch: Patch, *, internal: bool = False) -> Memory:
+        """`internal`: memgrpc's own patch (extraction, conflicts, profiles), which may also
+        set the fields clients cannot (INTERNAL_PATCHABLE)."""
         if patch.fields == frozenset({"*"}):
             return await self.replace(project_id, patch.memory, reason=patch.reason or "REPLACED")
         v = Violations()
         validation.check_id(v, "memory.id", patch.memory.id, required=True)
-        bad = sorted(patch.fields - set(PATCHABLE))
+        allowed = set(PATCHABLE) | (set(INTERNAL_PATCHABLE) if internal else set())
+        bad = sorted(patch.fields - allowed)
         for f in bad:
             v.add("update_mask", f"field {f!r} cannot be updated")
         if not bad:
@@ -202,6 +210,12 @@ class MemoryService:
                 event_time=m.event_time or current.create_time,
                 create_time=current.create_time,
                 version=current.version,
+                # memgrpc's own fields survive a client's PUT
+                origin=current.origin,
+                profile_slot=current.profile_slot,
+                mention_count=current.mention_count,
+                last_mentioned_time=current.last_mentioned_time,
+                conflict_id=current.conflict_id,
             )
             return await self._write_new_state(project_id, row, current, updated, reason)
 

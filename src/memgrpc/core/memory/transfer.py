@@ -10,7 +10,8 @@ memory's vector and versions. Import takes records in stream order and writes th
   an id gets a new one (and so is imported again on a re-import).
 - The memories table is keyed by id across projects, so an id that another project on this
   server uses is replaced by one derived from (project, id): the same on every re-import.
-- Times, version, tags, metadata, importance, archived, speaker and seq are kept; older
+- Times, version, tags, metadata, importance, archived, speaker, seq, origin and the fields of
+  extracted facts (profile slot, mentions, entities) are kept; older
   versions, when given, become the memory's history.
 - A vector is used as it is only if its model id is the server's and its length the server's
   dimension (and it is finite and non-zero); otherwise the content is embedded here.
