@@ -325,4 +325,12 @@ def job_to_pb(j: Job) -> sessions_pb.Job:
         create_time=to_ts(j.create_time),
         update_time=to_ts(j.update_time),
         kind=j.kind,
+        stats=sessions_pb.JobStats(
+            extractor=j.stats.extractor,
+            facts_extracted=j.stats.facts_extracted,
+            facts_added=j.stats.facts_added,
+            facts_reinforced=j.stats.facts_reinforced,
+            versions_made=j.stats.versions_made,
+            conflicts_opened=j.stats.conflicts_opened,
+        ),
     )

@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 from memgrpc.api import convert
 from memgrpc.core.access import principal
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.profiles import ProfileFact, Profiles
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.v1 import users_pb2 as pb
@@ -17,9 +18,10 @@ from memgrpc.v1 import users_pb2_grpc
 
 
 class UserServicer(users_pb2_grpc.UserServiceServicer):
-    def __init__(self, service: UserService, idempotency: Idempotency) -> None:
+    def __init__(self, service: UserService, idempotency: Idempotency, profiles: Profiles) -> None:
         self._svc = service
         self._idem = idempotency
+        self._profiles = profiles
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]
@@ -94,3 +96,43 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             principal.current().project_id, request.user_id, request.n
         )
         return pb.ListRecentMessagesResponse(messages=[convert.message_to_pb(m) for m in messages])
+
+    # -- profiles (Sovant's recall helpers) ----------------------------------------------------
+    async def GetProfile(
+        self, request: pb.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Profile:
+        facts = await self._profiles.get(principal.current().project_id, request.user_id)
+        return pb.Profile(
+            user_id=request.user_id, facts={k: _profile_fact(f) for k, f in facts.items()}
+        )
+
+    async def ExtractProfile(
+        self, request: pb.ExtractProfileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtractProfileResponse:
+        found = self._profiles.extract(request.text)
+        if found is None:
+            return pb.ExtractProfileResponse(found=False)
+        return pb.ExtractProfileResponse(found=True, slot=found[0], value=found[1])
+
+    async def SaveProfileFact(
+        self, request: pb.SaveProfileFactRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ProfileFact:
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            fact = await self._profiles.save(project, request.user_id, request.slot, request.value)
+            return _profile_fact(fact).SerializeToString(), request.user_id
+
+        return pb.ProfileFact.FromString(
+            await self._once("SaveProfileFact", request.request_id, compute)
+        )
+
+
+def _profile_fact(f: ProfileFact) -> pb.ProfileFact:
+    return pb.ProfileFact(
+        value=f.value,
+        values=f.values,
+        memory_id=f.memory_id,
+        version=f.version,
+        update_time=convert.to_ts(f.update_time),
+    )

@@ -289,6 +289,9 @@ def to_dict(msg: Message) -> dict[str, Any]:
 
 def _field_value(msg: Message, field: Field) -> Any:
     value = getattr(msg, field.name)
+    if field.is_repeated and field.message_type is not None and _is_map(field):
+        entry = field.message_type.fields_by_name["value"]
+        return {k: _item(entry, v) for k, v in value.items()}
     if field.is_repeated:
         return [_item(field, v) for v in value]
     if field.type == FieldDescriptor.TYPE_MESSAGE:
@@ -298,6 +301,10 @@ def _field_value(msg: Message, field: Field) -> Any:
     if field.has_presence and not msg.HasField(field.name):
         return None
     return _item(field, value)
+
+
+def _is_map(field: Field) -> bool:
+    return bool(field.message_type.GetOptions().map_entry)
 
 
 def _float32(value: float) -> float:

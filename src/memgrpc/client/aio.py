@@ -20,6 +20,7 @@ from memgrpc.client.chat import AsyncChatResource
 from memgrpc.client.client import health_call, make_settings
 from memgrpc.client.context import AsyncContextResource
 from memgrpc.client.memory import AsyncMemoryResource
+from memgrpc.client.recall import AsyncRecallResource
 from memgrpc.client.sessions import AsyncJobsResource, AsyncSessionsResource
 from memgrpc.client.users import AsyncUsersResource
 
@@ -64,6 +65,7 @@ class AsyncMemgrpcClient:
         self._caller = AsyncCaller(transport, options)
         self.memory = AsyncMemoryResource(self._caller)
         self.users = AsyncUsersResource(self._caller)
+        self.recall = AsyncRecallResource(self._caller)
         self.sessions = AsyncSessionsResource(self._caller)
         self.jobs = AsyncJobsResource(self._caller)
         self.context = AsyncContextResource(self._caller)

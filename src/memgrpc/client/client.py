@@ -25,6 +25,7 @@ from memgrpc.client.admin import AdminResource
 from memgrpc.client.chat import ChatResource
 from memgrpc.client.context import ContextResource
 from memgrpc.client.memory import MemoryResource
+from memgrpc.client.recall import RecallResource
 from memgrpc.client.sessions import JobsResource, SessionsResource
 from memgrpc.client.users import UsersResource
 
@@ -64,7 +65,8 @@ def health_call(service: str) -> Unary[health_pb2.HealthCheckResponse, dict[str,
 
 
 class MemgrpcClient:
-    """A memgrpc server, as resource groups: memory, users, sessions, jobs, context, chat, admin.
+    """A memgrpc server, as resource groups: memory, users, recall, sessions, jobs, context, chat,
+    admin.
 
     `api_key` defaults to $MEMGRPC_API_KEY. `timeout` (seconds, None = none) is each attempt's
     deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried up to `max_retries` times with
@@ -110,6 +112,7 @@ class MemgrpcClient:
         self._caller = Caller(transport, options)
         self.memory = MemoryResource(self._caller)
         self.users = UsersResource(self._caller)
+        self.recall = RecallResource(self._caller)
         self.sessions = SessionsResource(self._caller)
         self.jobs = JobsResource(self._caller)
         self.context = ContextResource(self._caller)

@@ -85,6 +85,11 @@ class Calls:
             _path("ListRecentMessages"), request, pb.ListRecentMessagesResponse, cv.to_dict
         )
 
+    @staticmethod
+    def get_profile(user_id: str) -> Unary[pb.Profile, dict[str, Any]]:
+        request = pb.GetProfileRequest(user_id=user_id)
+        return Unary(_path("GetProfile"), request, pb.Profile, cv.to_dict)
+
 
 class UsersResource:
     """`client.users`."""
@@ -131,6 +136,11 @@ class UsersResource:
         """`{"messages": [...]}`: the last n (default 10) across the user's sessions, newest last."""
         return self._c.unary(Calls.recent_messages(user_id, n))
 
+    def get_profile(self, user_id: str) -> dict[str, Any]:
+        """`{"user_id", "facts": {slot: {"value", "values", "memory_id", "version", ...}}}`
+        (client.recall.get_profile_facts gives just the values)."""
+        return self._c.unary(Calls.get_profile(user_id))
+
 
 class AsyncUsersResource:
     """`client.users` of the async client."""
@@ -168,3 +178,6 @@ class AsyncUsersResource:
 
     async def recent_messages(self, user_id: str, n: int | None = None) -> dict[str, Any]:
         return await self._c.unary(Calls.recent_messages(user_id, n))
+
+    async def get_profile(self, user_id: str) -> dict[str, Any]:
+        return await self._c.unary(Calls.get_profile(user_id))

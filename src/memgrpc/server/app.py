@@ -37,7 +37,16 @@ from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.extract import (
+    LlmExtractor,
+    RulesExtractor,
+    canonical_value,
+    extract_profile,
+)
 from memgrpc.core.intelligence.processing import default_steps
+from memgrpc.core.intelligence.profiles import Profiles
+from memgrpc.core.intelligence.reconcile import Reconciler
+from memgrpc.core.intelligence.step import ExtractFacts
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
@@ -92,6 +101,11 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def _profile_of(text: str) -> tuple[str, str] | None:
+    fact = extract_profile(text)
+    return (fact.slot, fact.value) if fact is not None and fact.slot else None
+
+
 def key_file_path(config: ServerConfig) -> Path:
     """`<data>/admin.key` for a local data dir, `./admin.key` for object storage."""
     local = config.local_data_path
@@ -112,12 +126,18 @@ class Conversations:
 
     @classmethod
     def build(
-        cls, store: Store, memories: MemoryService, embedder: BatchingEmbedder
+        cls,
+        config: ServerConfig,
+        store: Store,
+        memories: MemoryService,
+        embedder: BatchingEmbedder,
+        extract: ExtractFacts,
     ) -> Conversations:
         idempotency = Idempotency(store)
         session_store = SessionStore(store)
         messages = MessageService(store, memories, session_store)
-        jobs = JobRunner(store, session_store, messages, memories, default_steps(embedder))
+        steps = [*default_steps(embedder), extract]
+        jobs = JobRunner(store, session_store, messages, memories, steps)
         data = UserData(
             store, memories.users, jobs, idempotency, memories.cache, session_store, messages
         )
@@ -125,7 +145,7 @@ class Conversations:
             sessions=SessionService(store, session_store, messages, jobs, memories),
             messages=messages,
             jobs=jobs,
-            sweeper=AutoProcessor(session_store, jobs),
+            sweeper=AutoProcessor(session_store, jobs, stale_after_s=config.job_stale_after_s),
             users=UserService(store, data, messages),
             idempotency=idempotency,
             session_store=session_store,
@@ -149,16 +169,8 @@ class Chats:
         memories: MemoryService,
         conv: Conversations,
         embedder: BatchingEmbedder,
+        providers: Providers,
     ) -> Chats:
-        providers = build_providers(
-            LLMConfig(
-                default=config.chat_provider,
-                openai_base_url=config.openai_base_url,
-                openai_api_key=config.openai_api_key,
-                openai_model=config.openai_model,
-                openai_timeout_s=config.openai_timeout_s,
-            )
-        )
         context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
         service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
         background = BackgroundChats(store, service, memories)
@@ -175,6 +187,32 @@ class Chats:
         await self.providers.aclose()
 
 
+def build_extract_step(
+    config: ServerConfig, providers: Providers, reconciler: Reconciler
+) -> ExtractFacts:
+    """The extraction step with the extractor MEMGRPC_EXTRACTOR names (config has checked that
+    llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback."""
+    rules = RulesExtractor()
+    if config.extractor != "llm":
+        return ExtractFacts(rules, reconciler)
+    provider = providers.get("openai")
+    if provider is None:
+        raise ValueError("the llm extractor needs the openai provider")
+    fallback = rules if config.extractor_fallback == "rules" else None
+    return ExtractFacts(
+        LlmExtractor(provider, config.openai_model or ""), reconciler, fallback=fallback
+    )
+
+
+@dataclass
+class Intelligence:
+    """What processing derives from conversations: extraction, reconciliation, profiles."""
+
+    reconciler: Reconciler
+    extract: ExtractFacts
+    profiles: Profiles
+
+
 @dataclass
 class App:
     """Everything one server process holds; tests reach in through `RunningServer.app`."""
@@ -189,6 +227,7 @@ class App:
     maintainer: Maintainer
     conversations: Conversations
     chat: Chats
+    intelligence: Intelligence
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -265,7 +304,23 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
     maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
     memories = MemoryService(store, batching, cache_rows=config.recall_cache_rows)
-    conversations = Conversations.build(store, memories, batching)
+    providers = build_providers(
+        LLMConfig(
+            default=config.chat_provider,
+            openai_base_url=config.openai_base_url,
+            openai_api_key=config.openai_api_key,
+            openai_model=config.openai_model,
+            openai_timeout_s=config.openai_timeout_s,
+        )
+    )
+    reconciler = Reconciler(memories, None)
+    extract = build_extract_step(config, providers, reconciler)
+    conversations = Conversations.build(config, store, memories, batching, extract)
+    intel = Intelligence(
+        reconciler,
+        extract,
+        Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
+    )
     app = App(
         config=config,
         store=store,
@@ -276,7 +331,8 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
-        chat=Chats.build(config, store, memories, conversations, batching),
+        chat=Chats.build(config, store, memories, conversations, batching, providers),
+        intelligence=intel,
     )
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
@@ -322,7 +378,7 @@ async def start(
         )
         conv = app.conversations
         users_pb2_grpc.add_UserServiceServicer_to_server(
-            UserServicer(conv.users, conv.idempotency), server
+            UserServicer(conv.users, conv.idempotency, app.intelligence.profiles), server
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server

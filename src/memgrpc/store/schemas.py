@@ -172,6 +172,13 @@ JOBS = pa.schema(
         _f("error", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+        # JobStats: what extraction did (core/intelligence/step.py)
+        _f("extractor", pa.string()),
+        _f("facts_extracted", pa.int32()),
+        _f("facts_added", pa.int32()),
+        _f("facts_reinforced", pa.int32()),
+        _f("versions_made", pa.int32()),
+        _f("conflicts_opened", pa.int32()),
     ]
 )
 

@@ -1,0 +1,149 @@
+"""Fact extraction through the real server (rules extractor): what ProcessSession writes, how
+restatements, changes and re-processing reconcile with the user's current facts, and the job's
+stats. Sentences of the dev scenarios' kinds in other words (the dev set is not copied)."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+
+from memgrpc.v1 import sessions_pb2 as spb
+from tests.conftest import NewKey
+from tests.helpers import md
+from tests.intelhelpers import Conv
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def conv(channel: grpc.aio.Channel, new_key: NewKey) -> Conv:
+    _, key = await new_key()
+    return Conv(channel, key)
+
+
+async def test_facts_cite_their_message_fill_the_profile_and_count_in_stats(conv: Conv) -> None:
+    user = uid("facts")
+    s = await conv.session(user, "I'm a nurse and I live in Bergen.", "I love kayaking.")
+    job = await conv.process(s.id)
+    assert job.state == spb.JOB_STATE_DONE, job.error
+    profile = await conv.profile(user)
+    assert profile["location"].value == "Bergen"
+    assert "nurse" in profile["occupation"].value.lower()
+    kayak = await conv.matching(user, "kayak")
+    assert len(kayak) == 1
+    messages = await conv.messages(s.id)
+    assert list(kayak[0].source_message_ids) == [messages[1].id]
+    assert kayak[0].mention_count == 1
+    # the messages stay stored verbatim next to the facts
+    assert [m.content for m in messages] == [
+        "I'm a nurse and I live in Bergen.",
+        "I love kayaking.",
+    ]
+    stats = job.stats
+    assert stats.extractor == "rules"
+    assert stats.facts_extracted >= 3
+    assert stats.facts_added == len(await conv.extracted(user))
+    assert (stats.facts_reinforced, stats.versions_made, stats.conflicts_opened) == (0, 0, 0)
+    # GetJob shows the same stats
+    got = await conv.sessions.GetJob(spb.GetJobRequest(id=job.id), metadata=md(conv.key))
+    assert got.stats == stats
+
+
+async def test_a_fact_said_twice_in_a_session_is_one_memory_mentioned_twice(conv: Conv) -> None:
+    user = uid("twice")
+    s = await conv.session(
+        user, "I do yoga every Sunday morning.", "I do yoga every Sunday morning."
+    )
+    job = await conv.process(s.id)
+    yoga = await conv.matching(user, "yoga")
+    assert len(yoga) == 1
+    assert yoga[0].mention_count == 2
+    assert set(yoga[0].source_message_ids) == {m.id for m in await conv.messages(s.id)}
+    assert job.stats.facts_added == 1
+
+
+async def test_a_paraphrase_in_a_later_session_reinforces_instead_of_adding(conv: Conv) -> None:
+    user = uid("across")
+    await conv.talk(user, "I play the trumpet in a brass band.")
+    job = await conv.talk(user, "Like I mentioned, I play trumpet in a brass band.")
+    trumpet = await conv.matching(user, "trumpet")
+    assert len(trumpet) == 1, [m.content for m in trumpet]
+    assert trumpet[0].mention_count == 2
+    assert len(trumpet[0].source_message_ids) == 2
+    assert job.stats.facts_reinforced == 1 and job.stats.facts_added == 0
+
+
+async def test_different_facts_of_one_kind_stay_apart(conv: Conv) -> None:
+    user = uid("apart")
+    await conv.talk(user, "I swim every Thursday.", "My sister lives in Lyon.")
+    await conv.talk(user, "I swim every Saturday too.", "My brother lives in Lyon.")
+    assert len(await conv.matching(user, "swim")) == 2
+    assert len(await conv.matching(user, "lyon")) == 2
+
+
+async def test_reprocessing_with_force_adds_nothing(conv: Conv) -> None:
+    user = uid("again")
+    s = await conv.session(user, "My favourite colour is teal.", "I'm 41 years old.")
+    first = await conv.process(s.id)
+    assert first.state == spb.JOB_STATE_DONE
+    before = {
+        m.id: (m.mention_count, list(m.source_message_ids)) for m in await conv.extracted(user)
+    }
+    assert before
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await conv.process(s.id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    again = await conv.process(s.id, force=True)
+    assert again.state == spb.JOB_STATE_DONE and again.id != first.id
+    after = {
+        m.id: (m.mention_count, list(m.source_message_ids)) for m in await conv.extracted(user)
+    }
+    assert after == before
+    assert again.stats.facts_extracted == first.stats.facts_extracted
+    assert (again.stats.facts_added, again.stats.facts_reinforced) == (0, 0)
+    session = await conv.sessions.GetSession(spb.GetSessionRequest(id=s.id), metadata=md(conv.key))
+    assert session.status == spb.SESSION_STATUS_PROCESSED
+
+
+async def test_an_explicit_move_makes_a_new_version_of_the_location(conv: Conv) -> None:
+    user = uid("move")
+    await conv.talk(user, "I live in Leeds.")
+    first = (await conv.profile(user))["location"]
+    job = await conv.talk(user, "We moved to Bristol last year.")
+    now = (await conv.profile(user))["location"]
+    assert now.value == "Bristol"
+    assert now.memory_id == first.memory_id and now.version == 2
+    versions = await conv.versions(now.memory_id)
+    assert [v.version for v in versions] == [2, 1]
+    assert "Leeds" in versions[1].content and versions[1].expire_reason == "SUPERSEDED"
+    assert job.stats.versions_made == 1 and job.stats.conflicts_opened == 0
+    slot_rows = [m for m in await conv.extracted(user) if m.profile_slot == "location"]
+    assert len(slot_rows) == 1
+
+
+async def test_quitting_a_habit_supersedes_it(conv: Conv) -> None:
+    user = uid("quit")
+    await conv.talk(user, "I smoke about ten cigarettes a day.")
+    job = await conv.talk(user, "I finally quit smoking last month.")
+    smoking = await conv.matching(user, "smok")
+    assert len(smoking) == 1 and "quit" in smoking[0].content.lower()
+    versions = await conv.versions(smoking[0].id)
+    assert len(versions) == 2 and versions[1].expire_reason == "SUPERSEDED"
+    assert job.stats.versions_made == 1
+
+
+async def test_what_is_not_about_the_user_writes_no_fact(conv: Conv) -> None:
+    user = uid("none")
+    job = await conv.talk(
+        user,
+        "Where did I say I work?",
+        "ok cool, thanks",
+        ("assistant", "I'm Nova and I live in a data centre."),
+    )
+    assert await conv.extracted(user) == []
+    assert job.stats.facts_extracted == 0
+    assert (await conv.profile(user)) == {}
