@@ -12,8 +12,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from memgrpc.core.intelligence.conflict_answers import BOTH
 from memgrpc.core.intelligence.conflict_rows import Conflict
-from memgrpc.core.intelligence.conflicts import BOTH
 from memgrpc.core.kernel.errors import DomainError, InvalidArgument
 from memgrpc.core.memory.model import Memory, Patch
 from memgrpc.store.filters import Where
@@ -643,3 +643,33 @@ async def test_open_rejects_bad_input(server: ServerHandle, new_key: NewKey) -> 
         )  # fmt: skip
     assert {v.field for v in e.value.violations} == {"conflicting[0].user_id"}
     assert await _conflict_rows(server, project, "someone") == 0
+
+
+async def _crash_back(server: ServerHandle, project: str, conflict_id: str) -> None:
+    """As if the process died after applying the answer, before recording it."""
+    where = Where().eq("project_id", project).eq("id", conflict_id)
+    await server.app.store.writer("conflicts").update(str(where), {"status": "resolving"})
+
+
+@pytest.mark.parametrize("choice", ["new", "both"])
+async def test_a_resolution_rerun_after_a_crash_writes_nothing_twice(
+    server: ServerHandle, new_key: NewKey, conflicts, memory_stub, choice: str
+) -> None:
+    project, key = await new_key()
+    user = f"re-{choice}"
+    old = await extracted(server, project, user, "User plays chess.", source_message_ids=["m0"])
+    c, _ = await open_conflict(server, project, user, "User plays go.", [old])
+    pending = await get(conflicts, key, c.id)
+    option = "User plays go." if choice == "new" else BOTH
+    await conflicts.ResolveConflict(answer(pending, option), metadata=md(key))
+    before = await memory_stub.ListMemories(mpb.ListMemoriesRequest(user_id=user), metadata=md(key))
+
+    await _crash_back(server, project, c.id)
+    assert (await get(conflicts, key, c.id)).status == pb.CONFLICT_STATUS_RESOLVING
+    done = await conflicts.ResolveConflict(answer(pending, option), metadata=md(key))
+    assert done.status == pb.CONFLICT_STATUS_RESOLVED
+    after = await memory_stub.ListMemories(mpb.ListMemoriesRequest(user_id=user), metadata=md(key))
+    assert sorted((m.id, m.version, tuple(m.source_message_ids)) for m in after.memories) == sorted(
+        (m.id, m.version, tuple(m.source_message_ids)) for m in before.memories
+    )
+    assert len(after.memories) == (1 if choice == "new" else 2)
