@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer
 
 from memgrpc.api.admin import AdminServicer
 from memgrpc.api.chat import ChatServicer
+from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
@@ -37,6 +38,7 @@ from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.conflicts import ConflictService
 from memgrpc.core.intelligence.processing import default_steps
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.service import MemoryService
@@ -54,6 +56,8 @@ from memgrpc.v1 import (
     admin_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
+    conflicts_pb2,
+    conflicts_pb2_grpc,
     context_pb2,
     context_pb2_grpc,
     memory_pb2,
@@ -74,6 +78,7 @@ SERVICE_NAMES = (
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 )
 
 
@@ -109,6 +114,7 @@ class Conversations:
     users: UserService
     idempotency: Idempotency
     session_store: SessionStore
+    conflicts: ConflictService
 
     @classmethod
     def build(
@@ -129,6 +135,7 @@ class Conversations:
             users=UserService(store, data, messages),
             idempotency=idempotency,
             session_store=session_store,
+            conflicts=ConflictService(store, memories),
         )
 
 
@@ -338,6 +345,9 @@ async def start(
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
             ChatServicer(app.chat.service, app.chat.background, app.chat.replays, conv.idempotency),
             server,
+        )
+        conflicts_pb2_grpc.add_ConflictServiceServicer_to_server(
+            ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -24,6 +24,7 @@ _ADMIN = "/memgrpc.v1.AdminService/"
 _USERS = "/memgrpc.v1.UserService/"
 _SESSIONS = "/memgrpc.v1.SessionService/"
 _CHAT = "/memgrpc.v1.ChatService/"
+_CONFLICTS = "/memgrpc.v1.ConflictService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -62,6 +63,10 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _CHAT + "ChatAsync": Scope.WRITE,
     _CHAT + "GetChatResult": Scope.READ,
     _CHAT + "ListProviders": Scope.READ,
+    # ConflictService
+    _CONFLICTS + "ListConflicts": Scope.READ,
+    _CONFLICTS + "GetConflict": Scope.READ,
+    _CONFLICTS + "ResolveConflict": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,

@@ -72,6 +72,9 @@ def _specs(dim: int) -> dict[str, _Spec]:
         "messages": _Spec(schemas.MESSAGES, "pk", btree=("session_id", "user_id")),
         "jobs": _Spec(schemas.JOBS, "id", btree=("id", "session_id")),
         "chat_results": _Spec(schemas.CHAT_RESULTS, "id", btree=("id",)),
+        "conflicts": _Spec(
+            schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
+        ),
     }
 
 
