@@ -272,7 +272,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         embedder=batching,
         keys=keys,
         authenticator=authenticator,
-        admin=AdminService(keys, authenticator),
+        admin=AdminService(keys, authenticator, memories.categories),
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
