@@ -1,5 +1,5 @@
-"""client.users.record_action (GUMem's names), ListMemories' include options and category
-errors through the Python client: sync and async."""
+"""client.users.record_action (GUMem's names), ListMemories' include options, categories
+(client.admin.categories and filter errors) through the Python client: sync and async."""
 
 from __future__ import annotations
 
@@ -80,3 +80,24 @@ async def test_record_action_and_list_options_async(aclient: AsyncMemgrpcClient)
         await aclient.memory.list(categories=["no_such_category"])
     assert info.value.reason == "INVALID_CATEGORIES"
     assert json.loads(info.value.metadata["invalid_categories"]) == ["no_such_category"]
+
+
+async def test_categories_sync_and_async(
+    make_client: MakeClient, key: str, aclient: AsyncMemgrpcClient
+) -> None:
+    def body() -> list[dict[str, object]]:
+        with make_client(key) as client:
+            assert client.admin.categories.list()[0]["name"] == "personal_info"
+            client.memory.create(user_id="u", content="x", categories=["misc"])
+            return client.admin.categories.set(["travel", {"name": "work", "description": "jobs"}])
+
+    chosen = await asyncio.to_thread(body)
+    assert chosen == [
+        {"name": "travel", "description": "", "from_memories": False},
+        {"name": "work", "description": "jobs", "from_memories": False},
+        {"name": "misc", "description": "", "from_memories": True},
+    ]
+    assert await aclient.admin.categories.list() == chosen
+    with pytest.raises(InvalidArgumentError) as info:
+        await aclient.admin.categories.set(["Bad Name"])
+    assert info.value.field_violations[0]["field"] == "categories[0].name"
