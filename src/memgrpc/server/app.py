@@ -38,6 +38,7 @@ from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.actions import Actions
 from memgrpc.core.intelligence.conflicts import ConflictService
 from memgrpc.core.intelligence.processing import default_steps
 from memgrpc.core.kernel.idempotency import Idempotency
@@ -279,7 +280,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         embedder=batching,
         keys=keys,
         authenticator=authenticator,
-        admin=AdminService(keys, authenticator),
+        admin=AdminService(keys, authenticator, memories.categories),
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
@@ -329,7 +330,12 @@ async def start(
         )
         conv = app.conversations
         users_pb2_grpc.add_UserServiceServicer_to_server(
-            UserServicer(conv.users, conv.idempotency), server
+            UserServicer(
+                conv.users,
+                conv.idempotency,
+                actions=Actions(app.memories, conv.session_store),
+            ),
+            server,
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server

@@ -47,6 +47,7 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _USERS + "CreateUser": Scope.WRITE,
     _USERS + "UpdateUser": Scope.WRITE,
     _USERS + "DeleteUser": Scope.WRITE,
+    _USERS + "RecordAction": Scope.WRITE,
     # SessionService
     _SESSIONS + "GetSession": Scope.READ,
     _SESSIONS + "ListSessions": Scope.READ,
@@ -75,6 +76,8 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _ADMIN + "ListApiKeys": Scope.ADMIN,
     _ADMIN + "UpdateApiKey": Scope.ADMIN,
     _ADMIN + "RevokeApiKey": Scope.ADMIN,
+    _ADMIN + "ListCategories": Scope.READ,
+    _ADMIN + "SetCategories": Scope.ADMIN,
 }
 
 API_KEY_HEADER = "x-api-key"

@@ -63,6 +63,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
         ),
         "memory_versions": _Spec(schemas.MEMORY_VERSIONS, "pk", btree=("memory_id",)),
         "requests": _Spec(schemas.REQUESTS, "pk"),
+        "categories": _Spec(schemas.CATEGORIES, "pk", btree=("project_id",)),
         "sessions": _Spec(
             schemas.SESSIONS,
             "id",

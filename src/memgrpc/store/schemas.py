@@ -106,6 +106,19 @@ MEMORY_VERSIONS = pa.schema(
     ]
 )
 
+CATEGORIES = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        # "set": the project's chosen categories (one row, `categories` as JSON);
+        # "memory": one row per category name a memory of the project was written with
+        _f("kind", pa.string()),
+        _f("name", pa.string()),
+        _f("categories", pa.string()),
+        _f("update_time", TS),
+    ]
+)
+
 REQUESTS = pa.schema(
     [
         _f("pk", pa.string(), False),
