@@ -18,6 +18,7 @@ from memgrpc.client._transport import AsyncCaller, AsyncTransport
 from memgrpc.client.admin import AsyncAdminResource
 from memgrpc.client.chat import AsyncChatResource
 from memgrpc.client.client import health_call, make_settings
+from memgrpc.client.conflicts import AsyncConflictsResource
 from memgrpc.client.context import AsyncContextResource
 from memgrpc.client.memory import AsyncMemoryResource
 from memgrpc.client.recall import AsyncRecallResource
@@ -71,6 +72,7 @@ class AsyncMemgrpcClient:
         self.context = AsyncContextResource(self._caller)
         self.chat = AsyncChatResource(self._caller)
         self.admin = AsyncAdminResource(self._caller)
+        self.conflicts = AsyncConflictsResource(self._caller)
 
     @property
     def address(self) -> str:

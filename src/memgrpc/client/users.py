@@ -90,6 +90,13 @@ class Calls:
         request = pb.GetProfileRequest(user_id=user_id)
         return Unary(_path("GetProfile"), request, pb.Profile, cv.to_dict)
 
+    @staticmethod
+    def record_action(data: dict[str, Any]) -> Unary[pb.RecordActionResponse, dict[str, Any]]:
+        rid = cv.pop_request_id(data) or new_request_id()
+        request = cv.build(pb.RecordActionRequest, data, "action")
+        request.request_id = rid
+        return Unary(_path("RecordAction"), request, pb.RecordActionResponse, cv.to_dict, rid)
+
 
 class UsersResource:
     """`client.users`."""
@@ -141,6 +148,13 @@ class UsersResource:
         (client.recall.get_profile_facts gives just the values)."""
         return self._c.unary(Calls.get_profile(user_id))
 
+    def record_action(self, action: Params = None, /, **fields: Any) -> dict[str, Any]:
+        """GUMem's `record_action`: `{"memory": {...}, "duplicate": bool}`. Fields as GUMem's
+        ActionLogInput (user_id, timestamp as a datetime or ISO string, content, log_id,
+        session_id, device_id, app, platform, event_type, page, anchors, metadata, entities);
+        a log_id recorded before returns the first action's memory with duplicate=True."""
+        return self._c.unary(Calls.record_action(cv.params(action, fields, "action")))
+
 
 class AsyncUsersResource:
     """`client.users` of the async client."""
@@ -181,3 +195,6 @@ class AsyncUsersResource:
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         return await self._c.unary(Calls.get_profile(user_id))
+
+    async def record_action(self, action: Params = None, /, **fields: Any) -> dict[str, Any]:
+        return await self._c.unary(Calls.record_action(cv.params(action, fields, "action")))

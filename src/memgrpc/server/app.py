@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer
 
 from memgrpc.api.admin import AdminServicer
 from memgrpc.api.chat import ChatServicer
+from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
@@ -37,6 +38,8 @@ from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.actions import Actions, session_actions
+from memgrpc.core.intelligence.conflicts import ConflictService
 from memgrpc.core.intelligence.extract import (
     LlmExtractor,
     RulesExtractor,
@@ -63,6 +66,8 @@ from memgrpc.v1 import (
     admin_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
+    conflicts_pb2,
+    conflicts_pb2_grpc,
     context_pb2,
     context_pb2_grpc,
     memory_pb2,
@@ -83,6 +88,7 @@ SERVICE_NAMES = (
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 )
 
 
@@ -123,6 +129,7 @@ class Conversations:
     users: UserService
     idempotency: Idempotency
     session_store: SessionStore
+    conflicts: ConflictService
 
     @classmethod
     def build(
@@ -132,6 +139,7 @@ class Conversations:
         memories: MemoryService,
         embedder: BatchingEmbedder,
         extract: ExtractFacts,
+        conflicts: ConflictService,
     ) -> Conversations:
         idempotency = Idempotency(store)
         session_store = SessionStore(store)
@@ -149,6 +157,7 @@ class Conversations:
             users=UserService(store, data, messages),
             idempotency=idempotency,
             session_store=session_store,
+            conflicts=conflicts,
         )
 
 
@@ -194,13 +203,16 @@ def build_extract_step(
     llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback."""
     rules = RulesExtractor()
     if config.extractor != "llm":
-        return ExtractFacts(rules, reconciler)
+        return ExtractFacts(rules, reconciler, actions=session_actions)
     provider = providers.get("openai")
     if provider is None:
         raise ValueError("the llm extractor needs the openai provider")
     fallback = rules if config.extractor_fallback == "rules" else None
     return ExtractFacts(
-        LlmExtractor(provider, config.openai_model or ""), reconciler, fallback=fallback
+        LlmExtractor(provider, config.openai_model or ""),
+        reconciler,
+        fallback=fallback,
+        actions=session_actions,
     )
 
 
@@ -313,9 +325,10 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             openai_timeout_s=config.openai_timeout_s,
         )
     )
-    reconciler = Reconciler(memories, None)
+    conflicts = ConflictService(store, memories)
+    reconciler = Reconciler(memories, conflicts)
     extract = build_extract_step(config, providers, reconciler)
-    conversations = Conversations.build(config, store, memories, batching, extract)
+    conversations = Conversations.build(config, store, memories, batching, extract, conflicts)
     intel = Intelligence(
         reconciler,
         extract,
@@ -327,7 +340,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         embedder=batching,
         keys=keys,
         authenticator=authenticator,
-        admin=AdminService(keys, authenticator),
+        admin=AdminService(keys, authenticator, memories.categories),
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
@@ -378,7 +391,13 @@ async def start(
         )
         conv = app.conversations
         users_pb2_grpc.add_UserServiceServicer_to_server(
-            UserServicer(conv.users, conv.idempotency, app.intelligence.profiles), server
+            UserServicer(
+                conv.users,
+                conv.idempotency,
+                actions=Actions(app.memories, conv.session_store),
+                profiles=app.intelligence.profiles,
+            ),
+            server,
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server
@@ -394,6 +413,9 @@ async def start(
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
             ChatServicer(app.chat.service, app.chat.background, app.chat.replays, conv.idempotency),
             server,
+        )
+        conflicts_pb2_grpc.add_ConflictServiceServicer_to_server(
+            ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -106,6 +106,19 @@ MEMORY_VERSIONS = pa.schema(
     ]
 )
 
+CATEGORIES = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        # "set": the project's chosen categories (one row, `categories` as JSON);
+        # "memory": one row per category name a memory of the project was written with
+        _f("kind", pa.string()),
+        _f("name", pa.string()),
+        _f("categories", pa.string()),
+        _f("update_time", TS),
+    ]
+)
+
 REQUESTS = pa.schema(
     [
         _f("pk", pa.string(), False),
@@ -205,5 +218,31 @@ CHAT_RESULTS = pa.schema(
         _f("error_reason", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+    ]
+)
+
+CONFLICTS = pa.schema(
+    [
+        # `cfl_...`, derived from the opener's key: a re-run finds the conflict it opened
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string(), False),
+        _f("session_id", pa.string()),
+        # pending | in_queue | resolving | resolved | failed
+        _f("status", pa.string()),
+        # the new fact as JSON: not a memory until the conflict is resolved in its favour
+        _f("new_memory", pa.string()),
+        # [{"id", "reason", "content"}] as JSON (content: what the memory said when it opened)
+        _f("conflicting", pa.string()),
+        # the conflicting memories' ids again, for "which pending conflicts name this memory"
+        _f("memory_ids", STRS),
+        # [{"question", "options", "choices"}] as JSON
+        _f("questions", pa.string()),
+        # [{"question", "answer", "message"}] as JSON, once answered
+        _f("answers", pa.string()),
+        _f("resolution", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+        _f("resolve_time", TS),
     ]
 )

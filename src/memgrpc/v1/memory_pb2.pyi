@@ -237,8 +237,10 @@ class Memory(_message.Message):
 
     @_builtins.property
     def connected_memories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Memory]:
-        """Output only, with ListMemories' include_connected_memories: current memories of the same
-        user that share an entity with this one (without their own connected memories).
+        """Output only, with ListMemories' include_connected_memories: current (not archived)
+        memories of the same user that share an entity with this one, at most 10: those sharing
+        the most entities first, then the most recently updated (without their own connected
+        memories or previous versions).
         """
 
     def __init__(
@@ -491,7 +493,7 @@ class ListMemoriesRequest(_message.Message):
     include_previous_versions: _builtins.bool
     """Fill each memory's previous_versions."""
     include_connected_memories: _builtins.bool
-    """Fill each memory's connected_memories."""
+    """Fill each memory's connected_memories (at most 10 each)."""
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
     @_builtins.property

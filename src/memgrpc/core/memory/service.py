@@ -18,8 +18,9 @@ from memgrpc.core.kernel.errors import InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
-from memgrpc.core.memory import batch, checks, recall, rows
+from memgrpc.core.memory import batch, checks, links, recall, rows
 from memgrpc.core.memory.batch import BatchOp, BatchResult
+from memgrpc.core.memory.categories import Categories
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
@@ -64,6 +65,7 @@ class MemoryService:
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
         self._versions_tbl = Table(store, "memory_versions")
+        self._keys_tbl = Table(store, "memories")  # reads of a few columns (core.memory.links)
         self._embedder = embedder
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
@@ -74,6 +76,8 @@ class MemoryService:
             max_rows=cache_rows,
         )
         self._search = MemorySearch(self._table, embedder, self.cache)
+        # every write registers its categories here; filters by category are checked here
+        self.categories = Categories(store)
 
     # -- create ---------------------------------------------------------------------------
     def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
@@ -125,6 +129,7 @@ class MemoryService:
     async def _insert(self, project_id: str, memories: builtins.list[Memory]) -> None:
         vectors = await self._embedder.embed([embed_text(m) for m in memories])
         await self._users.ensure(project_id, {m.user_id for m in memories})
+        await self.categories.register(project_id, {c for m in memories for c in m.categories})
         new_rows = [
             rows.to_row(m, project_id, vec, m.create_time)
             for m, vec in zip(memories, vectors, strict=True)
@@ -234,6 +239,7 @@ class MemoryService:
             updated = replace(updated, version=current.version + 1)
             version_time = now
         updated = replace(updated, update_time=now)
+        await self.categories.register(project_id, updated.categories)
         new_row = rows.to_row(updated, project_id, vector, version_time)
         await self._table.writer.upsert([new_row])
         await self.cache.written(project_id, [new_row])
@@ -280,6 +286,7 @@ class MemoryService:
         size = paging.page_size(v, page.size)
         col, desc = order(v, page.order_by)
         v.raise_if_any()
+        await self.categories.check_filter(project_id, q.categories)
 
         async def read(
             after: Cursor[datetime] | None, limit: int
@@ -294,6 +301,19 @@ class MemoryService:
             size, page.token, fp, read, order=(col, "id"), kind=datetime, item=rows.from_row
         )
 
+    async def previous_versions(
+        self, project_id: str, page: Sequence[Memory]
+    ) -> dict[str, builtins.list[MemoryVersion]]:
+        """Memory id -> the versions before its current one, newest first (one read a page)."""
+        return await links.previous_versions(self._versions_tbl, project_id, page)
+
+    async def connected(
+        self, project_id: str, page: Sequence[Memory], limit: int = links.MAX_CONNECTED
+    ) -> dict[str, builtins.list[Memory]]:
+        """Memory id -> current memories of its user sharing an entity with it (see
+        core.memory.links)."""
+        return await links.connected(self._keys_tbl, self._table, project_id, page, limit)
+
     async def search(
         self,
         project_id: str,
@@ -306,6 +326,9 @@ class MemoryService:
         vector: Awaitable[np.ndarray] | None = None,
     ) -> builtins.list[SearchHit]:
         """The best memories for `query` among those `q` selects (see core.memory.search)."""
+        if q.categories:
+            self.query_filter(project_id, q)  # malformed filters are named before unknown ones
+            await self.categories.check_filter(project_id, q.categories)
         return await self._search.search(
             project_id, q, query, limit=limit, mode=mode, min_score=min_score, vector=vector
         )

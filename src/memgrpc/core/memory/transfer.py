@@ -294,6 +294,9 @@ class Transfer:
                 for r, vec in zip(missing, computed, strict=True):
                     r.vector = vec
             await self._svc.users.ensure(project_id, {r.memory.user_id for r in todo}, active=False)
+            await self._svc.categories.register(
+                project_id, {c for r in todo for c in r.memory.categories}
+            )
             history = [_version_row(project_id, r, ver) for r in todo for ver in r.history]
             if history:  # first: a crash in between leaves versions a re-import completes
                 await self._versions.upsert(history)
