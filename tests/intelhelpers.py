@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from memgrpc.v1 import conflicts_pb2 as cpb
+from memgrpc.v1 import conflicts_pb2_grpc, memory_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
-from memgrpc.v1 import memory_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
 from tests.convhelpers import add, msg, new_session
@@ -83,3 +84,24 @@ class Conv:
             mpb.ListMemoryVersionsRequest(id=memory_id), metadata=md(self.key)
         )
         return list(resp.versions)
+
+    @property
+    def conflict_stub(self) -> conflicts_pb2_grpc.ConflictServiceStub:
+        return conflicts_pb2_grpc.ConflictServiceStub(self.channel)
+
+    async def conflicts(self, user: str) -> list[cpb.Conflict]:
+        resp = await self.conflict_stub.ListConflicts(
+            cpb.ListConflictsRequest(user_id=user, page_size=100), metadata=md(self.key)
+        )
+        return list(resp.conflicts)
+
+    async def resolve(self, conflict: cpb.Conflict, pick: str) -> cpb.Conflict:
+        """Answer the question that has an option containing `pick` with it, others with
+        their first option."""
+        answers = []
+        for q in conflict.clarifying_questions:
+            chosen = next((o for o in q.options if pick.lower() in o.lower()), q.options[0])
+            answers.append(cpb.ConflictAnswer(question=q.question, answer=chosen))
+        return await self.conflict_stub.ResolveConflict(
+            cpb.ResolveConflictRequest(id=conflict.id, answers=answers), metadata=md(self.key)
+        )

@@ -8,8 +8,11 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from memgrpc.v1 import conflicts_pb2 as cpb
 from memgrpc.v1 import sessions_pb2 as spb
+from memgrpc.v1 import users_pb2 as upb
 from tests.conftest import NewKey
 from tests.helpers import md
 from tests.intelhelpers import Conv
@@ -147,3 +150,69 @@ async def test_what_is_not_about_the_user_writes_no_fact(conv: Conv) -> None:
     assert await conv.extracted(user) == []
     assert job.stats.facts_extracted == 0
     assert (await conv.profile(user)) == {}
+
+
+async def test_a_pet_after_no_pets_opens_a_conflict_once(conv: Conv) -> None:
+    user = uid("pets")
+    await conv.talk(user, "We have no pets at home.")
+    s = await conv.session(user, "I took my dog for a long walk by the canal.")
+    job = await conv.process(s.id)
+    assert job.stats.conflicts_opened == 1
+    conflicts = await conv.conflicts(user)
+    assert len(conflicts) == 1
+    c = conflicts[0]
+    assert c.status == cpb.CONFLICT_STATUS_PENDING
+    assert any(len(q.options) >= 2 for q in c.clarifying_questions)
+    assert "dog" in c.new_memory.content.lower()
+    # the new fact waits in the conflict; the current one is flagged
+    assert await conv.matching(user, "dog") == []
+    flagged = [m for m in await conv.extracted(user) if m.merge_conflict_in_progress]
+    assert [m.id for m in flagged] == [cm.memory.id for cm in c.conflicting_memories]
+    # re-processing finds the same conflict instead of opening a second one
+    again = await conv.process(s.id, force=True)
+    assert again.stats.conflicts_opened == 0
+    assert len(await conv.conflicts(user)) == 1
+
+
+async def test_another_city_without_a_change_marker_is_a_conflict_not_a_guess(conv: Conv) -> None:
+    user = uid("city")
+    await conv.talk(user, "I live in Glasgow.")
+    job = await conv.talk(user, "I live in Perth, close to the station.")
+    assert job.stats.conflicts_opened == 1 and job.stats.versions_made == 0
+    location = (await conv.profile(user))["location"]
+    assert location.value == "Glasgow" and location.version == 1  # nothing overwritten
+
+
+async def test_a_diet_switch_conflict_resolves_into_a_new_version(conv: Conv) -> None:
+    user = uid("diet")
+    await conv.talk(user, "I'm vegetarian.")
+    before = (await conv.profile(user))["diet"]
+    await conv.talk(user, "I'm pescatarian these days.")
+    conflicts = await conv.conflicts(user)
+    assert len(conflicts) == 1
+    done = await conv.resolve(conflicts[0], "pescatarian")
+    assert done.status == cpb.CONFLICT_STATUS_RESOLVED
+    after = (await conv.profile(user))["diet"]
+    assert after.value == "pescatarian" and after.memory_id == before.memory_id
+    assert [m for m in await conv.extracted(user) if m.merge_conflict_in_progress] == []
+
+
+async def test_actions_recorded_in_a_session_feed_extraction(conv: Conv) -> None:
+    user = uid("act")
+    s = await conv.session(user, "Hello again.")
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    action = await conv.users.RecordAction(
+        upb.RecordActionRequest(
+            user_id=user,
+            session_id=s.id,
+            timestamp=ts,
+            content="User switched the app theme to dark mode.",
+            event_type="preference_update",
+        ),
+        metadata=md(conv.key),
+    )
+    job = await conv.process(s.id)
+    assert job.state == spb.JOB_STATE_DONE
+    dark = await conv.matching(user, "dark")
+    assert len(dark) == 1 and list(dark[0].source_message_ids) == [action.memory.id]

@@ -39,6 +39,7 @@ from memgrpc.core.intelligence.conflict_rows import (
     questions_from_row,
 )
 from memgrpc.core.intelligence.facts import SINGLE_SLOTS
+from memgrpc.core.intelligence.reconcile import fact_metadata
 from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import (
     DomainError,
@@ -65,7 +66,7 @@ _DERIVED = ("extracted", "action")
 # what a chosen new fact takes over from the new memory when it versions the old one
 _VERSION_FIELDS = frozenset(
     {"content", "type", "categories", "entities", "source_message_ids", "conflict_id",
-     "profile_slot", "mention_count", "last_mentioned_time", "session_id"}
+     "profile_slot", "mention_count", "last_mentioned_time", "session_id", "metadata"}
 )  # fmt: skip
 
 
@@ -340,6 +341,8 @@ class ConflictService:
             mention_count=max(new.mention_count, 1),
             last_mentioned_time=new.last_mentioned_time or _now(),
             session_id=new.session_id or old.session_id,
+            # the slot's value, topic and negation are the new fact's (extraction's keys)
+            metadata=fact_metadata(old.metadata, new.metadata),
         )
         patch = Patch(changed, _VERSION_FIELDS, reason="RESOLVED")
         return await self._memories.update(project_id, patch, internal=True)

@@ -133,6 +133,13 @@ def memory_negated(m: Memory) -> bool:
     return m.metadata.get(NEGATED_KEY) is True
 
 
+def fact_metadata(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a memory that takes a new fact's content: the fact's reserved keys
+    (value, topic, negation) come from the new fact alone, other keys stay."""
+    kept = {k: v for k, v in old.items() if k not in (VALUE_KEY, TOPIC_KEY, NEGATED_KEY)}
+    return kept | {k: v for k, v in new.items() if k in (VALUE_KEY, TOPIC_KEY, NEGATED_KEY)}
+
+
 def same_value(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
@@ -407,8 +414,7 @@ def _version(plan: Plan, e: _Entry, made: Memory, vec: np.ndarray, now: datetime
         _reinforce(plan, e, _as_fact(made), now)
         return
     old = e.memory
-    metadata = {k: v for k, v in old.metadata.items() if k not in (VALUE_KEY, NEGATED_KEY)}
-    metadata |= made.metadata
+    metadata = fact_metadata(old.metadata, made.metadata)
     if old.profile_slot and VALUE_KEY not in made.metadata:
         metadata[VALUE_KEY] = ""
     e.memory = replace(
