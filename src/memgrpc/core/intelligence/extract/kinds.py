@@ -54,7 +54,9 @@ _FAVOURITE = re.compile(
 _IS_FAVOURITE = re.compile(r"(?i)^(.+?) (?:is|are) (?:my|our) (?:all-time )?favou?rite\b")
 _HABITUAL_PREF = re.compile(
     r"(?i)^(?:i|we) (?:only|always|mostly|usually) (?:drink|eat|use|wear|buy|listen to|watch|"
-    r"read|order|take|choose|pick)\b|^(?:i|we) (?:stick to|swear by|would rather|'d rather)\b"
+    r"read|order|take|choose|pick)\b|^(?:i|we) (?:stick to|swear by)\b|^(?:i|we)(?:'d| would) rather\b|"
+    r"^(?:i|we) (?:switched|changed|set|turned|enabled|disabled) (?:the |my |our )?[\w -]{2,30}? "
+    r"(?:to|on|off)\b"
 )
 _PRONOUN_OBJECT = re.compile(r"(?i)^(?:it|that|this|you|them|those|these|him|her|the idea)\b")
 _CUT = re.compile(r"(?i)\s*(?:[,;.!]|\s(?:because|since|but|so that|when|although)\s).*$")
@@ -67,7 +69,7 @@ _FUTURE = re.compile(
     r"september|october|november|december|\w+ (?:days|weeks|months))|on (?:monday|tuesday|"
     r"wednesday|thursday|friday|saturday|sunday))\b|"
     r"\b(?:i|we)(?:'ll| will| plan to| intend to| am going to|'m going to|'re going to|"
-    r"'m planning|'m about to| have (?:a|an) (?:upcoming )?(?:trip|flight|appointment|"
+    r"'m planning|'m about to| have (?:a|an) (?:upcoming )?(?:\w+ )?(?:trip|flight|appointment|"
     r"interview|exam|wedding|holiday|vacation))\b|"
     r"\b(?:i'm|i am|we're|we are) (?:going|flying|heading|travel+ing|moving) to\b|"
     r"\b(?:i'm|i am|we're) (?:spending|visiting)\b"
@@ -81,13 +83,20 @@ _ROUTINE = re.compile(
 )
 _NEGATION = re.compile(r"(?i)\b(?:not|never|no|don't|doesn't|didn't|do not|no longer|haven't|"
                        r"hasn't|can't|cannot|won't|without)\b")  # fmt: skip
+# what says a plain fact replaces an earlier one (slot patterns read their own markers)
+SWITCH = re.compile(
+    r"(?i)\b(?:moved|relocated|quit|stopped|no longer|gave up|given up|switched|changed|"
+    r"became|not any ?more|anymore)\b"
+)
 CHANGE = re.compile(
     r"(?i)\b(?:moved|relocated|quit|quitting|stopped|no longer|gave up|given up|left|"
     r"switched|became|joined|went|gone|not any ?more|anymore)\b"
 )
 _ENDED = re.compile(r"(?i)\b(?:quit|stopped|no longer|gave up|given up|not any ?more|anymore)\b")
-_NO_PETS = re.compile(r"(?i)\b(?:(?:don't|do not|never) (?:have|had|owned?) (?:any )?pets?|"
-                      r"\bno pets\b|not (?:a|an) (?:pet|animal) person)")  # fmt: skip
+_NO_PETS = re.compile(
+    r"(?i)\b(?:(?:don't|do not|never) (?:have|had|owned?) (?:any |a )?pets?|\bno pets\b|"
+    r"not (?:a|an) (?:pet|animal) person)"
+)
 _POSSESS = re.compile(r"(?i)^(?:i|we) (?:have|'ve got|own|just bought|bought|drive|got) "
                       r"(?:a|an|two|three|my|the|new|an old|our)\b")  # fmt: skip
 _WORK = re.compile(r"(?i)\b(?:job|office|boss|career|company|promoted|promotion|salary|shifts?|"

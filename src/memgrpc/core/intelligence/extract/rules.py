@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from memgrpc.core.conversation.records import Message
 from memgrpc.core.intelligence.extract import kinds
 from memgrpc.core.intelligence.extract.clauses import Statement, statements
-from memgrpc.core.intelligence.extract.kinds import CHANGE, Kind
+from memgrpc.core.intelligence.extract.kinds import Kind
 from memgrpc.core.intelligence.extract.lexicon import FAMILY, NOT_NAMES, OTHER_PEOPLE, PETS
 from memgrpc.core.intelligence.extract.slots import (
     Hit,
@@ -44,6 +44,7 @@ from memgrpc.core.intelligence.facts import Fact, KnownFact
 USER_ROLES = ("user", "action")
 # "You can call me Bea", "Everyone calls me Jo": a name, whoever the subject is
 _CALL_ME = re.compile(r"(?i)\bcalls? me\s+[A-Za-z]|^(?:the )?name's\s")
+_IS_MY = re.compile(r"(?i)^[\w' -]{1,40}? (?:is|are) (?:my|our) ")
 _HERE_IN = re.compile(r"(?i)^(?:right |over )?here in\s")
 
 _CATEGORY = {
@@ -130,6 +131,15 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
             elif _HERE_IN.match(st.text):
                 # "Here in Cork it rains every day": the user is in Cork
                 out.extend(_slot_facts(st, ids, location_hits(st.text, lower_ok)))
+            elif m := _IS_MY.search(st.text):
+                # "Biscuit is our labrador", "Jazz is my favourite kind of music"
+                owner = statements(st.text[m.end() - 3 :])
+                noun = owner[0].owner_noun if owner else ""
+                kind = kinds.pets(st.text, noun) or kinds.relative(st.text, noun)
+                kind = kind or kinds.preference(st.text)
+                if kind:
+                    content = re.sub(r"\btheir\b", "User's", kinds.content_of(st.text), count=1)
+                    out.append(_fact(content, ids, kind, st.text))
             continue
         out.extend(_statement_facts(st, ids, lower_ok, intro=first and st.subject == "intro"))
     return out
@@ -159,16 +169,16 @@ def _statement_facts(
     if st.subject == "intro" or _TRANSIENT.match(text) or _TRIVIAL.match(text):
         return []
     kind = (
-        kinds.pets(text, "")
+        kinds.habit(text)
+        or kinds.pets(text, "")
         or kinds.family_owned(text)
-        or kinds.habit(text)
         or kinds.preference(text)
         or kinds.activity(text)
         or kinds.other(text)
     )
     if not kind.slot and not kind.categories and len(text.split()) < 4:
         return []
-    if kind.topic != "" and not kind.change and CHANGE.search(text) and kind.negated:
+    if not kind.change and kinds.SWITCH.search(text):
         kind.change = True
     return [_fact(kinds.content_of(text, st.lead_in), ids, kind, text)]
 
@@ -199,7 +209,7 @@ def _slot_facts(st: Statement, ids: tuple[str, ...], hits: list[Hit]) -> list[Fa
     out = []
     for h in hits:
         value = canonical_value("location" if h.slot == "from" else h.slot, h.value)
-        if single and not h.negated:
+        if single:
             content = own
         elif h.negated and h.slot == "employer":
             content = f"User no longer works at {value}."

@@ -255,7 +255,7 @@ _DIET_WORDS = "|".join(DIETS)
 def diet_hits(s: str) -> list[Hit]:
     low = s.lower()
     m = re.search(
-        rf"\b(?:(?:i'm|im|i am|we're|we are){_ADV}(?:\s+(?:a|fully|strictly|mostly|now))?|"
+        rf"\b(?:(?:i'm|im|i am|we're|we are){_ADV}(?:\s+(?:a|fully|strictly|mostly|now|not|no longer))?|"
         rf"(?:went|gone|go|going|became|become|turned|switched to|eat|eating|follow|on)"
         rf"(?:\s+(?:a|an))?|\bbeing)\s+({_DIET_WORDS})\b(?!\s+(?:food|recipes?|restaurants?|"
         rf"options?|dish|dishes|meals?|friends?|sister|brother))",
