@@ -338,3 +338,24 @@ def test_categories_importance_entities() -> None:
 def test_deterministic() -> None:
     texts = ("Hi, Ada here, 36, living in Turin, and I'm into rowing.", "I quit smoking.")
     assert facts(*texts) == facts(*texts)
+
+
+def test_one_statement_informs_another_in_the_same_sentence() -> None:
+    out = facts("I left Accenture and now I'm a freelance photographer.")
+    left = next(f for f in out if f.slot == "employer")
+    assert (left.value, left.negated, left.change) == ("Accenture", True, True)
+    assert left.content == "User no longer works at Accenture."
+    job = next(f for f in out if f.slot == "occupation")
+    assert job.value == "freelance photographer" and job.change
+    quit_ = facts("I used to smoke but I quit last year.")
+    assert quit_ and all(f.topic == "smoking" and f.negated for f in quit_)
+
+
+def test_names_and_places_keep_their_letters() -> None:
+    fact = one("My all-time favourite film is Amélie.", "Amélie")
+    assert fact.content == "User's all-time favourite film is Amélie." and fact.value == "Amélie"
+    assert one("I have an allergy to penicillin.", "penicillin").slot == "allergies"
+    here = facts("Living here in Bergen, I see the fjord every morning.")
+    assert [(f.slot, f.value) for f in here if f.slot] == [("location", "Bergen")]
+    intro = {f.slot: f.value for f in facts("Hey, Ruth here, 58, from Dundee.") if f.slot}
+    assert intro == {"name": "Ruth", "age": "58", "location": "Dundee"}

@@ -27,7 +27,8 @@ _LEADING_CONJ = re.compile(
     r"good (?:morning|afternoon|evening))\b[ ,!]*"
 )
 _INTRO = re.compile(
-    r"^(?:(?i:hi|hey|hello|heya|hiya)\b[ ,!.]*)?[A-Z][\w'-]+(?: [A-Z][\w'-]+)? here\b"
+    r"^(?:(?i:hi|hey|hello|heya|hiya)\b[ ,!.]*)?[A-Z][\w'-]+(?: [A-Z][\w'-]+)? here"
+    r"(?=\s*(?:[,.!;:-]|$))"
 )
 # "and just started running": a verb phrase sharing the subject before it
 _AND_VERB = re.compile(

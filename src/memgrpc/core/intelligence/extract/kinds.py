@@ -92,7 +92,9 @@ CHANGE = re.compile(
     r"(?i)\b(?:moved|relocated|quit|quitting|stopped|no longer|gave up|given up|left|"
     r"switched|became|joined|went|gone|not any ?more|anymore)\b"
 )
-_ENDED = re.compile(r"(?i)\b(?:quit|stopped|no longer|gave up|given up|not any ?more|anymore)\b")
+_ENDED = re.compile(
+    r"(?i)\b(?:quit|stopped|no longer|gave up|given up|not any ?more|anymore|used to)\b"
+)
 _NO_PETS = re.compile(
     r"(?i)\b(?:(?:don't|do not|never) (?:have|had|owned?) (?:any |a )?pets?|\bno pets\b|"
     r"not (?:a|an) (?:pet|animal) person)"
@@ -111,7 +113,7 @@ _DRINK_ALONE = re.compile(r"(?i)\bdrink(?:ing)?\s*(?:$|any ?more|at all|socially
 def _obj(text: str) -> str:
     obj = _CUT.sub("", text).strip()
     obj = re.sub(r"(?i)^to\s+", "", obj)
-    return re.sub(r"[A-Za-z']+", lambda w: _THEIR.get(w.group().lower(), w.group()), obj)
+    return re.sub(r"[^\W\d_][\w']*", lambda w: _THEIR.get(w.group().lower(), w.group()), obj)
 
 
 _THEIR = {"my": "their", "our": "their", "me": "them", "myself": "themself", "i": "they"}

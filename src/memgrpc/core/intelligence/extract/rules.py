@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from memgrpc.core.conversation.records import Message
 from memgrpc.core.intelligence.extract import kinds
@@ -45,7 +46,7 @@ USER_ROLES = ("user", "action")
 # "You can call me Bea", "Everyone calls me Jo": a name, whoever the subject is
 _CALL_ME = re.compile(r"(?i)\bcalls? me\s+[A-Za-z]|^(?:the )?name's\s")
 _IS_MY = re.compile(r"(?i)^[\w' -]{1,40}? (?:is|are) (?:my|our) ")
-_HERE_IN = re.compile(r"(?i)^(?:right |over )?here in\s")
+_HERE_IN = re.compile(r"(?i)^(?:(?:living|staying|based) )?(?:right |over |out )?here in\s")
 
 _CATEGORY = {
     "name": "personal_info", "age": "personal_info", "location": "personal_info",
@@ -121,9 +122,8 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
     lower_ok = not any(c.isupper() for c in kept)
     sts = statements(kept)
     out: list[Fact] = []
-    if any(st.subject == "user" for st in sts):
-        left = left_employer_hits(kept)
-        out.extend(_slot_facts(Statement(kept, "user"), ids, left) if left else [])
+    left = left_employer_hits(kept) if any(st.subject == "user" for st in sts) else []
+    out.extend(_slot_facts(Statement(kept, "user"), ids, left) if left else [])
     for st in sts:
         if st.subject == "other":
             if _CALL_ME.search(st.text):
@@ -142,6 +142,20 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
                     out.append(_fact(content, ids, kind, st.text))
             continue
         out.extend(_statement_facts(st, ids, lower_ok, intro=first and st.subject == "intro"))
+    return _within_sentence(out, bool(left))
+
+
+def _within_sentence(facts: list[Fact], left_employer: bool) -> list[Fact]:
+    """What one statement of a sentence tells about another: "I left Acme and now I'm a
+    baker" changes the occupation; "I used to smoke but I quit" quits smoking."""
+    topics = [f.topic for f in facts if f.topic]
+    out = []
+    for f in facts:
+        if left_employer and f.slot == "occupation" and not f.change:
+            f = replace(f, change=True)
+        elif not f.topic and not f.slot and topics and f.change:
+            f = replace(f, topic=topics[0], negated=True)
+        out.append(f)
     return out
 
 
@@ -188,7 +202,7 @@ def _hits(text: str, lower_ok: bool, intro: bool) -> list[Hit]:
     return [
         *named,
         *age_hits(text, intro=intro or bool(named)),
-        *location_hits(text, lower_ok),
+        *location_hits(text, lower_ok, intro),
         *occupation_hits(text),
         *employer_hits(text),
         *diet_hits(text),
@@ -209,10 +223,10 @@ def _slot_facts(st: Statement, ids: tuple[str, ...], hits: list[Hit]) -> list[Fa
     out = []
     for h in hits:
         value = canonical_value("location" if h.slot == "from" else h.slot, h.value)
-        if single:
-            content = own
-        elif h.negated and h.slot == "employer":
+        if h.negated and h.slot == "employer":
             content = f"User no longer works at {value}."
+        elif single:
+            content = own
         elif h.slot == "occupation":
             article = "" if value in ("retired", "unemployed", "student") else _a(value)
             content = f"User works as {article}{value}." if article else f"User is {value}."

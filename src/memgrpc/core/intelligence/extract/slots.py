@@ -81,8 +81,12 @@ _HOMETOWN = [
 _FROM = rf"(?i:{_I_AM})(?:\s+[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?,?)?\s+(?i:from)\s+"
 
 
-def location_hits(s: str, lower_ok: bool) -> list[Hit]:
+def location_hits(s: str, lower_ok: bool, intro: bool = False) -> list[Hit]:
     out: list[Hit] = []
+    if intro:  # "Ruth here, 58, from Dundee"
+        for m in re.finditer(r"(?i)(?:^|,\s*)from\s+", s):
+            if place := _place(s[m.end() :], lower_ok):
+                out.append(Hit("from", place, fragment=True))
     for pattern, change in _LOCATION:
         for m in re.finditer("(?i)" + pattern, s):
             place = _place(s[m.end() :], lower_ok)
@@ -111,8 +115,10 @@ _NAME_PATTERNS = [
     r"(?i:\bi'm|\bim|\bi am)\s+(?=[^\W\d_])",
     r"(?i:\bthis is|\bit's)\s+(?=[A-Z]\w+ here\b)",
 ]
+# "Jonas here, ..." / "Kenji here." (not "Living here in Bergen")
 _NAME_HERE = re.compile(
-    r"^(?:(?i:hi|hey|hello|heya|hiya|yo)\b[ ,!.]*)?([A-Z][\w'-]+(?: [A-Z][\w'-]+)?) here\b"
+    r"^(?:(?i:hi|hey|hello|heya|hiya|yo)\b[ ,!.]*)?([A-Z][\w'-]+(?: [A-Z][\w'-]+)?) here"
+    r"(?=\s*(?:[,.!;:-]|$))"
 )
 
 
@@ -244,7 +250,8 @@ def left_employer_hits(sentence: str) -> list[Hit]:
     out: list[Hit] = []
     for m in re.finditer(r"(?i)\bi\s+(?:just\s+|finally\s+)?(?:left|quit)\s+", sentence):
         org = cap_run(sentence[m.end() :])
-        if org and _WORK_CONTEXT.search(sentence[m.end() :]):
+        rest = sentence[m.end() :]
+        if org and (_WORK_CONTEXT.search(rest) or occupation_hits(rest)):
             out.append(Hit("employer", org, change=True, negated=True))
     return out
 
@@ -306,7 +313,7 @@ def language_hits(s: str) -> list[Hit]:
     return [Hit("languages", w.capitalize()) for w in found]
 
 
-_ALLERGY_LIST = re.compile(r"(?i)\ballergic to\s+([\w ,'-]+)")
+_ALLERGY_LIST = re.compile(r"(?i)\b(?:allergic|an allergy|allergies) to\s+([\w ,'-]+)")
 _ALLERGY_NOUN = re.compile(
     r"(?i)\b(?:an?\s+|severe\s+|bad\s+)?([a-z-]+(?: [a-z-]+)?)\s+allerg(?:y|ies)\b"
 )

@@ -185,7 +185,7 @@ def third_person(statement: str) -> str:
                 rest = " " + rest if rest else rest
             else:
                 head, rest = "", s
-    body = re.sub(r"[A-Za-z']+", lambda w: _LATER.get(w.group().lower(), w.group()), rest)
+    body = re.sub(r"[^\W\d_][\w']*", lambda w: _LATER.get(w.group().lower(), w.group()), rest)
     out = (head + body).strip()
     out = re.sub(r"\s+([,.;!])", r"\1", out).rstrip(" ,;:-!.")
     if not out:
