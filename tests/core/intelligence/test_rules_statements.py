@@ -359,3 +359,19 @@ def test_names_and_places_keep_their_letters() -> None:
     assert [(f.slot, f.value) for f in here if f.slot] == [("location", "Bergen")]
     intro = {f.slot: f.value for f in facts("Hey, Ruth here, 58, from Dundee.") if f.slot}
     assert intro == {"name": "Ruth", "age": "58", "location": "Dundee"}
+
+
+def test_counterfactuals_and_ended_employers() -> None:
+    for text in (
+        "I'd probably be a carpenter if I could start over.",
+        "I would move to Spain if I could.",
+        "If it were up to me, I'd work from Lisbon.",
+    ):
+        assert facts(text) == [], text
+    assert {f.slot: f.value for f in facts("I live in Oslo, and if it snows I ski.")} == {
+        "location": "Oslo"
+    }
+    out = facts("I'm no longer with Unilever, I joined Nestlé.")
+    assert [(f.value, f.negated) for f in out] == [("Unilever", True), ("Nestlé", False)]
+    assert all(f.slot == "employer" and f.change for f in out)
+    assert facts("I'm a Brazilian living in Oslo.")[0].value == "Oslo"

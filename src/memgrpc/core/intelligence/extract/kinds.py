@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from memgrpc.core.intelligence.extract.lexicon import (
+    CALENDAR,
     CONDITIONS,
     DIET_FOODS,
     FAMILY,
@@ -249,5 +250,8 @@ def other(text: str) -> Kind:
 def content_of(statement: str, lead_in: str = "") -> str:
     out = third_person(statement)
     if lead_in and out:
-        out = out[:-1] + ", " + lead_in[0].lower() + lead_in[1:] + "."
+        first = lead_in.split()[0]
+        if first.lower() not in CALENDAR and not (first.isupper() and len(first) > 1):
+            lead_in = lead_in[0].lower() + lead_in[1:]
+        out = out[:-1] + ", " + lead_in + "."
     return out

@@ -67,8 +67,9 @@ _TEMPLATE = {
 _TOPIC = {"diet": "diet", "allergies": "health", "location": "location"}
 _TRIVIAL = re.compile(
     r"(?i)^(?:i|we)(?:'m|'ll|'d|'ve| am| will| would| just| really| totally| do| don't| can't)?"
-    r"\s*(?:think|guess|mean|know|see|agree|suppose|hope|wonder|wondered|was wondering|"
-    r"understand|believe|feel|appreciate|need|needed|want|wanted|forgot|remember|get it|got it|"
+    r"\s*(?:(?:fairly|pretty|quite|so|very|not|really|totally|just) )?(?:think|guess|mean|know|"
+    r"see|agree|suppose|hope|wonder|wondered|was wondering|understand|believe|feel|appreciate|"
+    r"need|needed|want|wanted|forgot|remember|get it|got it|"
     r"bet|check|try|say|see|ask|asked|was asking|told you|said|not sure|sure|glad|happy|sorry|"
     r"fine|good|ok|okay|great|back|here|done|ready|curious|afraid|thinking|trying|going to "
     r"check|have a question|have another question|can't wait|love it|like it|like that|"
@@ -142,16 +143,18 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
                     out.append(_fact(content, ids, kind, st.text))
             continue
         out.extend(_statement_facts(st, ids, lower_ok, intro=first and st.subject == "intro"))
-    return _within_sentence(out, bool(left))
+    return _within_sentence(out, [h.value for h in left])
 
 
-def _within_sentence(facts: list[Fact], left_employer: bool) -> list[Fact]:
+def _within_sentence(facts: list[Fact], left: list[str]) -> list[Fact]:
     """What one statement of a sentence tells about another: "I left Acme and now I'm a
     baker" changes the occupation; "I used to smoke but I quit" quits smoking."""
     topics = [f.topic for f in facts if f.topic]
     out = []
     for f in facts:
-        if left_employer and f.slot == "occupation" and not f.change:
+        if not f.slot and any(org in f.content for org in left):
+            continue  # "I'm no longer with Acme" is the employer fact already
+        if left and f.slot == "occupation" and not f.change:
             f = replace(f, change=True)
         elif not f.topic and not f.slot and topics and f.change:
             f = replace(f, topic=topics[0], negated=True)

@@ -61,7 +61,11 @@ def _name(after: str) -> str:
 
 _LOCATION = [
     (rf"{_I}{_ADV}\s+(?:live|reside|stay)\s+(?:(?:just|right)\s+)?(?:in|near|outside)\s+", False),
-    (rf"{_I_AM}\s+(?:living|based|settled|residing|staying)\s+(?:in|near|out of)\s+", False),
+    (
+        rf"{_I_AM}\s+(?:an?\s+[\w-]+(?:\s+[\w-]+)?\s+)?(?:living|based|settled|residing|staying)"
+        r"\s+(?:in|near|out of)\s+",
+        False,
+    ),
     (rf"{_I}{_HAVE}\s+(?:been\s+)?(?:lived|living)\s+in\s+", False),
     (r"\b(?:my|our) (?:home|place|house|flat|apartment) is in\s+", False),
     (r"\bhome is\s+", False),
@@ -248,6 +252,12 @@ def left_employer_hits(sentence: str) -> list[Hit]:
     """'I left Deloitte and became ...': the old employer ends. Read over the whole sentence
     and only with work context in it, since "I left London" is a move."""
     out: list[Hit] = []
+    ended = re.finditer(
+        r"(?i)\bi(?:'m| am)? no longer (?:with|at|work(?:ing)? (?:at|for))\s+", sentence
+    )
+    for m in ended:
+        if org := cap_run(sentence[m.end() :]):
+            out.append(Hit("employer", org, change=True, negated=True))
     for m in re.finditer(r"(?i)\bi\s+(?:just\s+|finally\s+)?(?:left|quit)\s+", sentence):
         org = cap_run(sentence[m.end() :])
         rest = sentence[m.end() :]

@@ -29,6 +29,9 @@ _HYPOTHETICAL = re.compile(
     r"would love to|'d love to|would like to|'d like to|would rather live|someday|some day|"
     r"one day|in another life|pretend|fantasi[sz]e)\b"
 )
+# "I'd be a carpenter if I could start over": the whole sentence is counterfactual
+_COUNTERFACTUAL = re.compile(r"(?:\bwould|'d|\bcould)\b.*\b(?:if|unless)\b|\b(?:if|unless)\b.*"
+                             r"(?:\bwould|'d|\bcould)\b")  # fmt: skip
 _HYPOTHETICAL_START = re.compile(r"^(?:if|what if|imagine|suppose|unless|in another life)\b")
 
 
@@ -60,7 +63,7 @@ def factual_part(sentence: str) -> str:
     """The sentence up to its first wish or conditional ("I live in Oslo but I wish I lived by
     the sea" -> "I live in Oslo but"); "" when it opens with one."""
     low = sentence.lower()
-    if _HYPOTHETICAL_START.match(low):
+    if _HYPOTHETICAL_START.match(low) or _COUNTERFACTUAL.search(low):
         return ""
     m = _HYPOTHETICAL.search(low)
     if not m:
