@@ -35,13 +35,10 @@ from memgrpc.embed import load_embedder
 from memgrpc.server.app import start
 from memgrpc.server.logging import configure_logging
 from memgrpc.v1 import conflicts_pb2 as cpb
-from memgrpc.v1 import conflicts_pb2_grpc
+from memgrpc.v1 import conflicts_pb2_grpc, memory_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
-from memgrpc.v1 import memory_pb2_grpc
 from memgrpc.v1 import sessions_pb2 as spb
-from memgrpc.v1 import sessions_pb2_grpc
 from memgrpc.v1 import users_pb2 as upb
-from memgrpc.v1 import users_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "bench" / "intelligence_dev.json"
@@ -207,11 +204,7 @@ async def check(st: Stubs, user: str, expect: dict[str, Any], ids: list[str]) ->
 async def resolve(st: Stubs, user: str, found: list[cpb.Conflict], x: str) -> list[str]:
     pending = [c for c in found if c.status == cpb.CONFLICT_STATUS_PENDING]
     target = next(
-        (
-            c
-            for c in pending
-            if any(_has(o, x) for q in c.clarifying_questions for o in q.options)
-        ),
+        (c for c in pending if any(_has(o, x) for q in c.clarifying_questions for o in q.options)),
         None,
     )
     if target is None:
@@ -246,34 +239,37 @@ def kind(scenario_id: str) -> str:
     return re.split(r"[-_]", scenario_id)[0]
 
 
+def _scripted_facts(body: dict[str, Any]) -> dict[str, Any]:
+    """One fact per user message the extractor showed (its prompt's last message is a JSON
+    payload with the messages and their ids), quoting the message."""
+    payload = json.loads(body["messages"][-1]["content"])
+    return {
+        "facts": [
+            {
+                "content": f"User said: {m['content']}",
+                "type": "fact",
+                "source_message_ids": [m["id"]],
+            }
+            for m in payload.get("messages", [])
+            if m.get("role") == "user"
+        ]
+    }
+
+
 @asynccontextmanager
 async def scripted_llm() -> AsyncIterator[str]:
-    """An OpenAI-compatible /chat/completions on loopback that answers every extraction request
-    with one fact per user message it was shown, quoting the message (plumbing, not quality)."""
+    """An OpenAI-compatible /chat/completions on loopback, streaming (server-sent events) a
+    scripted extraction answer: plumbing end to end, not quality."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
-        body = json.loads(await reader.readexactly(length))
-        prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
-        facts = [
-            {"content": f"User said: {text}", "type": "fact", "source_message_ids": [mid]}
-            for mid, text in re.findall(r'"id":\s*"([^"]+)",\s*"role":\s*"user",\s*"content":\s*"([^"]*)"', prompt)
-        ]
-        reply = json.dumps({"facts": facts})
-        payload = json.dumps(
-            {
-                "id": "scripted",
-                "object": "chat.completion",
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
-                ],
-            }
-        ).encode()
+        found = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        body = json.loads(await reader.readexactly(int(found.group(1)) if found else 0))
+        chunk = {"choices": [{"index": 0, "delta": {"content": json.dumps(_scripted_facts(body))}}]}
+        events = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
         writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-            + payload
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+            + events
         )
         await writer.drain()
         writer.close()
@@ -336,8 +332,7 @@ async def main() -> int:
     kinds_held = Counter(kind(i) for i in held)
     lines = [f"extractor `{args.extractor}`: {len(held)} of {len(results)} scenarios hold"]
     lines.append(
-        "per kind: "
-        + ", ".join(f"{k} {kinds_held[k]}/{n}" for k, n in sorted(kinds.items()))
+        "per kind: " + ", ".join(f"{k} {kinds_held[k]}/{n}" for k, n in sorted(kinds.items()))
     )
     for i, f in results.items():
         if f:
@@ -347,8 +342,9 @@ async def main() -> int:
         lines.append(f"baseline (no extraction, summary only): {base_held} of {len(baseline)} hold")
     summary = benchdoc.Summary(
         f"{len(held)} of {len(results)} scenarios hold (extractor {args.extractor})",
-        f"no extraction: {base_held} of {len(results)}" if base_held is not None else
-        "none (the LLM is scripted: plumbing only)",
+        f"no extraction: {base_held} of {len(results)}"
+        if base_held is not None
+        else "none (the LLM is scripted: plumbing only)",
         f">= {TARGET} of 32 with rules: "
         + ("met" if args.extractor == "rules" and len(held) >= TARGET else "NOT met")
         if args.extractor == "rules"
