@@ -61,7 +61,7 @@ ENV: Mapping[str, str] = {
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key"})
 CHAT_PROVIDERS = ("local", "openai")
-EXTRACTORS = ("rules", "llm")
+EXTRACTORS = ("rules", "llm", "none")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # auto: uvloop where installed
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -113,8 +113,8 @@ class ServerConfig:
     openai_timeout_s: float = 60.0
     # the server's asyncio event loop (cli._run)
     event_loop: str = "auto"
-    # fact extraction when sessions are processed (core/intelligence/step.py): rules (offline)
-    # or llm (the openai provider's endpoint and model); llm may fall back to rules on failure
+    # fact extraction when sessions are processed (core/intelligence/step.py): rules (offline),
+    # llm (the openai provider's endpoint and model; may fall back to rules on failure) or none
     extractor: str = "rules"
     extractor_fallback: str | None = None
     # a processing job whose session stayed PROCESSING this long while no replica ran it (its

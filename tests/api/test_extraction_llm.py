@@ -300,3 +300,17 @@ async def test_concurrent_sessions_of_one_user_do_not_duplicate(
     assert all(j.state == spb.JOB_STATE_DONE for j in jobs)
     bees = await llm_conv.matching(user, "bees")
     assert len(bees) == 1 and bees[0].mention_count == 2
+
+
+async def test_extractor_none_processes_without_extraction(
+    tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    config = make_config(tmp_path, "mgk_test_" + secrets.token_urlsafe(24), extractor="none")
+    running = await start(config, embedder=shared_embedder)
+    try:
+        async for conv in _conv(running):
+            job = await conv.talk("no-extraction", "I live in Graz and I love hiking.")
+            assert job.stats.extractor == "" and job.stats.facts_extracted == 0
+            assert await conv.extracted("no-extraction") == []
+    finally:
+        await running.stop(1.0)

@@ -138,13 +138,13 @@ class Conversations:
         store: Store,
         memories: MemoryService,
         embedder: BatchingEmbedder,
-        extract: ExtractFacts,
+        extract: ExtractFacts | None,
         conflicts: ConflictService,
     ) -> Conversations:
         idempotency = Idempotency(store)
         session_store = SessionStore(store)
         messages = MessageService(store, memories, session_store)
-        steps = [*default_steps(embedder), extract]
+        steps = [*default_steps(embedder), *([extract] if extract is not None else [])]
         jobs = JobRunner(store, session_store, messages, memories, steps)
         data = UserData(
             store, memories.users, jobs, idempotency, memories.cache, session_store, messages
@@ -198,9 +198,11 @@ class Chats:
 
 def build_extract_step(
     config: ServerConfig, providers: Providers, reconciler: Reconciler
-) -> ExtractFacts:
+) -> ExtractFacts | None:
     """The extraction step with the extractor MEMGRPC_EXTRACTOR names (config has checked that
     llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback."""
+    if config.extractor == "none":
+        return None
     rules = RulesExtractor()
     if config.extractor != "llm":
         return ExtractFacts(rules, reconciler, actions=session_actions)
@@ -221,7 +223,7 @@ class Intelligence:
     """What processing derives from conversations: extraction, reconciliation, profiles."""
 
     reconciler: Reconciler
-    extract: ExtractFacts
+    extract: ExtractFacts | None  # None: MEMGRPC_EXTRACTOR=none
     profiles: Profiles
 
 
