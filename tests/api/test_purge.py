@@ -39,7 +39,8 @@ async def _populate(
     s = await sessions.CreateSession(new_session(user, request_id=f"cs-{user}"), metadata=md(key))
     await sessions.AddMessages(
         add(s.id, msg(f"{user} likes sailing in Croatia."), msg("Noted.", role="assistant"),
-            request_id=f"am-{user}"),
+            # two homes without a change marker: extraction opens a merge conflict
+            msg("I live in Oslo."), msg("I live in Bergen."), request_id=f"am-{user}"),
         metadata=md(key),
     )  # fmt: skip
     m = await memory_stub.CreateMemory(mem(user, f"{user} has a dog"), metadata=md(key))
