@@ -17,6 +17,7 @@ from memgrpc.core.conversation.records import (
     SessionStatus,
     User,
 )
+from memgrpc.core.intelligence.profiles import ProfileFact
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.memory.model import (
     MEMORY_TYPES,
@@ -333,4 +334,14 @@ def job_to_pb(j: Job) -> sessions_pb.Job:
             versions_made=j.stats.versions_made,
             conflicts_opened=j.stats.conflicts_opened,
         ),
+    )
+
+
+def profile_fact_to_pb(f: ProfileFact) -> users_pb.ProfileFact:
+    return users_pb.ProfileFact(
+        value=f.value,
+        values=f.values,
+        memory_id=f.memory_id,
+        version=f.version,
+        update_time=to_ts(f.update_time),
     )

@@ -11,7 +11,7 @@ from memgrpc.api import convert
 from memgrpc.core.access import principal
 from memgrpc.core.conversation.users import UserService
 from memgrpc.core.intelligence.actions import Action, Actions
-from memgrpc.core.intelligence.profiles import ProfileFact, Profiles
+from memgrpc.core.intelligence.profiles import Profiles
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.kernel.paging import PageRequest
@@ -157,7 +157,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     ) -> pb.Profile:
         facts = await self.profiles.get(principal.current().project_id, request.user_id)
         return pb.Profile(
-            user_id=request.user_id, facts={k: _profile_fact(f) for k, f in facts.items()}
+            user_id=request.user_id,
+            facts={k: convert.profile_fact_to_pb(f) for k, f in facts.items()},
         )
 
     async def ExtractProfile(
@@ -175,18 +176,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
 
         async def compute() -> tuple[bytes, str]:
             fact = await self.profiles.save(project, request.user_id, request.slot, request.value)
-            return _profile_fact(fact).SerializeToString(), request.user_id
+            return convert.profile_fact_to_pb(fact).SerializeToString(), request.user_id
 
         return pb.ProfileFact.FromString(
             await self._once("SaveProfileFact", request.request_id, compute)
         )
-
-
-def _profile_fact(f: ProfileFact) -> pb.ProfileFact:
-    return pb.ProfileFact(
-        value=f.value,
-        values=f.values,
-        memory_id=f.memory_id,
-        version=f.version,
-        update_time=convert.to_ts(f.update_time),
-    )

@@ -163,8 +163,10 @@ class Conversations:
 
 @dataclass
 class Chats:
-    """Chat turns (streamed and background) and the LLM providers they run on."""
+    """Chat turns (streamed and background), the context they (and GetContext) assemble, and
+    the LLM providers they run on."""
 
+    context: ContextService
     service: ChatService
     background: BackgroundChats
     replays: ChatReplays
@@ -179,15 +181,17 @@ class Chats:
         conv: Conversations,
         embedder: BatchingEmbedder,
         providers: Providers,
+        profiles: Profiles,
     ) -> Chats:
-        context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
+        context = ContextService(
+            memories, SessionMessages(conv.sessions, conv.messages), embedder, profiles
+        )
         service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
         background = BackgroundChats(store, service, memories)
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
-        return cls(
-            service, background, ChatReplays(store, service, conv.sessions, memories), providers
-        )
+        replays = ChatReplays(store, service, conv.sessions, memories)
+        return cls(context, service, background, replays, providers)
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
@@ -346,7 +350,9 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
-        chat=Chats.build(config, store, memories, conversations, batching, providers),
+        chat=Chats.build(
+            config, store, memories, conversations, batching, providers, intel.profiles
+        ),
         intelligence=intel,
     )
     try:
@@ -405,11 +411,7 @@ async def start(
             SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server
         )
         context_pb2_grpc.add_ContextServiceServicer_to_server(
-            ContextServicer(
-                ContextService(
-                    app.memories, SessionMessages(conv.sessions, conv.messages), app.embedder
-                )
-            ),
+            ContextServicer(app.chat.context),
             server,
         )
         chat_pb2_grpc.add_ChatServiceServicer_to_server(

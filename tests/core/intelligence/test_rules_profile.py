@@ -326,6 +326,14 @@ def test_several_values_of_a_list_slot() -> None:
 
 
 @pytest.mark.parametrize(
+    "text", ["I'm allergic to peanuts, sadly.", "I'm allergic to peanuts, unfortunately."]
+)
+def test_an_aside_after_a_list_is_not_an_item(text: str) -> None:
+    got = {f.value for f in facts(text) if f.slot == "allergies"}
+    assert got == {"peanuts"}
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "My sister is vegan.",

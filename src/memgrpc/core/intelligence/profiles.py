@@ -114,6 +114,10 @@ class Profiles:
         await self._require_user(project_id, user_id)
         return profile_facts(await self._rec.current(project_id, user_id))
 
+    async def facts(self, project_id: str, user_id: str) -> dict[str, ProfileFact]:
+        """The profile without the user check (an unknown user has none): what context shows."""
+        return profile_facts(await self._rec.current(project_id, user_id, SLOTS))
+
     async def save(self, project_id: str, user_id: str, slot: str, value: str) -> ProfileFact:
         v = Violations()
         validation.check_id(v, "user_id", user_id, required=True)

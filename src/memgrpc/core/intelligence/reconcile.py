@@ -195,11 +195,14 @@ class Reconciler:
     def lock(self, project_id: str, user_id: str) -> AbstractAsyncContextManager[None]:
         return self.locks.hold(f"{project_id}/{user_id}")
 
-    async def current(self, project_id: str, user_id: str) -> list[Memory]:
-        """The user's current extracted memories (not archived), oldest first."""
+    async def current(
+        self, project_id: str, user_id: str, slots: tuple[str, ...] = ()
+    ) -> list[Memory]:
+        """The user's current extracted memories (not archived), oldest first; only those
+        backing one of `slots` when given."""
         out: list[Memory] = []
         token = ""
-        q = MemoryQuery(user_id=user_id, origins=("extracted",))
+        q = MemoryQuery(user_id=user_id, origins=("extracted",), profile_slots=slots)
         while True:
             page = await self._memories.list(
                 project_id, q, PageRequest(size=_PAGE, token=token, order_by="create_time asc")

@@ -330,6 +330,13 @@ _ALLERGY_NOUN = re.compile(
 _INTOLERANT = re.compile(r"(?i)\b(?:i'm|i am)\s+(lactose|gluten)[ -]intolerant\b|"
                          r"\bintolerant to\s+(\w+)|\b(\w+) intolerance\b")  # fmt: skip
 _NOT_ALLERGEN = wordset("a an the any some severe bad mild food my and or also have")
+# words that close a list as an aside, not an item ("peanuts, sadly", "shellfish, though")
+_ASIDE = wordset("though too lol haha sadly unfortunately apparently honestly seriously really")
+
+
+def _aside(ws: list[str]) -> bool:
+    """A list item that is an aside: one adverb ("sadly", "obviously") or filler word."""
+    return len(ws) == 1 and (ws[0].lower() in _ASIDE or ws[0].lower().endswith("ly"))
 
 
 def allergy_hits(s: str) -> list[Hit]:
@@ -343,7 +350,7 @@ def allergy_hits(s: str) -> list[Hit]:
         text = re.split(r"(?i)\b(?:so|but|which|because|since|that)\b|[.;!]", m.group(1))[0]
         for part in re.split(r"(?i),|\band\b|\bor\b", text):
             ws = [w for w in words(part) if w.lower() not in _NOT_ALLERGEN]
-            if ws and len(ws) <= 3:
+            if ws and len(ws) <= 3 and not _aside(ws):
                 items.append(" ".join(ws).lower())
     for m2 in _ALLERGY_NOUN.finditer(s):
         ws = [w for w in m2.group(1).split() if w.lower() not in _NOT_ALLERGEN]
