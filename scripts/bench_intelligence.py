@@ -236,7 +236,9 @@ async def resolve(st: Stubs, user: str, found: list[cpb.Conflict], x: str) -> li
 
 
 def kind(scenario_id: str) -> str:
-    return re.split(r"[-_]", scenario_id)[0]
+    """The scenario's kind: its id's first word (after a set prefix such as `ho-`)."""
+    words = re.split(r"[-_]", scenario_id)
+    return words[1] if words[0] == "ho" and len(words) > 1 else words[0]
 
 
 def _scripted_facts(body: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,9 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _USERS + "UpdateUser": Scope.WRITE,
     _USERS + "DeleteUser": Scope.WRITE,
     _USERS + "RecordAction": Scope.WRITE,
+    _USERS + "GetProfile": Scope.READ,
+    _USERS + "ExtractProfile": Scope.READ,  # writes nothing
+    _USERS + "SaveProfileFact": Scope.WRITE,
     # SessionService
     _SESSIONS + "GetSession": Scope.READ,
     _SESSIONS + "ListSessions": Scope.READ,
