@@ -197,6 +197,10 @@ class IndexCache:
             del self._users[key]
 
 
+# memories memgrpc derived from a user's turns: they rank beside those turns, not above them
+DERIVED_ORIGINS = ("extracted", "summary")
+
+
 def _put(user: CachedUser, row: dict[str, Any]) -> None:
     m = rowconv.from_row(row)
     old = user.memories.get(m.id)
@@ -216,6 +220,7 @@ def _put(user: CachedUser, row: dict[str, Any]) -> None:
         session=m.session_id,
         position=m.seq,
         time=m.event_time,
+        derived=m.origin in DERIVED_ORIGINS,
     )
 
 
