@@ -12,8 +12,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from memgrpc.core.intelligence.conflict_answers import BOTH
-from memgrpc.core.intelligence.conflict_rows import Conflict
+from memgrpc.core.intelligence.conflicts.answers import BOTH
+from memgrpc.core.intelligence.conflicts.rows import Conflict
 from memgrpc.core.kernel.errors import DomainError, InvalidArgument
 from memgrpc.core.memory.model import Memory, Patch
 from memgrpc.store.filters import Where

@@ -7,7 +7,6 @@ rules when configured."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import secrets
 import uuid
@@ -29,7 +28,6 @@ from tests.intelhelpers import Conv
 from tests.llm.fakellm import FakeLLM, Seen
 
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
-HAS_CONFLICTS = importlib.util.find_spec("memgrpc.core.intelligence.conflicts") is not None
 
 
 class ScriptedLLM(FakeLLM):
@@ -243,7 +241,6 @@ async def test_fallback_to_rules_when_the_llm_fails(fallback_conv: Conv, fake: S
     assert job.stats.extractor == "llm" and job.stats.facts_added == 1
 
 
-@pytest.mark.skipif(not HAS_CONFLICTS, reason="needs ConflictService (the conflicts branch)")
 async def test_llm_contradiction_opens_a_conflict(llm_conv: Conv, fake: ScriptedLLM) -> None:
     user = uid("contra")
     fake.answer = lambda p: {

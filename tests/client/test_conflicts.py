@@ -23,7 +23,7 @@ from memgrpc.client import (
     MergeConflictNotFoundError,
     NotFoundError,
 )
-from memgrpc.core.intelligence.conflict_answers import BOTH
+from memgrpc.core.intelligence.conflicts.answers import BOTH
 from memgrpc.core.memory.model import Memory
 from tests.client.conftest import FAST
 from tests.conftest import NewKey, ServerHandle

@@ -6,8 +6,8 @@ import grpc
 
 from memgrpc.api import convert
 from memgrpc.core.access import principal
-from memgrpc.core.intelligence.conflict_rows import CONFLICT_STATUSES, Answer, Conflict
 from memgrpc.core.intelligence.conflicts import ConflictService
+from memgrpc.core.intelligence.conflicts.rows import CONFLICT_STATUSES, Answer, Conflict
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import conflicts_pb2 as pb
 from memgrpc.v1 import conflicts_pb2_grpc

@@ -66,7 +66,7 @@ _FLIP = frozenset(
 
 
 class ConflictOpener(Protocol):
-    """ConflictService (core/intelligence/conflicts.py): opens a merge conflict holding
+    """ConflictService (core/intelligence/conflicts/): opens a merge conflict holding
     `new_memory` against `conflicting` (memory, reason) pairs; `key` makes it idempotent
     (`created` False when that key's conflict exists already)."""
 

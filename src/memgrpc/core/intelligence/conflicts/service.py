@@ -21,12 +21,12 @@ from typing import Any
 
 import structlog
 
-from memgrpc.core.intelligence.conflict_answers import (
+from memgrpc.core.intelligence.conflicts.answers import (
     check_answers,
     match,
     questions_for,
 )
-from memgrpc.core.intelligence.conflict_rows import (
+from memgrpc.core.intelligence.conflicts.rows import (
     CONFLICT_STATUSES,
     OPEN_STATUSES,
     Answer,

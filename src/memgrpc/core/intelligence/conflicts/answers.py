@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memgrpc.core.intelligence.conflict_rows import Answer, ClarifyingQuestion, dumps
+from memgrpc.core.intelligence.conflicts.rows import Answer, ClarifyingQuestion, dumps
 from memgrpc.core.kernel.errors import FieldViolation, InvalidArgument, Violations
 from memgrpc.core.memory.model import Memory
 
