@@ -225,10 +225,23 @@ def test_a_job_without_an_end_is_no_change(text: str) -> None:
     assert fact is None or not fact.change, facts(text)
 
 
-def test_leaving_a_named_employer_ends_it() -> None:
-    out = facts("I quit my job at Bolt, I'm a pastry chef now.")
-    ended = [f for f in out if f.slot == "employer"]
-    assert ended and ended[0].value == "Bolt" and ended[0].negated and ended[0].change, out
+@pytest.mark.parametrize(
+    ("text", "org"),
+    [
+        ("I quit my job at Bolt, I'm a pastry chef now.", "Bolt"),
+        ("Got laid off from Vantor last week.", "Vantor"),
+        ("I was let go by Quillsoft in the restructuring.", "Quillsoft"),
+        ("I resigned from Harlow & Finch to go freelance.", "Harlow"),
+    ],
+)
+def test_leaving_a_named_employer_ends_it(text: str, org: str) -> None:
+    ended = [f for f in facts(text) if f.slot == "employer"]
+    assert ended and ended[0].value == org and ended[0].negated and ended[0].change, facts(text)
+
+
+@pytest.mark.parametrize("text", ["I left Lisbon in 2019.", "Quit Berlin for the countryside."])
+def test_leaving_a_place_ends_no_employer(text: str) -> None:
+    assert not [f for f in facts(text) if f.slot == "employer"], facts(text)
 
 
 # -- 5. habits beyond smoking -------------------------------------------------------------------

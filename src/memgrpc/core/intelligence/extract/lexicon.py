@@ -28,11 +28,16 @@ OCCUPATIONS = wordset("""
     translator tutor hygienist vet veterinarian waiter waitress welder writer zoologist
     ceo cto cfo founder cofounder co-founder owner supervisor recruiter marketer strategist
     sailor firefighter paramedic carer caregiver housekeeper mathematician copywriter
+    groomer florist plasterer roofer tiler decorator upholsterer cobbler jeweller jeweler
+    optometrist sommelier chauffeur stylist dispatcher podiatrist chiropractor porter labourer
+    laborer foreman mason bricklayer glazier joiner locksmith
     """)
 # Statuses that fill the occupation slot without "a".
 OCCUPATION_STATES = wordset("retired unemployed self-employed freelancing")
 # "I'm a big fan", "I'm a night owl": the noun after "a" that is not a job.
-NOT_OCCUPATION = wordset("fan person owl lover type bit kind sort")
+NOT_OCCUPATION = wordset(
+    "fan person owl lover type bit kind sort troublemaker peacemaker wordsmith"
+)
 
 DIETS = {
     "vegan": "vegan",

@@ -109,7 +109,8 @@ def extract_facts(messages: Iterable[Message]) -> list[Fact]:
             # occupation said with or after the end of the old job is a change
             ended = ended or _ends_job(sentence)
             if ended:
-                out = [replace(f, change=True) if f.slot == "occupation" else f for f in out]
+                out = [replace(f, change=True) if f.slot in ("occupation", "employer") else f
+                       for f in out]  # fmt: skip
             facts.extend(out)
     return _merge(_settle_from(facts))
 

@@ -208,7 +208,9 @@ def _is_job(word: str) -> bool:
     w = word.lower()
     if w in NOT_OCCUPATION:
         return False
-    return w in OCCUPATIONS or w.endswith(("ologist", "ician", "grapher", "ographer"))
+    return w in OCCUPATIONS or w.endswith(
+        ("ologist", "ician", "grapher", "ographer", "smith", "maker", "wright", "monger")
+    )
 
 
 def occupation_hits(s: str) -> list[Hit]:
@@ -273,13 +275,15 @@ def left_employer_hits(sentence: str) -> list[Hit]:
         if org := cap_run(sentence[m.end() :]):
             out.append(Hit("employer", org, change=True, negated=True))
     quit_at = (
-        r"(?i)\bi\s+(?:just\s+|finally\s+|recently\s+)?(?:left|quit|resigned from)\s+"
+        r"(?i)\bi\s+(?:just\s+|finally\s+|recently\s+)?(?:left|quit|(resigned from|(?:got|was) "
+        r"(?:laid off|fired|let go|sacked|made redundant) (?:from|by)))\s+"
         r"(?:(?:my|the|a)\s+(?:[\w-]+\s+)?(?:job|role|position|post)\s+(?:at|with)\s+)?"
     )
     for m in re.finditer(quit_at, sentence):
         org = cap_run(sentence[m.end() :])
         rest = sentence[m.end() :]
-        if org and (_WORK_CONTEXT.search(rest) or occupation_hits(rest)):
+        # "I left London" is a move: a job is in sight, or the user resigned or was let go
+        if org and (m.group(1) or _WORK_CONTEXT.search(rest) or occupation_hits(rest)):
             out.append(Hit("employer", org, change=True, negated=True))
     return out
 
