@@ -232,6 +232,7 @@ def test_a_job_without_an_end_is_no_change(text: str) -> None:
         ("Got laid off from Vantor last week.", "Vantor"),
         ("I was let go by Quillsoft in the restructuring.", "Quillsoft"),
         ("I resigned from Harlow & Finch to go freelance.", "Harlow"),
+        ("Left Copperleaf in May, freelancing now.", "Copperleaf"),
     ],
 )
 def test_leaving_a_named_employer_ends_it(text: str, org: str) -> None:
@@ -239,7 +240,9 @@ def test_leaving_a_named_employer_ends_it(text: str, org: str) -> None:
     assert ended and ended[0].value == org and ended[0].negated and ended[0].change, facts(text)
 
 
-@pytest.mark.parametrize("text", ["I left Lisbon in 2019.", "Quit Berlin for the countryside."])
+@pytest.mark.parametrize(
+    "text", ["I left Lisbon in 2019.", "Quit Berlin for the countryside.", "Left the keys at home."]
+)
 def test_leaving_a_place_ends_no_employer(text: str) -> None:
     assert not [f for f in facts(text) if f.slot == "employer"], facts(text)
 

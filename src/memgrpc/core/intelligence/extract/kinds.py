@@ -61,7 +61,9 @@ _HABITUAL_PREF = re.compile(
     r"^(?:i|we) (?:switched|changed|set|turned|enabled|disabled) (?:the |my |our )?[\w -]{2,30}? "
     r"(?:to|on|off)\b"
 )
-_PRONOUN_OBJECT = re.compile(r"(?i)^(?:it|that|this|you|your|them|those|these|him|her|the idea)\b")
+_PRONOUN_OBJECT = re.compile(
+    r"(?i)^(?:it|that|this|you|your|them|those|these|him|her|the idea|when (?:that|it|this))\b"
+)
 # "Jazz isn't really my thing", "Sushi is not for me", "Board games are my jam"
 _MY_THING = re.compile(
     r"(?i)^(.+?)\s+(?:(isn't|aren't|is not|are not|'s not|'re not)|is|are|'s|'re)\s+"
@@ -399,7 +401,7 @@ def other(text: str) -> Kind:
 
 
 _LEAD_THEM = {
-    "I": "they", "I'm": "they're", "me": "them", "my": "their", "we": "they", "we're": "they're",
+    "I was": "they were", "I": "they", "I'm": "they're", "me": "them", "my": "their", "we": "they", "we're": "they're",
     "our": "their", "us": "them",
 }  # fmt: skip
 
@@ -411,7 +413,7 @@ def content_of(statement: str, lead_in: str = "") -> str:
         if first.lower() not in CALENDAR and not (first.isupper() and len(first) > 1):
             lead_in = lead_in[0].lower() + lead_in[1:]
         # "when I travel" -> "when they travel"
-        lead_in = re.sub(r"\b(?:I|I'm|me|my|we|we're|our|us)\b", lambda w: _LEAD_THEM[w.group()],
+        lead_in = re.sub(r"\b(?:I was|I|I'm|me|my|we|we're|our|us)\b", lambda w: _LEAD_THEM[w.group()],
                          lead_in)  # fmt: skip
         out = out[:-1] + ", " + lead_in + "."
     return out

@@ -251,7 +251,10 @@ _EMPLOYER = [
     (rf"(?i){_I}{_ADV}\s+(?:joined|started at|got a job at|moved to work at)\s+", True),
     (r"(?i)\bmy (?:employer|company) is\s+", False),
 ]
-_WORK_CONTEXT = re.compile(r"(?i)\b(?:became|become|joined|job|company|firm|work|career|role)\b")
+_WORK_CONTEXT = re.compile(
+    r"(?i)\b(?:became|become|joined|job|company|firm|work|career|role|freelanc\w*|self-employed|"
+    r"startup|hired|promoted)\b"
+)
 
 
 def employer_hits(s: str) -> list[Hit]:
