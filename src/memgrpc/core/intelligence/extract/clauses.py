@@ -47,7 +47,8 @@ _ADVS = r"(?:(?:just|also|recently|finally|actually|really|still|only|now|totall
 # subject it drops. Read only at the start of a sentence or after a clause about the user, so
 # "my sister moved to Oslo, started a new job" stays hers.
 _DROP_I = (
-    r"(?:(?:turned|moved|relocated|started|quit|left (?=(?-i:[A-Z])|my |the \w+ job)|got (?:a|an|my|married|engaged|divorced|back|"
+    r"(?:(?:turned|moved|relocated|started|quit|left (?=(?-i:[A-Z])|my |the \w+ job)|"
+    r"got (?:a|an|my|married|engaged|divorced|back|"
     r"into|rid|laid off|fired|let go|sacked|promoted|made redundant)|bought|sold|adopted|joined|"
     r"became|switched|finished|graduated|retired|gave up|"
     r"stopped|took up|picked up|signed up|went (?:vegan|vegetarian|back|freelance|part-time)|"
