@@ -216,3 +216,64 @@ async def test_actions_recorded_in_a_session_feed_extraction(conv: Conv) -> None
     assert job.state == spb.JOB_STATE_DONE
     dark = await conv.matching(user, "dark")
     assert len(dark) == 1 and list(dark[0].source_message_ids) == [action.memory.id]
+
+
+async def test_a_new_job_after_quitting_the_old_one_is_a_version_not_a_conflict(
+    conv: Conv,
+) -> None:
+    user = uid("job")
+    await conv.talk(user, "I'm a line cook at a diner on the high street.")
+    first = (await conv.profile(user))["occupation"]
+    job = await conv.talk(user, "Quit the diner job, I'm a dog groomer now.")
+    now = (await conv.profile(user))["occupation"]
+    assert "groomer" in now.value and now.memory_id == first.memory_id and now.version == 2
+    assert job.stats.conflicts_opened == 0 and await conv.conflicts(user) == []
+    versions = await conv.versions(now.memory_id)
+    assert "cook" in versions[1].content and versions[1].expire_reason == "SUPERSEDED"
+
+
+async def test_a_named_employer_ends_when_the_job_is_quit(conv: Conv) -> None:
+    user = uid("employer")
+    await conv.talk(user, "I work at Brightline as a courier.")
+    job = await conv.talk(user, "Got laid off from Brightline. I'm a locksmith now.")
+    profile = await conv.profile(user)
+    assert "locksmith" in profile["occupation"].value
+    # the employer's memory is versioned into the end; the profile shows no employer
+    assert "employer" not in profile
+    brightline = await conv.matching(user, "Brightline")
+    assert len(brightline) == 1 and "no longer" in brightline[0].content
+    assert len(await conv.versions(brightline[0].id)) == 2
+    assert job.stats.conflicts_opened == 0
+
+
+async def test_quitting_coffee_supersedes_the_coffee_habit(conv: Conv) -> None:
+    user = uid("coffee")
+    await conv.talk(user, "I drink about six espressos a day.")
+    job = await conv.talk(user, "I gave up caffeine in March, feel way calmer.")
+    coffee = [m for m in await conv.extracted(user) if "caffeine" in m.content.lower() or
+              "espresso" in m.content.lower()]  # fmt: skip
+    assert len(coffee) == 1 and "gave up" in coffee[0].content, [m.content for m in coffee]
+    versions = await conv.versions(coffee[0].id)
+    assert len(versions) == 2 and "espressos" in versions[1].content
+    assert job.stats.versions_made == 1 and job.stats.conflicts_opened == 0
+
+
+async def test_a_thing_said_not_owned_then_mentioned_as_mine_opens_a_conflict(
+    conv: Conv,
+) -> None:
+    user = uid("bike")
+    await conv.talk(user, "We don't have a bike, we walk everywhere.")
+    job = await conv.talk(user, "My bike has a puncture again, third time this month.")
+    assert job.stats.conflicts_opened == 1
+    conflicts = await conv.conflicts(user)
+    assert len(conflicts) == 1 and "bike" in conflicts[0].new_memory.content.lower()
+    assert any(len(q.options) >= 2 for q in conflicts[0].clarifying_questions)
+
+
+async def test_buying_the_thing_after_not_owning_it_is_a_change(conv: Conv) -> None:
+    user = uid("car")
+    await conv.talk(user, "I don't own a car.")
+    job = await conv.talk(user, "I finally bought a car last weekend, a little hatchback.")
+    assert job.stats.conflicts_opened == 0 and job.stats.versions_made == 1
+    car = await conv.matching(user, "car")
+    assert len(car) == 1 and "bought" in car[0].content

@@ -17,6 +17,7 @@ from memgrpc.core.intelligence.extract.lexicon import (
     PET_KIND,
     PETS,
     PLAYABLE,
+    POSSESSIONS,
     TOPIC_WORDS,
 )
 from memgrpc.core.intelligence.extract.text import cap_run, third_person, words
@@ -40,13 +41,13 @@ _ADV = r"(?:(?:really|absolutely|just|also|kind of|kinda|totally|honestly|truly|
     r"still|actually|do|deeply|secretly|always|sort of)\s+)*"  # fmt: skip
 _SUBJ = r"^(?:i|we)(?:'m|'re| am| are)?\s+"
 _LIKE = re.compile(
-    rf"(?i){_SUBJ}{_ADV}(love|like|enjoy|adore|prefer|fancy|(?:am |'m )?(?:a (?:big |huge )?fan "
+    rf"(?i){_SUBJ}{_ADV}(love|like|enjoy|adore|prefer|fancy|(?:am |'m )?(?:(?:a )?(?:big |huge |massive )?fan "
     rf"of|into|obsessed with|crazy about|fond of|passionate about)|can't get enough of)\s+(.+)"
 )
 _DISLIKE = re.compile(
     rf"(?i){_SUBJ}{_ADV}(hate|dislike|detest|loathe|despise|can't stand|cannot stand|can't bear|"
-    rf"don't like|do not like|don't enjoy|do not enjoy|don't care for|(?:am |'m )?not (?:a "
-    rf"(?:big )?fan of|into|keen on))\s+(.+)"
+    rf"don't like|do not like|don't enjoy|do not enjoy|don't care for|(?:am |'m )?not "
+    rf"(?:really |exactly |much of )?(?:a (?:big |huge )?fan of|into|keen on|big on))\s+(.+)"
 )
 _FAVOURITE = re.compile(
     r"(?i)^(?:my|our) (?:all-time |absolute |current )?favou?rite ([\w -]{2,30}?) (?:is|are|"
@@ -55,11 +56,22 @@ _FAVOURITE = re.compile(
 _IS_FAVOURITE = re.compile(r"(?i)^(.+?) (?:is|are) (?:my|our) (?:all-time )?favou?rite\b")
 _HABITUAL_PREF = re.compile(
     r"(?i)^(?:i|we) (?:only|always|mostly|usually) (?:drink|eat|use|wear|buy|listen to|watch|"
-    r"read|order|take|choose|pick)\b|^(?:i|we) (?:stick to|swear by)\b|^(?:i|we)(?:'d| would) rather\b|"
+    r"read|order|take|choose|pick)\b|^(?:i|we) (?:stick to|swear by)\b|^(?:i|we)(?:'d| would) "
+    r"(?:much |far |way |always |definitely |honestly |really )?(?:rather|sooner)\b|"
     r"^(?:i|we) (?:switched|changed|set|turned|enabled|disabled) (?:the |my |our )?[\w -]{2,30}? "
     r"(?:to|on|off)\b"
 )
-_PRONOUN_OBJECT = re.compile(r"(?i)^(?:it|that|this|you|them|those|these|him|her|the idea)\b")
+_PRONOUN_OBJECT = re.compile(
+    r"(?i)^(?:it|that|this|you|your|them|those|these|him|her|the idea|when (?:that|it|this))\b"
+)
+# "Jazz isn't really my thing", "Sushi is not for me", "Board games are my jam"
+_MY_THING = re.compile(
+    r"(?i)^(.+?)\s+(?:(isn't|aren't|is not|are not|'s not|'re not)|is|are|'s|'re)\s+"
+    r"(?:really |exactly |quite |just |totally |so |very much |definitely )?"
+    r"(?:my (?:thing|jam|cup of tea|scene|kind of thing|style)|for me)\b"
+)
+# what trails a preference's object without being part of it ("crowded gyms at all")
+_TRAILER = re.compile(r"(?i)\s+(?:at all|really|much|either|any ?more|lol|haha|tbh|honestly)$")
 _CUT = re.compile(r"(?i)\s*(?:[,;.!]|\s(?:because|since|but|so that|when|although)\s).*$")
 
 _FUTURE = re.compile(
@@ -69,10 +81,16 @@ _FUTURE = re.compile(
     r"spring|autumn|fall|winter|year)|in (?:january|february|march|april|may|june|july|august|"
     r"september|october|november|december|\w+ (?:days|weeks|months))|on (?:monday|tuesday|"
     r"wednesday|thursday|friday|saturday|sunday))\b|"
+    r"\b(?:i'm|i am|we're|we are)\s+(?:going|flying|heading|travel+ing|driving|off|jetting|"
+    r"sailing|taking the train)(?:\s+(?:out|over|back|down|up|off|away))?\s+to\b.*\b(?:for (?:the|a|"
+    r"an|two|three|a few|a couple of|\d+) (?:weekend|week|weeks|days?|nights?|conference|wedding|"
+    r"holiday|vacation|trip|work trip|meeting|festival|funeral|match|concert|visit|break)|later|"
+    r"tonight)\b|"
     r"\b(?:i|we)(?:'ll| will| plan to| intend to| am going to|'m going to|'re going to|"
     r"'m planning|'m about to| have (?:a|an) (?:upcoming )?(?:\w+ )?(?:trip|flight|appointment|"
     r"interview|exam|wedding|holiday|vacation))\b|"
-    r"\b(?:i'm|i am|we're|we are) (?:going|flying|heading|travel+ing|moving) to\b|"
+    r"\b(?:i'm|i am|we're|we are) (?:going|flying|heading|travel+ing|moving|jetting)"
+    r"(?: (?:out|over|back|down|up|off|away))? to\b|"
     r"\b(?:i'm|i am|we're) (?:spending|visiting)\b"
 )
 _ROUTINE = re.compile(
@@ -122,6 +140,11 @@ _THEIR = {"my": "their", "our": "their", "me": "them", "myself": "themself", "i"
 
 def preference(text: str) -> Kind | None:
     """'I prefer aisle seats' -> likes 'aisle seats'; 'I can't stand jazz' -> dislikes."""
+    if (m := _MY_THING.match(text)) and not _PRONOUN_OBJECT.match(m.group(1)):
+        value = _obj(m.group(1))
+        slot = "dislikes" if m.group(2) else "likes"
+        if value and len(value.split()) <= 6:
+            return Kind("preference", ["preferences"], 0.5, slot, value)
     if m := _FAVOURITE.match(text):
         value = _obj(m.group(2))
         return Kind("preference", ["preferences"], 0.5, "likes", value) if value else None
@@ -129,7 +152,7 @@ def preference(text: str) -> Kind | None:
         return Kind("preference", ["preferences"], 0.5, "likes", _obj(m.group(1)))
     for pattern, slot in ((_DISLIKE, "dislikes"), (_LIKE, "likes")):
         if (m := pattern.match(text)) and not _PRONOUN_OBJECT.match(m.group(2)):
-            value = _obj(m.group(2))
+            value = _TRAILER.sub("", _obj(m.group(2)))
             if not value:
                 return None
             prefer = re.match(r"(?i)(.+?)\s+(?:over|to|rather than|instead of)\s+", value)
@@ -200,22 +223,150 @@ def family_owned(text: str) -> Kind | None:
 
 def habit(text: str) -> Kind | None:
     low = text.lower()
-    ws = set(words(low))
-    for topic, signal in TOPIC_WORDS.items():
-        hit = ws & signal
-        if topic == "drinking" and hit <= {"drink", "drinking"} and not _DRINK_ALONE.search(low):
-            continue
-        if hit:
-            ended = bool(_ENDED.search(low))
-            negated = ended or bool(_NEGATION.search(low))
-            return Kind("fact", ["health"], 0.6, topic=topic, negated=negated, change=ended)
-    if (ws & DIET_FOODS) and re.search(r"\b(?:eat|eating|ate|eats)\b", low):
+    topic = habit_topic(low)
+    if topic:
+        ended = bool(_ENDED.search(low))
+        negated = ended or bool(_NEGATION.search(low))
+        return Kind("fact", ["health"], 0.6, topic=topic, negated=negated, change=ended)
+    if (set(words(low)) & DIET_FOODS) and re.search(r"\b(?:eat|eating|ate|eats)\b", low):
         ended = bool(_ENDED.search(low))
         negated = ended or bool(_NEGATION.search(low))
         return Kind("fact", ["health"], 0.6, topic="diet", negated=negated, change=ended)
-    if ws & CONDITIONS or _HEALTH.search(low):
+    if set(words(low)) & CONDITIONS or _HEALTH.search(low):
         return Kind("fact", ["health"], 0.85, topic="health")
     return None
+
+
+# "two cans of Monster a day" / "quit Monster": a habit outside the lexicon, named by its noun
+_AMOUNT = (
+    r"(?:(?:about|around|like|at least|maybe|roughly|probably|easily|way too much|too much|too "
+    r"many|a lot of|lots of|loads of|a few|a couple of|several|one|two|three|four|five|six|"
+    r"seven|eight|nine|ten|a|an|\d+)\s+)*(?:(?:cups?|mugs?|glasses|glass|cans?|bottles?|packs?|"
+    r"packets?|pints?|shots?|bars?|pieces?|hours?|bags?|tins?)\s+of\s+)?"
+)
+_HABIT_DOING = re.compile(
+    r"^(?:i|we)\s+(?:(?:still|usually|probably|easily|normally|basically|literally)\s+)*(?:drink|"
+    rf"eat|smoke|chew|take|have|use|go through|get through)\s+{_AMOUNT}(?:my\s+)?([a-z][\w-]+)\b"
+    r"(?=.*\b(?:a|per|each|every) (?:day|night|week|morning|evening)\b|.*\b(?:daily|nightly)\b)"
+)
+_HABIT_ENDED = re.compile(
+    r"\b(?:quit|quitting|gave up|given up|giving up|stopped|cut out|kicked|ditched|no more)\s+"
+    rf"(?:on\s+)?(?:the\s+|my\s+)?{_AMOUNT}([a-z][\w-]+)\b"
+)
+_NOT_HABITS = frozenset(
+    ("job", "work", "job's", "gym", "team", "band", "company", "course", "class", "school",
+     "university", "college", "by", "at", "in", "to", "for", "and", "it", "that", "this", "the",
+     "a", "an", "my", "using", "because", "after", "when", "once", "last", "two", "years",
+     "months", "weeks", "altogether", "completely", "cold", "entirely", "recently", "back")
+)  # fmt: skip
+
+
+def habit_topic(low: str) -> str:
+    """The habit a lowercase statement is about: a lexicon topic by its earliest signal word
+    ("I quit coffee" -> "caffeine"), else the noun a habit phrase names ("two cans of Monster a
+    day" / "gave up Monster" -> "monster"); "" when it names none."""
+    best = (len(low) + 1, "")
+    for topic, signal in TOPIC_WORDS.items():
+        for word in signal:
+            m = re.search(rf"\b{re.escape(word)}\b", low)
+            if not m or m.start() >= best[0]:
+                continue
+            if word in ("drink", "drinking") and not _DRINK_ALONE.search(low):
+                continue
+            best = (m.start(), topic)
+    if best[1]:
+        return best[1]
+    m = _HABIT_DOING.match(low) or _HABIT_ENDED.search(low)
+    if not m or m.group(1) in _NOT_HABITS or m.group(1) in HOBBIES or m.group(1) in PLAYABLE:
+        return ""
+    if _WORK.search(low):
+        return ""
+    return _singular(m.group(1))
+
+
+def _singular(noun: str) -> str:
+    if noun.endswith("ies") and len(noun) > 4:
+        return noun[:-3] + "y"
+    if noun.endswith("s") and not noun.endswith(("ss", "us", "is")):
+        return noun[:-1]
+    return noun
+
+
+_SAME_THING = {
+    "bicycle": "bike", "motorcycle": "motorbike", "television": "tv", "apartment": "flat",
+    "condo": "flat", "couch": "sofa", "smartphone": "phone", "iphone": "phone",
+}  # fmt: skip
+_OWN_VERB = (
+    r"(?:own|owned|have|had|have got|'ve got|got|drive|drove|ride|use|keep|rent|need|want|"
+    r"bought|sold|got rid of|gave away|scrapped|traded in|lost|totalled|totaled|wrote off)"
+)
+_OWNING = re.compile(
+    r"^(?:i|we)(?:'ve)?\s+(?:(?:just|finally|recently|still|actually|really|also|even)\s+)*"
+    r"(?:(don't|do not|never|no longer|didn't|can't afford to|cannot afford to)\s+(?:even\s+)?)?"
+    rf"{_OWN_VERB}\b"
+)
+_ENDS_OWNING = re.compile(
+    r"(?:sold|got rid of|gave away|scrapped|traded in|lost|totalled|totaled|wrote off)$"
+)
+_MY = re.compile(r"(?i)\b(?:my|our)\s+")
+
+
+def _owned(noun: str) -> str:
+    n = _singular(noun.lower().strip(",.!?;:"))
+    n = _SAME_THING.get(n, n)
+    return n if n in POSSESSIONS else ""
+
+
+def _thing(after: str, *, whole: bool = False) -> str:
+    """The owned thing among the next few words ("a new car", "an old red bike", "any cars");
+    with `whole`, not the first half of a compound ("a car appointment", "a bike lane")."""
+    ws = after.split()
+    for i, w in enumerate(ws[:4]):
+        if noun := _owned(w):
+            following = ws[i + 1].lower().strip(",.!?;:") if i + 1 < len(ws) else ""
+            return "" if whole and following in _COMPOUND else noun
+        if w.lower().strip(",.!?;:") in _STOPS or w[-1:] in ",.!?;:":
+            return ""
+    return ""
+
+
+_COMPOUND = frozenset(
+    ("appointment", "park", "parking", "wash", "seat", "seats", "keys", "charger", "show", "shows",
+     "lane", "lanes", "rental", "hire", "loan", "sharing", "club", "lesson", "lessons", "class",
+     "tour", "ride", "trip", "journey", "screen", "case", "number", "repair", "repairs", "boot")
+)  # fmt: skip
+_STOPS = frozenset(
+    ("to", "for", "in", "at", "with", "and", "but", "or", "because", "since", "so", "when", "of",
+     "on", "from", "that", "which", "who", "it", "them", "is", "was", "are")
+)  # fmt: skip
+
+
+def possession(text: str) -> Kind | None:
+    """A thing the user owns or does not, on a topic per thing: "I don't own a car" (negated),
+    "I sold my bike" (an end), "I bought a car" (a change), "my car is in the shop" (owned)."""
+    m = _OWNING.match(text.lower())
+    if m and (noun := _thing(text[m.end() :], whole=True)):
+        verb = m.group().split()[-1]
+        ended = bool(_ENDS_OWNING.search(m.group()))
+        no = bool(re.match(r"(?i)\s+no\b", text[m.end() :]))
+        negated = ended or bool(m.group(1)) or no
+        change = ended or (verb in ("bought", "got") and not m.group(1))
+        if verb not in ("need", "want", "rent", "use"):
+            return Kind("fact", ["possessions"], 0.45, topic=f"possession:{noun}",
+                        negated=negated, change=change)  # fmt: skip
+    for m2 in _MY.finditer(text):
+        if noun := _thing(text[m2.end() :]):
+            return Kind("fact", ["possessions"], 0.4, topic=f"possession:{noun}")
+    return None
+
+
+# "spend most weekends foraging", "spend my free time restoring furniture": a pastime
+_SPEND = re.compile(
+    r"\bspen(?:d|ds|t|ding) (?:most of |all of |a lot of |much of )?(?:my |our |most |every |all |"
+    r"the |his |her )?(?:free time|spare time|weekends?|evenings?|summers?|winters?|mornings?|"
+    r"afternoons?|nights?|days? off|holidays?|sundays|saturdays) ([a-z]+ing)\b"
+)
+_NOT_HOBBY = frozenset(("nothing", "working", "sleeping", "studying", "commuting", "resting"))
 
 
 def activity(text: str) -> Kind | None:
@@ -225,6 +376,8 @@ def activity(text: str) -> Kind | None:
         return Kind("fact", ["plans"], 0.5)
     ws = words(low)
     hobby = next((w for w in ws if w in HOBBIES or w in PLAYABLE), "")
+    if not hobby and (m := _SPEND.search(low)) and m.group(1) not in _NOT_HOBBY:
+        hobby = m.group(1)
     routine = bool(_ROUTINE.search(low))
     if hobby and not _NEGATION.search(low):
         cats = ["hobbies", "routines"] if routine else ["hobbies"]
@@ -247,11 +400,20 @@ def other(text: str) -> Kind:
     return Kind("fact", [], 0.3)
 
 
+_LEAD_THEM = {
+    "I was": "they were", "I": "they", "I'm": "they're", "me": "them", "my": "their", "we": "they", "we're": "they're",
+    "our": "their", "us": "them",
+}  # fmt: skip
+
+
 def content_of(statement: str, lead_in: str = "") -> str:
     out = third_person(statement)
     if lead_in and out:
         first = lead_in.split()[0]
         if first.lower() not in CALENDAR and not (first.isupper() and len(first) > 1):
             lead_in = lead_in[0].lower() + lead_in[1:]
+        # "when I travel" -> "when they travel"
+        lead_in = re.sub(r"\b(?:I was|I|I'm|me|my|we|we're|our|us)\b", lambda w: _LEAD_THEM[w.group()],
+                         lead_in)  # fmt: skip
         out = out[:-1] + ", " + lead_in + "."
     return out

@@ -25,14 +25,19 @@ OCCUPATIONS = wordset("""
     programmer psychiatrist psychologist publisher radiologist realtor receptionist
     reporter researcher salesman saleswoman scientist secretary singer soldier solicitor
     specialist statistician student surgeon surveyor tailor teacher technician therapist
-    translator tutor vet veterinarian waiter waitress welder writer zoologist
+    translator tutor hygienist vet veterinarian waiter waitress welder writer zoologist
     ceo cto cfo founder cofounder co-founder owner supervisor recruiter marketer strategist
     sailor firefighter paramedic carer caregiver housekeeper mathematician copywriter
+    groomer florist plasterer roofer tiler decorator upholsterer cobbler jeweller jeweler
+    optometrist sommelier chauffeur stylist dispatcher podiatrist chiropractor porter labourer
+    laborer foreman mason bricklayer glazier joiner locksmith
     """)
 # Statuses that fill the occupation slot without "a".
 OCCUPATION_STATES = wordset("retired unemployed self-employed freelancing")
 # "I'm a big fan", "I'm a night owl": the noun after "a" that is not a job.
-NOT_OCCUPATION = wordset("fan person owl lover type bit kind sort")
+NOT_OCCUPATION = wordset(
+    "fan person owl lover type bit kind sort troublemaker peacemaker wordsmith"
+)
 
 DIETS = {
     "vegan": "vegan",
@@ -157,11 +162,30 @@ PLAYABLE = wordset("""
     squash hockey poker bridge
     """)
 
-# Topics for contradiction checks, by the words that signal them.
+# Habit topics for contradiction checks, by the words that signal them: "I drink four coffees a
+# day" and "I quit caffeine" share one topic, so the end supersedes the habit.
 TOPIC_WORDS = {
-    "smoking": wordset("smoke smokes smoking smoked smoker cigarette cigarettes cigar vape vaping"),
-    "drinking": wordset("alcohol drink drinking drinker beer wine booze sober whisky vodka"),
+    "smoking": wordset("""smoke smokes smoking smoked smoker cigarette cigarettes cigar cigars
+        vape vapes vaping vaped e-cigarette e-cigarettes"""),
+    "drinking": wordset("""alcohol drink drinking drinker beer beers wine booze sober whisky
+        whiskey vodka gin rum cocktails"""),
+    "caffeine": wordset("""coffee coffees caffeine espresso espressos latte lattes cappuccino
+        cappuccinos americano americanos decaf energy_drinks red_bull"""),
+    "sugar": wordset("sugar sugary sweets candy chocolate desserts"),
+    "soda": wordset("soda sodas coke fizzy_drinks soft_drinks"),
+    "gambling": wordset("gamble gambling gambled gambler betting casino casinos"),
+    "social media": wordset("""social_media instagram tiktok twitter facebook snapchat reddit
+        doomscrolling scrolling"""),
+    "junk food": wordset("junk_food fast_food takeaways takeaway takeout"),
+    "cannabis": wordset("weed cannabis marijuana edibles"),
 }
+# Things people own, each a topic of its own ("I don't own a car" / "my car is in the shop").
+POSSESSIONS = wordset("""
+    car cars bike bikes bicycle motorbike motorcycle scooter van truck boat caravan camper
+    house flat apartment condo cottage cabin garden garage tv television laptop computer pc
+    phone smartphone iphone tablet ipad kindle camera printer console playstation xbox
+    dishwasher microwave piano guitar drum_kit sofa couch bed desk watch
+    """)
 
 SMALL_TALK = wordset("""
     ok okay k kk thanks thank you thx ty cheers yes yeah yep yup no nope nah sure cool great

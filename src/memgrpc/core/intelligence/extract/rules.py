@@ -26,6 +26,7 @@ from memgrpc.core.intelligence.extract.slots import (
     canonical_value,
     diet_hits,
     employer_hits,
+    job_ended,
     language_hits,
     left_employer_hits,
     location_hits,
@@ -34,6 +35,7 @@ from memgrpc.core.intelligence.extract.slots import (
     relationship_hits,
 )
 from memgrpc.core.intelligence.extract.text import (
+    before_question,
     factual_part,
     is_question,
     is_small_talk,
@@ -79,7 +81,7 @@ _TRANSIENT = re.compile(
     r"(?i)^(?:i'm|i am|im)\s+(?:so |very |really |a bit |quite |pretty |super |kinda |kind of |"
     r"a little |feeling )*(?:tired|bored|hungry|sleepy|excited|confused|sad|nervous|worried|"
     r"stressed|exhausted|lost|late|thirsty|cold|hot|sick|annoyed|frustrated|impressed|"
-    r"surprised|grateful|thankful|relieved|stuck|off|out|in|on it|at work|at home)\b"
+    r"surprised|grateful|thankful|relieved|stuck|off(?! to\b)|out|in|on it|at work|at home)\b"
 )
 
 
@@ -100,9 +102,39 @@ def extract_facts(messages: Iterable[Message]) -> list[Fact]:
         if msg.role not in USER_ROLES:
             continue
         text = _first_person(msg.content) if msg.role == "action" else msg.content
-        for i, sentence in enumerate(sentences(text)):
-            facts.extend(sentence_facts(sentence, (msg.id,), first=i < 2))
+        ended = False
+        for i, sentence in enumerate(_joined_intro(sentences(text))):
+            out = sentence_facts(sentence, (msg.id,), first=i < 2)
+            # "Quit the café job, I'm a paralegal now", "I got laid off. Now I'm a nurse.": the
+            # occupation said with or after the end of the old job is a change
+            ended = ended or _ends_job(sentence)
+            if ended:
+                out = [replace(f, change=True) if f.slot in ("occupation", "employer") else f
+                       for f in out]  # fmt: skip
+            facts.extend(out)
     return _merge(_settle_from(facts))
+
+
+# an introduction alone in its sentence ("hey, Ingrid here!") opens the list that follows
+_INTRO_ONLY = re.compile(
+    r"^(?:(?i:hi|hey|hello|heya|hiya|yo)\b[ ,!.-]*)?[A-Z][\w'-]+(?: [A-Z][\w'-]+)? here[ .!]*$"
+)
+
+
+def _ends_job(sentence: str) -> bool:
+    kept = factual_part(before_question(sentence) if is_question(sentence) else sentence)
+    said = ". ".join(st.text for st in statements(kept) if st.subject == "user") if kept else ""
+    return job_ended(said)
+
+
+def _joined_intro(parts: list[str]) -> list[str]:
+    out: list[str] = []
+    for s in parts:
+        if out and _INTRO_ONLY.match(out[-1]):
+            out[-1] = out[-1].rstrip(" .!") + ", " + s
+        else:
+            out.append(s)
+    return out
 
 
 def extract_profile(text: str) -> Fact | None:
@@ -115,7 +147,9 @@ def extract_profile(text: str) -> Fact | None:
 
 
 def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) -> list[Fact]:
-    if is_question(sentence) or is_small_talk(sentence):
+    if is_question(sentence):
+        sentence = before_question(sentence)
+    if not sentence or is_small_talk(sentence):
         return []
     kept = factual_part(sentence)
     if not kept:
@@ -123,7 +157,9 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
     lower_ok = not any(c.isupper() for c in kept)
     sts = statements(kept)
     out: list[Fact] = []
-    left = left_employer_hits(kept) if any(st.subject == "user" for st in sts) else []
+    # over the user's own clauses, with the subject a casual one dropped put back
+    said = ". ".join(st.text for st in sts if st.subject == "user")
+    left = left_employer_hits(said) if said else []
     out.extend(_slot_facts(Statement(kept, "user"), ids, left) if left else [])
     for st in sts:
         if st.subject == "other":
@@ -141,6 +177,10 @@ def sentence_facts(sentence: str, ids: tuple[str, ...], *, first: bool = False) 
                 if kind:
                     content = re.sub(r"\btheir\b", "User's", kinds.content_of(st.text), count=1)
                     out.append(_fact(content, ids, kind, st.text))
+            elif (kind := kinds.preference(st.text)) and kind.slot:
+                # "Cold weather isn't my thing", "Board games are my jam"
+                content = re.sub(r"\btheir\b", "User's", kinds.content_of(st.text), count=1)
+                out.append(_fact(content, ids, kind, st.text))
             continue
         out.extend(_statement_facts(st, ids, lower_ok, intro=first and st.subject == "intro"))
     return _within_sentence(out, [h.value for h in left])
@@ -178,26 +218,47 @@ def _statement_facts(
         kind = kinds.pets(text, st.owner_noun) or kinds.relative(text, st.owner_noun)
         if kind is None:
             kind = kinds.preference(text) or kinds.activity(text) or kinds.other(text)
-        return [_fact(kinds.content_of(text), ids, kind, text)]
+        return [_fact(kinds.content_of(text), ids, _owning(kind, text), text)]
     if kinds._FUTURE.search(text):  # a plan is not a new home or job
         hits = [h for h in hits if h.slot in ("name", "age")]
     if hits:
         return _slot_facts(st, ids, hits)
     if st.subject == "intro" or _TRANSIENT.match(text) or _TRIVIAL.match(text):
         return []
+    liked = kinds.preference(text)
     kind = (
-        kinds.habit(text)
+        (liked if liked and liked.slot else None)  # "I love coffee" is a taste, not a habit
+        or kinds.habit(text)
         or kinds.pets(text, "")
         or kinds.family_owned(text)
-        or kinds.preference(text)
+        or liked
         or kinds.activity(text)
         or kinds.other(text)
     )
+    kind = _owning(kind, text)
     if not kind.slot and not kind.categories and len(text.split()) < 4:
         return []
     if not kind.change and kinds.SWITCH.search(text):
         kind.change = True
     return [_fact(kinds.content_of(text, st.lead_in), ids, kind, text)]
+
+
+def _owning(kind: Kind, text: str) -> Kind:
+    """A statement that says the user owns a thing, or not, is on that thing's topic: "I don't
+    own a car" then "my car is in the shop" contradict each other."""
+    if kind.topic or kind.slot in ("pets", "family"):
+        return kind
+    owned = kinds.possession(text)
+    if owned is None:
+        return kind
+    return replace(
+        kind,
+        topic=owned.topic,
+        negated=owned.negated,
+        change=kind.change or owned.change,
+        categories=kind.categories or owned.categories,
+        importance=max(kind.importance, owned.importance),
+    )
 
 
 def _hits(text: str, lower_ok: bool, intro: bool) -> list[Hit]:

@@ -152,12 +152,16 @@ def _not_a_name_after_im(after: str, name: str) -> bool:
 
 # what may follow a bare "I'm 34" for it to be an age ("I'm 34, ...", not "I'm 5 minutes away")
 _AGE_END = r"(?=\s*(?:[,.!;]|$|and\b|but\b|so\b|this year|now\b|today\b))"
+# "I'm only 24", "I'm almost 40", "I'm just about 30"
+_AGE_ADV = (
+    r"(?:\s+(?:only|just|almost|nearly|barely|about|around|roughly|already|literally|a mere))*"
+)
 
 
 def age_hits(s: str, intro: bool) -> list[Hit]:
     out: list[Hit] = []
     pats = [
-        (rf"(?i){_I_AM}\s+({NUMBER})(?:\s+years?\s+old|\s+y/?o\b|{_AGE_END})", False),
+        (rf"(?i){_I_AM}{_AGE_ADV}\s+({NUMBER})(?:\s+years?\s+old|\s+y/?o\b|{_AGE_END})", False),
         (rf"(?i)\b(?:i|we)\s+(?:just\s+)?turned\s+({NUMBER})\b", True),
         (rf"(?i)\bi(?:'m| am)\s+(?:now\s+)?({NUMBER})\s+(?:years?\s+)?(?:old|this year)", False),
     ]
@@ -175,10 +179,20 @@ def age_hits(s: str, intro: bool) -> list[Hit]:
     return out
 
 
+# "I got a job as a nurse", "started a new role as an editor": a new occupation, a change
+_NEW_JOB = (
+    r"\bi\s+(?:(?:just|recently|finally)\s+)?(?:got|landed|took|started|accepted|began)\s+"
+    r"(?:a\s+|my\s+)?(?:new\s+)?(?:job|role|position|post|gig)\s+as\s+(?:an?\s+)?|"
+    r"\bi\s+(?:(?:just|recently)\s+)?(?:started|began)\s+working\s+as\s+(?:an?\s+)?|"
+    r"\bmy new (?:job|role|position) is\s+(?:as\s+)?(?:an?\s+)?"
+)
 _JOB_LEAD = (
     rf"(?i){_I_AM}\s+(?:a|an)\s+|\bi\s+work\s+as\s+(?:an?\s+)?|\bi(?:'m| am) working as\s+"
     rf"(?:an?\s+)?|\bi\s+(?:just\s+)?became\s+(?:a|an)\s+|\bi\s+trained\s+as\s+(?:a|an)\s+|"
-    rf"\bmy (?:job|profession|occupation) is\s+(?:an?\s+)?|\bi\s+now\s+work\s+as\s+(?:an?\s+)?"
+    rf"\bmy (?:job|profession|occupation) is\s+(?:an?\s+)?|\bi\s+now\s+work\s+as\s+(?:an?\s+)?|"
+    r"\bi(?:'ve| have)\s+(?:\w+\s+)?been\s+(?:working\s+as\s+)?(?:an?\s+)?(?=\S+(?:\s+\S+){0,3}"
+    r"\s+(?:for|since)\b)|\bi(?:'ve| have)\s+(?:\w+\s+)?been\s+working\s+as\s+(?:an?\s+)?|"
+    rf"{_NEW_JOB}"
 )
 _STOP_AFTER_JOB = wordset("at for in with by and but so who from on of")
 _TEACH = re.compile(
@@ -194,7 +208,9 @@ def _is_job(word: str) -> bool:
     w = word.lower()
     if w in NOT_OCCUPATION:
         return False
-    return w in OCCUPATIONS or w.endswith(("ologist", "ician", "grapher", "ographer"))
+    return w in OCCUPATIONS or w.endswith(
+        ("ologist", "ician", "grapher", "ographer", "smith", "maker", "wright", "monger")
+    )
 
 
 def occupation_hits(s: str) -> list[Hit]:
@@ -208,7 +224,7 @@ def occupation_hits(s: str) -> list[Hit]:
         heads = [i for i, w in enumerate(ws) if _is_job(w)]
         if heads:
             value = " ".join(ws[: heads[-1] + 1])
-            change = "became" in m.group().lower()
+            change = bool(re.search(r"(?i)\bbecame\b|" + _NEW_JOB, m.group()))
             out.append(Hit("occupation", value.lower(), change=change))
     state = re.search(rf"(?i){_I_AM}\s+(retired|unemployed|self-employed|a student|studying)\b", s)
     if state:
@@ -235,7 +251,10 @@ _EMPLOYER = [
     (rf"(?i){_I}{_ADV}\s+(?:joined|started at|got a job at|moved to work at)\s+", True),
     (r"(?i)\bmy (?:employer|company) is\s+", False),
 ]
-_WORK_CONTEXT = re.compile(r"(?i)\b(?:became|become|joined|job|company|firm|work|career|role)\b")
+_WORK_CONTEXT = re.compile(
+    r"(?i)\b(?:became|become|joined|job|company|firm|work|career|role|freelanc\w*|self-employed|"
+    r"startup|hired|promoted)\b"
+)
 
 
 def employer_hits(s: str) -> list[Hit]:
@@ -258,12 +277,36 @@ def left_employer_hits(sentence: str) -> list[Hit]:
     for m in ended:
         if org := cap_run(sentence[m.end() :]):
             out.append(Hit("employer", org, change=True, negated=True))
-    for m in re.finditer(r"(?i)\bi\s+(?:just\s+|finally\s+)?(?:left|quit)\s+", sentence):
+    quit_at = (
+        r"(?i)\bi\s+(?:just\s+|finally\s+|recently\s+)?(?:left|quit|(resigned from|(?:got|was) "
+        r"(?:laid off|fired|let go|sacked|made redundant) (?:from|by)))\s+"
+        r"(?:(?:my|the|a)\s+(?:[\w-]+\s+)?(?:job|role|position|post)\s+(?:at|with)\s+)?"
+    )
+    for m in re.finditer(quit_at, sentence):
         org = cap_run(sentence[m.end() :])
         rest = sentence[m.end() :]
-        if org and (_WORK_CONTEXT.search(rest) or occupation_hits(rest)):
+        # "I left London" is a move: a job is in sight, or the user resigned or was let go
+        if org and (m.group(1) or _WORK_CONTEXT.search(rest) or occupation_hits(rest)):
             out.append(Hit("employer", org, change=True, negated=True))
     return out
+
+
+# an old job ending, named or not ("quit the café job", "got laid off", "switched careers")
+_JOB_ENDED = re.compile(
+    r"(?i)\b(?:i|we)\s+(?:(?:just|finally|recently|already|officially)\s+)?(?:quit|left|"
+    r"resigned from|walked out of|lost|handed in (?:my|our) notice at|finished up at|"
+    r"(?:got|was|were) (?:fired|laid off|let go|sacked) from)\s+(?:(?:my|the|our|that)\s+)"
+    r"(?:[\w'-]+\s+){0,3}?(?:job|role|position|post|gig|career)\b|"
+    r"\b(?:i|we)\s+(?:(?:just|finally|recently)\s+)?(?:switched|changed)\s+(?:careers?|jobs?|"
+    r"professions?|fields?)\b|\bcareer change\b|\b(?:i|we)\s+(?:(?:just|recently)\s+)?"
+    r"(?:got|was|were)\s+(?:fired|laid off|let go|made redundant|sacked)\b|\bi\s+handed in my "
+    r"notice\b"
+)
+
+
+def job_ended(text: str) -> bool:
+    """The user's previous job ended in `text`: a new occupation said with it is a change."""
+    return bool(_JOB_ENDED.search(text))
 
 
 _DIET_WORDS = "|".join(DIETS)

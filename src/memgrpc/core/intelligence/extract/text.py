@@ -49,9 +49,36 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+# "When I travel I'd rather ...": a time clause about the user, no inversion
+_WH_STATEMENT = re.compile(r"^when\s+(?:i|i'm|we|we're)\b")
+
+
+_ASK = re.compile(
+    r"^(?:any|anything|thoughts|ideas|tips|suggestions|recommendations|advice|what|how|where|which|"
+    r"who|why|when|should|could|can|would|will|is|are|do|does|got any)\b"
+)
+
+
+def before_question(sentence: str) -> str:
+    """The statement a user makes before asking ("Heading to Rome next week, any tips?" ->
+    "Heading to Rome next week"); "" when the sentence is a question throughout. A tag that
+    checks a fact ("I live in Oslo, right?") is not a statement."""
+    if not sentence.rstrip().endswith("?"):
+        return ""
+    cuts = list(re.finditer(r"\s*[,;:]\s+|\s+-\s+", sentence))
+    if not cuts:
+        return ""
+    head, tail = sentence[: cuts[-1].start()], sentence[cuts[-1].end() :].lower()
+    if "?" in head or _QUESTION_START.match(head.lower()) or len(words(head)) < 2:
+        return ""
+    return head if _ASK.match(tail) or _QUESTION_START.match(tail) else ""
+
+
 def is_question(sentence: str) -> bool:
     low = sentence.lower().strip()
-    return low.endswith("?") or bool(_QUESTION_START.match(low))
+    if low.endswith("?"):
+        return True
+    return bool(_QUESTION_START.match(low)) and not _WH_STATEMENT.match(low)
 
 
 def is_small_talk(sentence: str) -> bool:
@@ -75,6 +102,9 @@ def factual_part(sentence: str) -> str:
     return head
 
 
+_I_WORDS = frozenset(("I", "I'm", "I've", "I'd", "I'll"))
+
+
 def cap_run(text: str, *, lower_ok: bool = False, max_words: int = 4) -> str:
     """The proper name at the start of `text` ("Porto, sadly" -> "Porto"; "New York City now"
     -> "New York City"). With `lower_ok` (all-lowercase input) plain words count too."""
@@ -85,6 +115,8 @@ def cap_run(text: str, *, lower_ok: bool = False, max_words: int = 4) -> str:
             break
         prev = m.end()
         w = m.group()
+        if w in _I_WORDS:  # "moved to Leeds I cycle": the user, never part of a name
+            break
         if w[0].isupper():
             if not out and w.lower() in NOT_NAMES:
                 break
