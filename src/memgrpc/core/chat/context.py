@@ -219,7 +219,7 @@ class ContextService:
         # only what clears the threshold: `min_top_k` is the least asked for, not a quota of
         # unrelated memories
         threshold = r.memory_threshold or DEFAULT_MEMORY_THRESHOLD
-        return [h for h in hits[:k] if h.score >= threshold]
+        return _facts_lead([h for h in hits[:k] if h.score >= threshold])
 
     async def _summaries(
         self, project_id: str, r: ContextRequest, vector: asyncio.Future[Row] | None
@@ -326,6 +326,29 @@ class ContextService:
 
 # how a memory's origin reads in the context: a model can tell derived facts from what was said
 _MARKS = {"extracted": "(extracted fact) ", "action": "(user action) ", "summary": "(summary) "}
+
+
+def _facts_lead(hits: list[SearchHit]) -> list[SearchHit]:
+    """Each extracted fact goes just ahead of the best-ranked turn it came from, at that turn's
+    score: the fact says what the turn meant. Search ranks derived facts beside their turns, not
+    above them (they would push other turns out of a result list); a context shows both, the
+    fact first."""
+    out = list(hits)
+    for fact in [h for h in hits if h.memory.origin == "extracted"]:
+        sources = set(fact.memory.source_message_ids)
+        at = out.index(fact)
+        turn = next(
+            (
+                i
+                for i, h in enumerate(out[:at])
+                if h.memory.origin == "message" and sources & set(h.memory.source_message_ids)
+            ),
+            None,
+        )
+        if turn is not None:
+            out.pop(at)
+            out.insert(turn, SearchHit(fact.memory, max(fact.score, out[turn].score)))
+    return out
 
 
 def _fmt(dt: datetime | None, zone: tzinfo) -> str:
