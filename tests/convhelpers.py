@@ -15,6 +15,7 @@ from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
 from tests.memhelpers import struct
 
+# every table store/owned.py purges (test_purge checks the two lists agree)
 USER_TABLES = (
     "memories",
     "memory_versions",
@@ -23,6 +24,7 @@ USER_TABLES = (
     "jobs",
     "requests",
     "chat_results",
+    "conflicts",
 )
 
 

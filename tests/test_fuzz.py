@@ -102,6 +102,10 @@ def message(desc: d.Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for f in desc.fields:
         nested = f.type == d.FieldDescriptor.TYPE_MESSAGE
+        if nested and f.message_type.GetOptions().map_entry:  # a map (RecordAction's anchors)
+            key, val = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
+            parts[f.name] = st.dictionaries(_scalar(key), _scalar(val), max_size=4)
+            continue
         one = message(f.message_type, depth + 1) if nested else _scalar(f)
         many = f.is_repeated
         parts[f.name] = st.lists(one, max_size=3 if depth else 4) if many else one
@@ -119,7 +123,9 @@ def _build(cls: type[Message], kw: dict[str, Any]) -> Message:
     for name, value in kw.items():
         field = getattr(m, name)
         try:
-            if isinstance(value, list):
+            if isinstance(value, dict):
+                field.update(value)
+            elif isinstance(value, list):
                 if value and isinstance(value[0], Message):
                     for v in value:
                         field.add().CopyFrom(v)

@@ -95,7 +95,7 @@ async def walkthrough(
 
 
 def test_the_runnable_blocks_are_marked() -> None:
-    assert len(blocks("sh")) == 2 and len(blocks("python")) == 2 and len(blocks("js")) == 1
+    assert len(blocks("sh")) == 5 and len(blocks("python")) == 2 and len(blocks("js")) == 1
     assert "source .venv/bin/activate" in blocks("sh")[0]
 
 
@@ -106,6 +106,14 @@ async def test_walkthrough_runs_with_the_apps_own_key(walkthrough: Walkthrough) 
     assert walkthrough.key != walkthrough.admin_key
     assert '"content": "User prefers dark mode"' in out
     assert "Berlin" in out  # GetContext found the session's messages
+    assert '"action.event_type": "page_view"' in out  # RecordAction, then filtered by anchor
+    assert out.count('"anchor.city": "Berlin"') >= 2
+    assert '"name": "personal_info"' in out and '"name": "travel"' in out  # List/SetCategories
+    # memory intelligence: the processed session's facts, the profile, ExtractProfile
+    assert re.search(r'"facts_added": [1-9]', out), out
+    assert re.search(r'"location": \{\s*"value": "Lyon"', out), out
+    assert "User is allergic to shellfish" in out or "shellfish" in out
+    assert '"slot": "location"' in out and '"value": "Kuching"' in out
     # the memory is in the app's project, not in `default`
     async with grpc.aio.insecure_channel(walkthrough.running.address) as ch:
         stub = memory_pb2_grpc.MemoryServiceStub(ch)

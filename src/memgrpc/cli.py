@@ -42,6 +42,12 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--openai-base-url": ("openai_base_url", "OpenAI-compatible API base URL, e.g. .../v1"),
     "--openai-model": ("openai_model", "default model of the openai provider (gpt-4o-mini)"),
     "--openai-timeout": ("openai_timeout_s", "seconds the openai provider may stay silent (60)"),
+    "--extractor": (
+        "extractor",
+        "fact extraction: rules (offline), llm (the openai endpoint) or none",
+    ),
+    "--extractor-fallback": ("extractor_fallback", "rules: use it when the llm extractor fails"),
+    "--job-stale-after": ("job_stale_after_s", "seconds before a dead replica's job fails (600)"),
 }
 
 

@@ -53,11 +53,15 @@ ENV: Mapping[str, str] = {
     "openai_model": "MEMGRPC_OPENAI_MODEL",
     "openai_timeout_s": "MEMGRPC_OPENAI_TIMEOUT",
     "event_loop": "MEMGRPC_EVENT_LOOP",
+    "extractor": "MEMGRPC_EXTRACTOR",
+    "extractor_fallback": "MEMGRPC_EXTRACTOR_FALLBACK",
+    "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 _SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key"})
 CHAT_PROVIDERS = ("local", "openai")
+EXTRACTORS = ("rules", "llm", "none")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # auto: uvloop where installed
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -109,6 +113,13 @@ class ServerConfig:
     openai_timeout_s: float = 60.0
     # the server's asyncio event loop (cli._run)
     event_loop: str = "auto"
+    # fact extraction when sessions are processed (core/intelligence/step.py): rules (offline),
+    # llm (the openai provider's endpoint and model; may fall back to rules on failure) or none
+    extractor: str = "rules"
+    extractor_fallback: str | None = None
+    # a processing job whose session stayed PROCESSING this long while no replica ran it (its
+    # server died) is failed by the sweeper, so the session can be processed again
+    job_stale_after_s: float = 600.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -151,6 +162,7 @@ class ServerConfig:
         if not isinstance(self.otel, bool):
             raise ConfigError(f"{_label('otel')}: must be true or false")
         _check_chat(self)
+        _check_extractor(self)
 
     @property
     def host(self) -> str:
@@ -239,7 +251,7 @@ def _parse(name: str, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number") from None
-    if name == "chat_provider":
+    if name in ("chat_provider", "extractor", "extractor_fallback"):
         return value.strip().lower()
     if name in ("otel", "prewarm_indexes"):
         flag = value.strip().lower()
@@ -357,6 +369,27 @@ def _check_chat(c: ServerConfig) -> None:
         )
     if not 0 < c.openai_timeout_s <= 3600:
         raise ConfigError(f"{_label('openai_timeout_s')}: must be above 0 and at most 3600 seconds")
+
+
+def _check_extractor(c: ServerConfig) -> None:
+    if c.extractor not in EXTRACTORS:
+        raise ConfigError(f"{_label('extractor')}: {c.extractor!r} is not one of {EXTRACTORS}")
+    if c.extractor == "llm" and not c.openai_base_url:
+        raise ConfigError(
+            f"{_label('extractor')}: llm needs {_label('openai_base_url')} (the "
+            "OpenAI-compatible endpoint it asks)"
+        )
+    if c.extractor_fallback is not None:
+        if c.extractor_fallback != "rules":
+            raise ConfigError(
+                f"{_label('extractor_fallback')}: {c.extractor_fallback!r} is not 'rules'"
+            )
+        if c.extractor != "llm":
+            raise ConfigError(
+                f"{_label('extractor_fallback')}: only falls back from {ENV['extractor']}=llm"
+            )
+    if not 1 <= c.job_stale_after_s <= 7 * 86400:
+        raise ConfigError(f"{_label('job_stale_after_s')}: must be between 1 s and 7 days")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:

@@ -35,6 +35,8 @@ async def corpus(memory_stub, new_key_module) -> tuple[str, dict[str, str]]:
         for i, (text, tags, typ) in enumerate(FACTS)
     ]
     ops.append(pb.BatchOperation(create=mem("other", "The user's dog is named Rex", tags=["pets"])))
+    # a category of the project (a filter by an unknown one is refused before the store)
+    ops.append(pb.BatchOperation(create=mem("nobody", "odd", categories=["') OR TRUE OR ('"])))
     resp = await memory_stub.BatchMemories(
         pb.BatchMemoriesRequest(operations=ops), metadata=md(key)
     )

@@ -7,13 +7,14 @@ import functools
 import grpc
 import pytest
 
+from memgrpc.store.owned import USER_COLUMNS
 from memgrpc.v1 import chat_pb2 as cpb
 from memgrpc.v1 import chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
 from tests.conftest import ServerHandle
-from tests.convhelpers import add, count_rows, msg, new_session, new_user
+from tests.convhelpers import USER_TABLES, add, count_rows, msg, new_session, new_user
 from tests.helpers import md
 from tests.memhelpers import mem
 
@@ -38,7 +39,8 @@ async def _populate(
     s = await sessions.CreateSession(new_session(user, request_id=f"cs-{user}"), metadata=md(key))
     await sessions.AddMessages(
         add(s.id, msg(f"{user} likes sailing in Croatia."), msg("Noted.", role="assistant"),
-            request_id=f"am-{user}"),
+            # two homes without a change marker: extraction opens a merge conflict
+            msg("I live in Oslo."), msg("I live in Bergen."), request_id=f"am-{user}"),
         metadata=md(key),
     )  # fmt: skip
     m = await memory_stub.CreateMemory(mem(user, f"{user} has a dog"), metadata=md(key))
@@ -140,3 +142,8 @@ async def test_purge_forgets_replayable_memory_replies(users, memory_stub, new_k
         mpb.ListMemoriesRequest(user_id="gone"), metadata=md(key)
     )
     assert [m.id for m in listed.memories] == [again.id]
+
+
+def test_the_purge_check_covers_every_user_table() -> None:
+    """A table that holds users' rows is purged (store/owned.py) and checked by these tests."""
+    assert set(USER_TABLES) == set(USER_COLUMNS)

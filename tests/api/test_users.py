@@ -118,7 +118,7 @@ async def test_rename_carries_every_kind_of_row(users, sessions, memory_stub, ne
     listed = await memory_stub.ListMemories(
         mpb.ListMemoriesRequest(user_id="new"), metadata=md(key)
     )
-    assert listed.total_size == 3  # message, summary, the cat
+    assert listed.total_size == 4  # message, summary, the fact extracted from it, the cat
     assert {x.user_id for x in listed.memories} == {"new"}
     versions = await memory_stub.ListMemoryVersions(
         mpb.ListMemoryVersionsRequest(id=m.id), metadata=md(key)

@@ -399,3 +399,19 @@ def test_a_memory_stored_on_its_own_is_its_own_context() -> None:
     assert scores["alone"] >= scores["s1:2"] > 0
     with pytest.raises(ValueError, match="memory_floor"):
         RankParams(memory_floor=1.5)
+
+
+def test_a_derived_fact_stands_alone_and_is_not_promoted_above_turns() -> None:
+    """An extracted fact (or summary) competes beside the turns it came from: indexed with a
+    session it still has no neighbours, and step 7 does not lift it over turns."""
+    index = _chat_turns_and_a_memory()
+    index.add("fact", "User prefers a dark theme", vec("dark"), session="s", derived=True)
+    q, qv = "what theme does the user like?", vec("theme query")
+    scores = dict(index.search(q, qv, 10, dedup=False))
+    # the same text as "mem", which step 7 lifts; the derived copy keeps its own score
+    plain = dict(index.search(q, qv, 10, params=RankParams(memory_floor=1.0), dedup=False))
+    assert scores["mem"] > scores["t3"] > scores["fact"] == plain["fact"]
+    # no neighbours: it did not join session "s" as its last turn
+    info = index.get("fact")
+    assert info is not None and info.session == ""
+    assert plain["t3"] == scores["t3"]

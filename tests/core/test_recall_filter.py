@@ -22,16 +22,19 @@ from hypothesis import strategies as st
 
 from memgrpc.core.kernel.validation import metadata_pairs
 from memgrpc.core.memory import rows as rowconv
-from memgrpc.core.memory.model import MEMORY_TYPES, Memory
+from memgrpc.core.memory.model import MEMORY_TYPES, ORIGINS, Memory
 from memgrpc.core.memory.recall_cache import IndexCache, matches
 from memgrpc.store.db import Store, StoreConfig
-from memgrpc.store.memories import MemoryFilter, MemoryTable
+from memgrpc.store.memories import MemoryFilter, MemoryTable, encode_doc
 
 DIM = 8
 USERS = ("u1", "u2", "it's")
 SESSIONS = ("s1", "s2")
 LABELS = ("a", "b", "Zoë", "it's", "")
-TYPES = MEMORY_TYPES[:4]
+# with the two types that imply an origin on rows written before origins were recorded
+TYPES = (*MEMORY_TYPES[:4], "message", "summary")
+SLOTS = ("name", "location", "pets")
+ENTITIES = ("pepper", "oslo", "it's")
 META_KEYS = ("k", "n", "it's")
 META_VALUES = st.one_of(
     st.sampled_from([0, 1, 1.0, 1.5, -2, True, False, None, "1", "x", "it's", "", [1, 2], [1.0]]),
@@ -72,6 +75,10 @@ def _memory(draw: st.DrawFn, i: int) -> Memory:
         create_time=T0,
         update_time=T0,
         seq=draw(st.none() | st.integers(0, 4)),
+        # "": a row written before origins were recorded (its column is NULL; see _row)
+        origin=draw(st.sampled_from(("", *ORIGINS))),
+        profile_slot=draw(st.sampled_from(("", *SLOTS))),
+        entities=draw(st.lists(st.sampled_from(ENTITIES), max_size=2)),
     )
 
 
@@ -95,6 +102,9 @@ def _filter(draw: st.DrawFn, ids: list[str]) -> MemoryFilter:
         "end_time": _instant(naive=True),
         "ids": some([*ids, "absent"], 4),
         "seqs": some(range(6)),
+        "origins": some(ORIGINS),
+        "profile_slots": some(SLOTS),
+        "entities": some(ENTITIES, 2),
     }
     chosen = draw(st.sets(st.sampled_from(sorted(fields)), max_size=3))
     return MemoryFilter(
@@ -127,6 +137,8 @@ EDGES = (
         _m(0, tags=["a"], event_time=T0, seq=1),
         _m(1, tags=["a", "b"], event_time=T0 + timedelta(microseconds=1), seq=2),
         _m(2, user_id="u2", tags=["b"], archived=True, metadata={"k": 1}),
+        _m(3, type="message"),  # no origin: reads as "message"
+        _m(4, type="summary", origin="extracted"),
     ],
     1,
     {"u1"},
@@ -138,6 +150,8 @@ EDGES = (
         MemoryFilter("", ids=("m1", "m2"), include_archived=True),
         MemoryFilter("", seqs=(2, 3)),
         MemoryFilter("", user_id="u2", metadata_kv=("k=1.0", "k=1"), include_archived=True),
+        MemoryFilter("", origins=("client",), include_archived=True),
+        MemoryFilter("", origins=("message", "extracted"), include_archived=True),
     ],
 )
 
@@ -158,7 +172,11 @@ _projects = itertools.count()
 
 def _row(m: Memory, project_id: str) -> dict[str, Any]:
     vector = np.eye(DIM, dtype=np.float32)[int(m.id[1:]) % DIM]
-    return rowconv.to_row(m, project_id, vector, m.create_time)
+    row = rowconv.to_row(m, project_id, vector, m.create_time)
+    if not m.origin:  # as a version before origins wrote it
+        row["origin"] = None
+        row["doc"] = encode_doc(row)
+    return row
 
 
 @settings(

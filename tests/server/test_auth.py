@@ -13,7 +13,17 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from memgrpc.server import auth
-from memgrpc.v1 import admin_pb2, admin_pb2_grpc, memory_pb2, memory_pb2_grpc
+from memgrpc.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    conflicts_pb2,
+    context_pb2,
+    memory_pb2,
+    memory_pb2_grpc,
+    sessions_pb2,
+    users_pb2,
+)
 from tests.conftest import NewKey
 from tests.helpers import md
 from tests.server import probe
@@ -140,8 +150,13 @@ async def test_scopes(
 
 
 def test_every_rpc_has_a_scope() -> None:
-    for module, name in ((memory_pb2, "MemoryService"), (admin_pb2, "AdminService")):
-        service = module.DESCRIPTOR.services_by_name[name]
+    """Every RPC of every memgrpc service names its scope (a forgotten one would need admin)."""
+    modules = (
+        admin_pb2, chat_pb2, conflicts_pb2, context_pb2, memory_pb2, sessions_pb2, users_pb2
+    )  # fmt: skip
+    services = [s for m in modules for s in m.DESCRIPTOR.services_by_name.values()]
+    assert len(services) == 7
+    for service in services:
         for method in service.methods:
             assert f"/{service.full_name}/{method.name}" in auth.METHOD_SCOPES, method.full_name
     assert auth.required_scope("/memgrpc.v1.MemoryService/SomethingNew") == "admin"

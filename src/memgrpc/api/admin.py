@@ -10,6 +10,7 @@ from memgrpc.api.convert import to_ts
 from memgrpc.core.access import AdminService, ApiKey, Project, Scope, principal
 from memgrpc.core.kernel.errors import AlreadyExists, Violations
 from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.categories import Category
 from memgrpc.v1 import admin_pb2 as pb
 from memgrpc.v1 import admin_pb2_grpc
 
@@ -46,6 +47,15 @@ def api_key_to_pb(k: ApiKey) -> pb.ApiKey:
         scopes=[_SCOPE_PB[s] for s in k.scopes],
         create_time=to_ts(k.create_time),
         revoke_time=to_ts(k.revoke_time),
+    )
+
+
+def categories_to_pb(categories: Iterable[Category]) -> pb.ListCategoriesResponse:
+    return pb.ListCategoriesResponse(
+        categories=[
+            pb.Category(name=c.name, description=c.description, from_memories=c.from_memories)
+            for c in categories
+        ]
     )
 
 
@@ -168,3 +178,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApiKey:
         return api_key_to_pb(await self._svc.revoke_api_key(principal.current(), request.id))
+
+    async def ListCategories(
+        self, request: pb.ListCategoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCategoriesResponse:
+        found = await self._svc.list_categories(principal.current(), request.project_id)
+        return categories_to_pb(found)
+
+    async def SetCategories(
+        self, request: pb.SetCategoriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCategoriesResponse:
+        caller = principal.current()
+        # from_memories is output only: ignored on input
+        chosen = [Category(c.name, c.description) for c in request.categories]
+
+        async def compute() -> bytes:
+            found = await self._svc.set_categories(caller, request.project_id, chosen)
+            return categories_to_pb(found).SerializeToString()
+
+        return pb.ListCategoriesResponse.FromString(
+            await self._once("SetCategories", request.request_id, compute)
+        )

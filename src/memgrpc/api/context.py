@@ -13,6 +13,7 @@ from memgrpc.core.kernel.errors import Violations
 from memgrpc.v1 import context_pb2 as pb
 from memgrpc.v1 import context_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
+from memgrpc.v1 import users_pb2 as upb
 
 _STRATEGIES: dict[int, Strategy] = {
     pb.CONTEXT_STRATEGY_UNSPECIFIED: "balanced",
@@ -53,6 +54,9 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
             include_system_prompt=(
                 request.include_system_prompt if request.HasField("include_system_prompt") else True
             ),
+            include_profile=(
+                request.include_profile if request.HasField("include_profile") else True
+            ),
         )
         v.raise_if_any()
         c = await self._svc.get(principal.current().project_id, r)
@@ -76,4 +80,8 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
                 for h in c.summaries
             ],
             token_count=c.token_count,
+            profile=upb.Profile(
+                user_id=request.user_id,
+                facts={k: convert.profile_fact_to_pb(f) for k, f in c.profile.items()},
+            ),
         )

@@ -17,8 +17,16 @@ from memgrpc.core.conversation.records import (
     SessionStatus,
     User,
 )
+from memgrpc.core.intelligence.profiles import ProfileFact
 from memgrpc.core.kernel.errors import Violations
-from memgrpc.core.memory.model import MEMORY_TYPES, Memory, MemoryQuery, MemoryVersion
+from memgrpc.core.memory.model import (
+    MEMORY_TYPES,
+    ORIGINS,
+    Memory,
+    MemoryQuery,
+    MemoryVersion,
+    default_origin,
+)
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import sessions_pb2 as sessions_pb
 from memgrpc.v1 import users_pb2 as users_pb
@@ -26,6 +34,17 @@ from memgrpc.v1 import users_pb2 as users_pb
 # MEMORY_TYPE_JOURNAL = 1 ... in the order of core.memory.model.MEMORY_TYPES
 _TYPE_TO_NAME = {i + 1: name for i, name in enumerate(MEMORY_TYPES)}
 _NAME_TO_TYPE = {name: i for i, name in _TYPE_TO_NAME.items()}
+# MEMORY_ORIGIN_CLIENT = 1 ... in the order of core.memory.model.ORIGINS
+_ORIGIN_TO_NAME = {i + 1: name for i, name in enumerate(ORIGINS)}
+_NAME_TO_ORIGIN = {name: i for i, name in _ORIGIN_TO_NAME.items()}
+# set by memgrpc, never by a client's write (AIP-203 output only: ignored on input)
+_OUTPUT_ONLY = frozenset(
+    {
+        "id", "user_id", "version", "create_time", "update_time", "origin", "profile_slot",
+        "mention_count", "last_mentioned_time", "merge_conflict_in_progress",
+        "previous_versions", "connected_memories",
+    }
+)  # fmt: skip
 
 
 def memory_type(v: Violations, field: str, value: int, *, allow_unspecified: bool = True) -> str:
@@ -43,6 +62,26 @@ def memory_types(v: Violations, field: str, values: Iterable[int]) -> tuple[str,
     for i, value in enumerate(values):
         out.append(memory_type(v, f"{field}[{i}]", value, allow_unspecified=False))
     return tuple(out)
+
+
+def memory_origins(v: Violations, field: str, values: Iterable[int]) -> tuple[str, ...]:
+    out = []
+    for i, value in enumerate(values):
+        name = _ORIGIN_TO_NAME.get(value)
+        if name is None:
+            v.add(f"{field}[{i}]", f"unknown MemoryOrigin value {value}")
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def origin_to_pb(origin: str) -> int:
+    return _NAME_TO_ORIGIN.get(origin, 0)
+
+
+def origin_name(value: int) -> str:
+    """The origin a record names ("" when unspecified or unknown: the default then applies)."""
+    return _ORIGIN_TO_NAME.get(value, "")
 
 
 def timestamp(v: Violations, field: str, ts: timestamp_pb2.Timestamp) -> datetime | None:
@@ -90,19 +129,13 @@ def memory_from_pb(v: Violations, m: pb.Memory, prefix: str = "memory") -> Memor
         source_message_ids=list(m.source_message_ids),
         event_time=opt_timestamp(v, f"{prefix}.event_time", m, "event_time"),
         speaker=m.speaker,
+        entities=list(m.entities),
     )
 
 
 def set_fields(m: pb.Memory) -> frozenset[str]:
     """The fields a PATCH without update_mask touches: those that are set (non-default)."""
-    fields = {f.name for f, _ in m.ListFields()} - {
-        "id",
-        "user_id",
-        "version",
-        "create_time",
-        "update_time",
-    }
-    return frozenset(fields)
+    return frozenset(f.name for f, _ in m.ListFields()) - _OUTPUT_ONLY
 
 
 def memory_to_pb(m: Memory) -> pb.Memory:
@@ -121,6 +154,12 @@ def memory_to_pb(m: Memory) -> pb.Memory:
         create_time=to_ts(m.create_time),
         update_time=to_ts(m.update_time),
         speaker=m.speaker,
+        origin=origin_to_pb(m.origin or default_origin(m.type)),  # type: ignore[arg-type]
+        profile_slot=m.profile_slot,
+        mention_count=m.mention_count,
+        last_mentioned_time=to_ts(m.last_mentioned_time),
+        merge_conflict_in_progress=bool(m.conflict_id),
+        entities=m.entities,
     )
     if m.importance is not None:
         out.importance = m.importance
@@ -160,6 +199,11 @@ def query_from_pb(
         include_archived=r.include_archived,
         start_time=opt_timestamp(v, "start_time", r, "start_time"),
         end_time=opt_timestamp(v, "end_time", r, "end_time"),
+        origins=(
+            memory_origins(v, "origins", r.origins)
+            if isinstance(r, pb.ListMemoriesRequest | pb.SearchMemoriesRequest)
+            else ()
+        ),
     )
 
 
@@ -282,4 +326,22 @@ def job_to_pb(j: Job) -> sessions_pb.Job:
         create_time=to_ts(j.create_time),
         update_time=to_ts(j.update_time),
         kind=j.kind,
+        stats=sessions_pb.JobStats(
+            extractor=j.stats.extractor,
+            facts_extracted=j.stats.facts_extracted,
+            facts_added=j.stats.facts_added,
+            facts_reinforced=j.stats.facts_reinforced,
+            versions_made=j.stats.versions_made,
+            conflicts_opened=j.stats.conflicts_opened,
+        ),
+    )
+
+
+def profile_fact_to_pb(f: ProfileFact) -> users_pb.ProfileFact:
+    return users_pb.ProfileFact(
+        value=f.value,
+        values=f.values,
+        memory_id=f.memory_id,
+        version=f.version,
+        update_time=to_ts(f.update_time),
     )

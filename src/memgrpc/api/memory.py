@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -111,17 +113,30 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         v = Violations()
         q = convert.query_from_pb(v, request)
         v.raise_if_any()
+        project = principal.current().project_id
         page = await self._svc.list(
-            principal.current().project_id,
+            project,
             q,
             PageRequest(
                 size=request.page_size, token=request.page_token, order_by=request.order_by
             ),
         )
+        previous, connected = await asyncio.gather(
+            self._svc.previous_versions(project, page.items)
+            if request.include_previous_versions
+            else _nothing(),
+            self._svc.connected(project, page.items)
+            if request.include_connected_memories
+            else _nothing(),
+        )
+        out = []
+        for m in page.items:
+            one = convert.memory_to_pb(m)
+            one.previous_versions.extend(convert.version_to_pb(x) for x in previous.get(m.id, ()))
+            one.connected_memories.extend(convert.memory_to_pb(c) for c in connected.get(m.id, ()))
+            out.append(one)
         return pb.ListMemoriesResponse(
-            memories=[convert.memory_to_pb(m) for m in page.items],
-            next_page_token=page.next_page_token,
-            total_size=page.total_size,
+            memories=out, next_page_token=page.next_page_token, total_size=page.total_size
         )
 
     async def SearchMemories(
@@ -249,6 +264,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
                     continue
                 await importer.add(decoded)
         return transfer.summary_to_pb(await importer.finish())
+
+
+async def _nothing() -> dict[str, Any]:
+    return {}
 
 
 def _owned(m: pb.Memory) -> tuple[bytes, str]:

@@ -160,7 +160,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         project = principal.current().project_id
 
         async def compute() -> tuple[bytes, str]:
-            job = await self._jobs.process(project, request.session_id, wait=request.wait)
+            job = await self._jobs.process(
+                project, request.session_id, wait=request.wait, force=request.force
+            )
             return convert.job_to_pb(job).SerializeToString(), job.user_id
 
         return pb.Job.FromString(await self._once("ProcessSession", request.request_id, compute))

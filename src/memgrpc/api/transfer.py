@@ -22,6 +22,13 @@ def record_from_pb(v: Violations, r: pb.MemoryRecord) -> Record:
     m.version = r.memory.version
     m.create_time = convert.opt_timestamp(v, "memory.create_time", r.memory, "create_time")
     m.update_time = convert.opt_timestamp(v, "memory.update_time", r.memory, "update_time")
+    # an export's own fields come back as they were (a client's record has none of them)
+    m.origin = convert.origin_name(r.memory.origin)
+    m.profile_slot = r.memory.profile_slot
+    m.mention_count = r.memory.mention_count
+    m.last_mentioned_time = convert.opt_timestamp(
+        v, "memory.last_mentioned_time", r.memory, "last_mentioned_time"
+    )
     return Record(
         memory=m,
         vector=np.asarray(r.vector, dtype=np.float32) if len(r.vector) else None,

@@ -10,6 +10,9 @@ from google.protobuf import empty_pb2
 from memgrpc.api import convert
 from memgrpc.core.access import principal
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.actions import Action, Actions
+from memgrpc.core.intelligence.profiles import Profiles
+from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.v1 import users_pb2 as pb
@@ -17,9 +20,24 @@ from memgrpc.v1 import users_pb2_grpc
 
 
 class UserServicer(users_pb2_grpc.UserServiceServicer):
-    def __init__(self, service: UserService, idempotency: Idempotency) -> None:
+    def __init__(
+        self,
+        service: UserService,
+        idempotency: Idempotency,
+        *,
+        actions: Actions | None = None,
+        profiles: Profiles | None = None,
+    ) -> None:
         self._svc = service
         self._idem = idempotency
+        self._actions = actions
+        self._profiles = profiles
+
+    @property
+    def profiles(self) -> Profiles:
+        if self._profiles is None:
+            raise RuntimeError("UserServicer was built without profiles")
+        return self._profiles
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]
@@ -94,3 +112,72 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             principal.current().project_id, request.user_id, request.n
         )
         return pb.ListRecentMessagesResponse(messages=[convert.message_to_pb(m) for m in messages])
+
+    async def RecordAction(
+        self, request: pb.RecordActionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordActionResponse:
+        if self._actions is None:
+            raise RuntimeError("UserServicer was built without actions")
+        actions = self._actions
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            v = Violations()
+            action = Action(
+                user_id=request.user_id,
+                content=request.content,
+                timestamp=convert.opt_timestamp(v, "timestamp", request, "timestamp"),
+                log_id=request.log_id,
+                session_id=request.session_id,
+                device_id=request.device_id,
+                app=request.app,
+                platform=request.platform,
+                event_type=request.event_type,
+                page=request.page,
+                anchors=dict(request.anchors),
+                metadata=convert.struct_to_dict(request.metadata)
+                if request.HasField("metadata")
+                else {},
+                entities=tuple(request.entities),
+            )
+            v.raise_if_any()
+            done = await actions.record(project, action)
+            reply = pb.RecordActionResponse(
+                memory=convert.memory_to_pb(done.memory), duplicate=done.duplicate
+            )
+            return reply.SerializeToString(), done.memory.user_id
+
+        return pb.RecordActionResponse.FromString(
+            await self._once("RecordAction", request.request_id, compute)
+        )
+
+    # -- profiles (Sovant's recall helpers) ----------------------------------------------------
+    async def GetProfile(
+        self, request: pb.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Profile:
+        facts = await self.profiles.get(principal.current().project_id, request.user_id)
+        return pb.Profile(
+            user_id=request.user_id,
+            facts={k: convert.profile_fact_to_pb(f) for k, f in facts.items()},
+        )
+
+    async def ExtractProfile(
+        self, request: pb.ExtractProfileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtractProfileResponse:
+        found = self.profiles.extract(request.text)
+        if found is None:
+            return pb.ExtractProfileResponse(found=False)
+        return pb.ExtractProfileResponse(found=True, slot=found[0], value=found[1])
+
+    async def SaveProfileFact(
+        self, request: pb.SaveProfileFactRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ProfileFact:
+        project = principal.current().project_id
+
+        async def compute() -> tuple[bytes, str]:
+            fact = await self.profiles.save(project, request.user_id, request.slot, request.value)
+            return convert.profile_fact_to_pb(fact).SerializeToString(), request.user_id
+
+        return pb.ProfileFact.FromString(
+            await self._once("SaveProfileFact", request.request_id, compute)
+        )

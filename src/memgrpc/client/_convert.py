@@ -232,9 +232,31 @@ def _scalar(field: Field, value: object, where: str) -> object:
     return value
 
 
+@cache
+def _is_map(field: Field) -> bool:
+    return bool(
+        field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+    )
+
+
+def _set_map(msg: Message, field: Field, value: object, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a dict, got {type(value).__name__}")
+    target = getattr(msg, field.name)
+    target.clear()
+    value_field = field.message_type.fields_by_name["value"]
+    for key, item in value.items():
+        if value_field.type == FieldDescriptor.TYPE_MESSAGE:
+            _set_message(target[key], item, f"{where}.{key}")
+        else:
+            target[key] = _scalar(value_field, item, f"{where}.{key}")
+
+
 def _set(msg: Message, field: Field, value: object, where: str) -> None:
     try:
-        if field.is_repeated:
+        if _is_map(field):
+            _set_map(msg, field, value, where)
+        elif field.is_repeated:
             _set_repeated(msg, field, value, where)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             _set_message(getattr(msg, field.name), value, where)
@@ -289,6 +311,9 @@ def to_dict(msg: Message) -> dict[str, Any]:
 
 def _field_value(msg: Message, field: Field) -> Any:
     value = getattr(msg, field.name)
+    if _is_map(field):
+        item = field.message_type.fields_by_name["value"]
+        return {k: _item(item, v) for k, v in value.items()}
     if field.is_repeated:
         return [_item(field, v) for v in value]
     if field.type == FieldDescriptor.TYPE_MESSAGE:

@@ -6,6 +6,7 @@ needs a key with the `admin` scope (in that project) or the bootstrap key (any p
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,6 +85,26 @@ class Calls:
             _path("RevokeApiKey"), pb.RevokeApiKeyRequest(id=key_id), pb.ApiKey, cv.to_dict
         )
 
+    @staticmethod
+    def list_categories(project_id: str | None) -> Unary[pb.ListCategoriesResponse, dict[str, Any]]:
+        request = pb.ListCategoriesRequest(project_id=project_id or "")
+        return Unary(_path("ListCategories"), request, pb.ListCategoriesResponse, cv.to_dict)
+
+    @staticmethod
+    def set_categories(
+        categories: Sequence[Mapping[str, Any] | str],
+        project_id: str | None,
+        request_id: str | None,
+    ) -> Unary[pb.ListCategoriesResponse, dict[str, Any]]:
+        rid = request_id or new_request_id()
+        items = [{"name": c} if isinstance(c, str) else c for c in categories]
+        request = cv.build(
+            pb.SetCategoriesRequest,
+            {"project_id": project_id or "", "categories": items, "request_id": rid},
+            "set_categories",
+        )
+        return Unary(_path("SetCategories"), request, pb.ListCategoriesResponse, cv.to_dict, rid)
+
 
 class ProjectsResource:
     """`client.admin.projects`."""
@@ -138,12 +159,36 @@ class KeysResource:
         return self._c.unary(Calls.revoke_key(key_id))
 
 
+class CategoriesResource:
+    """`client.admin.categories`: the project's memory categories."""
+
+    def __init__(self, caller: Caller) -> None:
+        self._c = caller
+
+    def list(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """`[{"name", "description", "from_memories"}, ...]` (read scope)."""
+        got = self._c.unary(Calls.list_categories(project_id))
+        return list(got["categories"])
+
+    def set(
+        self,
+        categories: Sequence[Mapping[str, Any] | str],
+        *,
+        project_id: str | None = None,
+        request_id: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Replace the chosen set (admin scope): names, or `{"name", "description"}` dicts."""
+        got = self._c.unary(Calls.set_categories(categories, project_id, request_id))
+        return list(got["categories"])
+
+
 class AdminResource:
     """`client.admin`."""
 
     def __init__(self, caller: Caller) -> None:
         self.projects = ProjectsResource(caller)
         self.keys = KeysResource(caller)
+        self.categories = CategoriesResource(caller)
 
 
 class AsyncProjectsResource:
@@ -189,7 +234,27 @@ class AsyncKeysResource:
         return await self._c.unary(Calls.revoke_key(key_id))
 
 
+class AsyncCategoriesResource:
+    def __init__(self, caller: AsyncCaller) -> None:
+        self._c = caller
+
+    async def list(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        got = await self._c.unary(Calls.list_categories(project_id))
+        return list(got["categories"])
+
+    async def set(
+        self,
+        categories: Sequence[Mapping[str, Any] | str],
+        *,
+        project_id: str | None = None,
+        request_id: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        got = await self._c.unary(Calls.set_categories(categories, project_id, request_id))
+        return list(got["categories"])
+
+
 class AsyncAdminResource:
     def __init__(self, caller: AsyncCaller) -> None:
         self.projects = AsyncProjectsResource(caller)
         self.keys = AsyncKeysResource(caller)
+        self.categories = AsyncCategoriesResource(caller)

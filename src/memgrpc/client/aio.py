@@ -18,8 +18,10 @@ from memgrpc.client._transport import AsyncCaller, AsyncTransport
 from memgrpc.client.admin import AsyncAdminResource
 from memgrpc.client.chat import AsyncChatResource
 from memgrpc.client.client import health_call, make_settings
+from memgrpc.client.conflicts import AsyncConflictsResource
 from memgrpc.client.context import AsyncContextResource
 from memgrpc.client.memory import AsyncMemoryResource
+from memgrpc.client.recall import AsyncRecallResource
 from memgrpc.client.sessions import AsyncJobsResource, AsyncSessionsResource
 from memgrpc.client.users import AsyncUsersResource
 
@@ -64,11 +66,13 @@ class AsyncMemgrpcClient:
         self._caller = AsyncCaller(transport, options)
         self.memory = AsyncMemoryResource(self._caller)
         self.users = AsyncUsersResource(self._caller)
+        self.recall = AsyncRecallResource(self._caller)
         self.sessions = AsyncSessionsResource(self._caller)
         self.jobs = AsyncJobsResource(self._caller)
         self.context = AsyncContextResource(self._caller)
         self.chat = AsyncChatResource(self._caller)
         self.admin = AsyncAdminResource(self._caller)
+        self.conflicts = AsyncConflictsResource(self._caller)
 
     @property
     def address(self) -> str:

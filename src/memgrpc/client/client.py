@@ -23,8 +23,10 @@ from memgrpc.client._retry import RetryPolicy
 from memgrpc.client._transport import Caller, SyncTransport
 from memgrpc.client.admin import AdminResource
 from memgrpc.client.chat import ChatResource
+from memgrpc.client.conflicts import ConflictsResource
 from memgrpc.client.context import ContextResource
 from memgrpc.client.memory import MemoryResource
+from memgrpc.client.recall import RecallResource
 from memgrpc.client.sessions import JobsResource, SessionsResource
 from memgrpc.client.users import UsersResource
 
@@ -64,7 +66,8 @@ def health_call(service: str) -> Unary[health_pb2.HealthCheckResponse, dict[str,
 
 
 class MemgrpcClient:
-    """A memgrpc server, as resource groups: memory, users, sessions, jobs, context, chat, admin.
+    """A memgrpc server, as resource groups: memory, users, recall, sessions, jobs, context, chat,
+    admin, conflicts.
 
     `api_key` defaults to $MEMGRPC_API_KEY. `timeout` (seconds, None = none) is each attempt's
     deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried up to `max_retries` times with
@@ -110,11 +113,13 @@ class MemgrpcClient:
         self._caller = Caller(transport, options)
         self.memory = MemoryResource(self._caller)
         self.users = UsersResource(self._caller)
+        self.recall = RecallResource(self._caller)
         self.sessions = SessionsResource(self._caller)
         self.jobs = JobsResource(self._caller)
         self.context = ContextResource(self._caller)
         self.chat = ChatResource(self._caller)
         self.admin = AdminResource(self._caller)
+        self.conflicts = ConflictsResource(self._caller)
 
     @property
     def address(self) -> str:

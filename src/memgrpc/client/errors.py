@@ -14,11 +14,20 @@
     ├── TimeoutError                DEADLINE_EXCEEDED (not the builtin TimeoutError)
     └── InternalError               INTERNAL / UNKNOWN / DATA_LOSS
 
-Other codes (CANCELLED, UNIMPLEMENTED, ...) raise a plain MemgrpcError.
+Other codes (CANCELLED, UNIMPLEMENTED, ...) raise a plain MemgrpcError. Some reasons have a
+class of their own, under their status's class: the merge conflict errors (each also a
+MergeConflictError, with RecallrAI's MergeConflict* names as aliases):
+
+    ConflictNotFoundError           NotFoundError, CONFLICT_NOT_FOUND
+    ConflictAlreadyResolvedError    FailedPreconditionError, CONFLICT_ALREADY_RESOLVED
+    ConflictInvalidQuestionsError   InvalidArgumentError, CONFLICT_INVALID_QUESTIONS
+    ConflictMissingAnswersError     InvalidArgumentError, CONFLICT_MISSING_ANSWERS
+    ConflictInvalidAnswerError      InvalidArgumentError, CONFLICT_INVALID_ANSWER
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -28,11 +37,22 @@ from grpc_status import rpc_status
 
 __all__ = [
     "AuthenticationError",
+    "ConflictAlreadyResolvedError",
     "ConflictError",
+    "ConflictInvalidAnswerError",
+    "ConflictInvalidQuestionsError",
+    "ConflictMissingAnswersError",
+    "ConflictNotFoundError",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
     "MemgrpcError",
+    "MergeConflictAlreadyResolvedError",
+    "MergeConflictError",
+    "MergeConflictInvalidAnswerError",
+    "MergeConflictInvalidQuestionsError",
+    "MergeConflictMissingAnswersError",
+    "MergeConflictNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -198,6 +218,76 @@ _BY_STATUS: dict[grpc.StatusCode, type[MemgrpcError]] = {
 _BY_NUMBER = {s.value[0]: s for s in grpc.StatusCode}
 
 
+# -- merge conflicts (ConflictService) -----------------------------------------------------------
+def _listed(metadata: dict[str, str], key: str) -> list[str]:
+    """A list the server put in ErrorInfo metadata as JSON."""
+    try:
+        value = json.loads(metadata.get(key) or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+class MergeConflictError(MemgrpcError):
+    """Base of the merge conflict errors (RecallrAI's MergeConflictError)."""
+
+
+class ConflictNotFoundError(NotFoundError, MergeConflictError):
+    """NOT_FOUND, reason CONFLICT_NOT_FOUND: no such conflict in the key's project."""
+
+
+class ConflictAlreadyResolvedError(FailedPreconditionError, MergeConflictError):
+    """FAILED_PRECONDITION, reason CONFLICT_ALREADY_RESOLVED."""
+
+
+class ConflictInvalidQuestionsError(InvalidArgumentError, MergeConflictError):
+    """INVALID_ARGUMENT, reason CONFLICT_INVALID_QUESTIONS: answers name questions the conflict
+    does not ask (`invalid_questions`)."""
+
+    @property
+    def invalid_questions(self) -> list[str]:
+        return _listed(self.metadata, "invalid_questions")
+
+
+class ConflictMissingAnswersError(InvalidArgumentError, MergeConflictError):
+    """INVALID_ARGUMENT, reason CONFLICT_MISSING_ANSWERS: questions without an answer
+    (`missing_questions`)."""
+
+    @property
+    def missing_questions(self) -> list[str]:
+        return _listed(self.metadata, "missing_questions")
+
+
+class ConflictInvalidAnswerError(InvalidArgumentError, MergeConflictError):
+    """INVALID_ARGUMENT, reason CONFLICT_INVALID_ANSWER: an answer outside its question's
+    options (`question`, `valid_options`)."""
+
+    @property
+    def question(self) -> str | None:
+        return self.metadata.get("question")
+
+    @property
+    def valid_options(self) -> list[str]:
+        return _listed(self.metadata, "valid_options")
+
+
+# RecallrAI's names
+MergeConflictNotFoundError = ConflictNotFoundError
+MergeConflictAlreadyResolvedError = ConflictAlreadyResolvedError
+MergeConflictInvalidQuestionsError = ConflictInvalidQuestionsError
+MergeConflictMissingAnswersError = ConflictMissingAnswersError
+MergeConflictInvalidAnswerError = ConflictInvalidAnswerError
+
+# reasons with a class of their own (a subclass of their status's class)
+_BY_REASON: dict[str, type[MemgrpcError]] = {
+    "CONFLICT_NOT_FOUND": ConflictNotFoundError,
+    "CONFLICT_ALREADY_RESOLVED": ConflictAlreadyResolvedError,
+    "CONFLICT_INVALID_QUESTIONS": ConflictInvalidQuestionsError,
+    "CONFLICT_MISSING_ANSWERS": ConflictMissingAnswersError,
+    "CONFLICT_INVALID_ANSWER": ConflictInvalidAnswerError,
+}
+
+
 def status_code(code: int | grpc.StatusCode) -> grpc.StatusCode:
     """A google.rpc.Code number (or a StatusCode) as a grpc.StatusCode."""
     if isinstance(code, grpc.StatusCode):
@@ -225,7 +315,6 @@ def _build(
     rich: status_pb2.Status | None,
     reason: str | None = None,
 ) -> MemgrpcError:
-    cls = _BY_STATUS.get(status, MemgrpcError)
     domain: str | None = None
     metadata: dict[str, str] = {}
     retry_after: float | None = None
@@ -256,8 +345,12 @@ def _build(
         "retry_after": retry_after,
         "details": details,
     }
-    if cls is InvalidArgumentError:
-        return InvalidArgumentError(message, field_violations=violations, **common)
+    cls = _BY_STATUS.get(status, MemgrpcError)
+    special = _BY_REASON.get(reason or "")
+    if special is not None and issubclass(special, cls):
+        cls = special
+    if issubclass(cls, InvalidArgumentError):
+        return cls(message, field_violations=violations, **common)
     return cls(message, **common)
 
 

@@ -225,7 +225,9 @@ class MemoryResource:
     def list(self, params: Params = None, /, **fields: Any) -> dict[str, Any]:
         """`{"memories": [...], "next_page_token": "...", "total_size": n}`; filters: user_id,
         types, tags (+ tag_match 'any'/'all'), session_id, categories, metadata, start_time,
-        end_time, include_archived, order_by; page_size and page_token page."""
+        end_time, origins, include_archived, order_by; page_size and page_token page;
+        include_previous_versions / include_connected_memories fill each memory's
+        previous_versions / connected_memories."""
         return self._c.unary(Calls.list(cv.params(params, fields, "list")))
 
     def search(

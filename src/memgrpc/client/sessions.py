@@ -124,10 +124,12 @@ class Calls:
 
     @staticmethod
     def process(
-        session_id: str, wait: bool, request_id: str | None
+        session_id: str, wait: bool, request_id: str | None, force: bool = False
     ) -> Unary[pb.Job, dict[str, Any]]:
         rid = request_id or new_request_id()
-        request = pb.ProcessSessionRequest(session_id=session_id, wait=wait, request_id=rid)
+        request = pb.ProcessSessionRequest(
+            session_id=session_id, wait=wait, request_id=rid, force=force
+        )
         return Unary(_path("ProcessSession"), request, pb.Job, cv.to_dict, rid)
 
     @staticmethod
@@ -280,10 +282,13 @@ class Session(_SessionData):
             return chat_mod.stream_events(self._c, request)
         return chat_mod.collect(self._c, request)
 
-    def process(self, *, wait: bool = True, request_id: str | None = None) -> dict[str, Any]:
-        """Summarise the session (it becomes 'processed'); returns the job (`state` 'done' when
-        wait=True, else poll `client.jobs.get(job["id"])`)."""
-        return self._c.unary(Calls.process(self.id, wait, request_id))
+    def process(
+        self, *, wait: bool = True, force: bool = False, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Summarise the session and extract facts from it (it becomes 'processed'); returns
+        the job (`state` 'done' when wait=True, else poll `client.jobs.get(job["id"])`), with
+        `stats`. `force=True` processes a processed session again (adds no duplicates)."""
+        return self._c.unary(Calls.process(self.id, wait, request_id, force))
 
     def link_memory(self, memory_id: str) -> dict[str, Any]:
         """Attach an existing memory to this session; returns the memory."""
@@ -360,8 +365,10 @@ class AsyncSession(_SessionData):
             return chat_mod.astream_events(self._c, request)
         return chat_mod.acollect(self._c, request)
 
-    async def process(self, *, wait: bool = True, request_id: str | None = None) -> dict[str, Any]:
-        return await self._c.unary(Calls.process(self.id, wait, request_id))
+    async def process(
+        self, *, wait: bool = True, force: bool = False, request_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._c.unary(Calls.process(self.id, wait, request_id, force))
 
     async def link_memory(self, memory_id: str) -> dict[str, Any]:
         return await self._c.unary(Calls.link_memory(self.id, memory_id))
@@ -420,9 +427,14 @@ class SessionsResource:
         return self._c.unary(Calls.messages(session_id, page_size, page_token))
 
     def process(
-        self, session_id: str, *, wait: bool = True, request_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        wait: bool = True,
+        force: bool = False,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        return self._c.unary(Calls.process(session_id, wait, request_id))
+        return self._c.unary(Calls.process(session_id, wait, request_id, force))
 
     def link_memory(self, session_id: str, memory_id: str) -> dict[str, Any]:
         return self._c.unary(Calls.link_memory(session_id, memory_id))
@@ -477,9 +489,14 @@ class AsyncSessionsResource:
         return await self._c.unary(Calls.messages(session_id, page_size, page_token))
 
     async def process(
-        self, session_id: str, *, wait: bool = True, request_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        wait: bool = True,
+        force: bool = False,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        return await self._c.unary(Calls.process(session_id, wait, request_id))
+        return await self._c.unary(Calls.process(session_id, wait, request_id, force))
 
     async def link_memory(self, session_id: str, memory_id: str) -> dict[str, Any]:
         return await self._c.unary(Calls.link_memory(session_id, memory_id))

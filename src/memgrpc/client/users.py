@@ -85,6 +85,18 @@ class Calls:
             _path("ListRecentMessages"), request, pb.ListRecentMessagesResponse, cv.to_dict
         )
 
+    @staticmethod
+    def get_profile(user_id: str) -> Unary[pb.Profile, dict[str, Any]]:
+        request = pb.GetProfileRequest(user_id=user_id)
+        return Unary(_path("GetProfile"), request, pb.Profile, cv.to_dict)
+
+    @staticmethod
+    def record_action(data: dict[str, Any]) -> Unary[pb.RecordActionResponse, dict[str, Any]]:
+        rid = cv.pop_request_id(data) or new_request_id()
+        request = cv.build(pb.RecordActionRequest, data, "action")
+        request.request_id = rid
+        return Unary(_path("RecordAction"), request, pb.RecordActionResponse, cv.to_dict, rid)
+
 
 class UsersResource:
     """`client.users`."""
@@ -131,6 +143,18 @@ class UsersResource:
         """`{"messages": [...]}`: the last n (default 10) across the user's sessions, newest last."""
         return self._c.unary(Calls.recent_messages(user_id, n))
 
+    def get_profile(self, user_id: str) -> dict[str, Any]:
+        """`{"user_id", "facts": {slot: {"value", "values", "memory_id", "version", ...}}}`
+        (client.recall.get_profile_facts gives just the values)."""
+        return self._c.unary(Calls.get_profile(user_id))
+
+    def record_action(self, action: Params = None, /, **fields: Any) -> dict[str, Any]:
+        """GUMem's `record_action`: `{"memory": {...}, "duplicate": bool}`. Fields as GUMem's
+        ActionLogInput (user_id, timestamp as a datetime or ISO string, content, log_id,
+        session_id, device_id, app, platform, event_type, page, anchors, metadata, entities);
+        a log_id recorded before returns the first action's memory with duplicate=True."""
+        return self._c.unary(Calls.record_action(cv.params(action, fields, "action")))
+
 
 class AsyncUsersResource:
     """`client.users` of the async client."""
@@ -168,3 +192,9 @@ class AsyncUsersResource:
 
     async def recent_messages(self, user_id: str, n: int | None = None) -> dict[str, Any]:
         return await self._c.unary(Calls.recent_messages(user_id, n))
+
+    async def get_profile(self, user_id: str) -> dict[str, Any]:
+        return await self._c.unary(Calls.get_profile(user_id))
+
+    async def record_action(self, action: Params = None, /, **fields: Any) -> dict[str, Any]:
+        return await self._c.unary(Calls.record_action(cv.params(action, fields, "action")))

@@ -1,8 +1,8 @@
 """The LLM provider contract: a reply streams as text deltas while the provider produces them.
 
 Providers know nothing of gRPC, sessions or storage: they get the prompt as chat messages and
-stream text. Their failures are `ProviderError`s with a transport-neutral `kind`; core/chat/turn.py
-maps each kind to one domain error (and so to one gRPC status).
+stream text. Their failures are `ProviderError`s with a transport-neutral `kind`;
+core/kernel/provider_errors.py maps each kind to one domain error (and so to one gRPC status).
 """
 
 from __future__ import annotations

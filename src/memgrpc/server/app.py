@@ -21,6 +21,7 @@ from grpc_health.v1._async import HealthServicer
 
 from memgrpc.api.admin import AdminServicer
 from memgrpc.api.chat import ChatServicer
+from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
@@ -37,7 +38,18 @@ from memgrpc.core.conversation.purge import UserData
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.conversation.users import UserService
+from memgrpc.core.intelligence.actions import Actions, session_actions
+from memgrpc.core.intelligence.conflicts import ConflictService
+from memgrpc.core.intelligence.extract import (
+    LlmExtractor,
+    RulesExtractor,
+    canonical_value,
+    extract_profile,
+)
 from memgrpc.core.intelligence.processing import default_steps
+from memgrpc.core.intelligence.profiles import Profiles
+from memgrpc.core.intelligence.reconcile import Reconciler
+from memgrpc.core.intelligence.step import ExtractFacts
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
@@ -54,6 +66,8 @@ from memgrpc.v1 import (
     admin_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
+    conflicts_pb2,
+    conflicts_pb2_grpc,
     context_pb2,
     context_pb2_grpc,
     memory_pb2,
@@ -74,6 +88,7 @@ SERVICE_NAMES = (
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
 )
 
 
@@ -90,6 +105,11 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         # two servers must never silently share a port
         ("grpc.so_reuseport", 0),
     ]
+
+
+def _profile_of(text: str) -> tuple[str, str] | None:
+    fact = extract_profile(text)
+    return (fact.slot, fact.value) if fact is not None and fact.slot else None
 
 
 def key_file_path(config: ServerConfig) -> Path:
@@ -109,15 +129,23 @@ class Conversations:
     users: UserService
     idempotency: Idempotency
     session_store: SessionStore
+    conflicts: ConflictService
 
     @classmethod
     def build(
-        cls, store: Store, memories: MemoryService, embedder: BatchingEmbedder
+        cls,
+        config: ServerConfig,
+        store: Store,
+        memories: MemoryService,
+        embedder: BatchingEmbedder,
+        extract: ExtractFacts | None,
+        conflicts: ConflictService,
     ) -> Conversations:
         idempotency = Idempotency(store)
         session_store = SessionStore(store)
         messages = MessageService(store, memories, session_store)
-        jobs = JobRunner(store, session_store, messages, memories, default_steps(embedder))
+        steps = [*default_steps(embedder), *([extract] if extract is not None else [])]
+        jobs = JobRunner(store, session_store, messages, memories, steps)
         data = UserData(
             store, memories.users, jobs, idempotency, memories.cache, session_store, messages
         )
@@ -125,17 +153,20 @@ class Conversations:
             sessions=SessionService(store, session_store, messages, jobs, memories),
             messages=messages,
             jobs=jobs,
-            sweeper=AutoProcessor(session_store, jobs),
+            sweeper=AutoProcessor(session_store, jobs, stale_after_s=config.job_stale_after_s),
             users=UserService(store, data, messages),
             idempotency=idempotency,
             session_store=session_store,
+            conflicts=conflicts,
         )
 
 
 @dataclass
 class Chats:
-    """Chat turns (streamed and background) and the LLM providers they run on."""
+    """Chat turns (streamed and background), the context they (and GetContext) assemble, and
+    the LLM providers they run on."""
 
+    context: ContextService
     service: ChatService
     background: BackgroundChats
     replays: ChatReplays
@@ -149,30 +180,55 @@ class Chats:
         memories: MemoryService,
         conv: Conversations,
         embedder: BatchingEmbedder,
+        providers: Providers,
+        profiles: Profiles,
     ) -> Chats:
-        providers = build_providers(
-            LLMConfig(
-                default=config.chat_provider,
-                openai_base_url=config.openai_base_url,
-                openai_api_key=config.openai_api_key,
-                openai_model=config.openai_model,
-                openai_timeout_s=config.openai_timeout_s,
-            )
+        context = ContextService(
+            memories, SessionMessages(conv.sessions, conv.messages), embedder, profiles
         )
-        context = ContextService(memories, SessionMessages(conv.sessions, conv.messages), embedder)
         service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
         background = BackgroundChats(store, service, memories)
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
-        return cls(
-            service, background, ChatReplays(store, service, conv.sessions, memories), providers
-        )
+        replays = ChatReplays(store, service, conv.sessions, memories)
+        return cls(context, service, background, replays, providers)
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
         await self.background.stop()
         await self.service.stop()
         await self.providers.aclose()
+
+
+def build_extract_step(
+    config: ServerConfig, providers: Providers, reconciler: Reconciler
+) -> ExtractFacts | None:
+    """The extraction step with the extractor MEMGRPC_EXTRACTOR names (config has checked that
+    llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback."""
+    if config.extractor == "none":
+        return None
+    rules = RulesExtractor()
+    if config.extractor != "llm":
+        return ExtractFacts(rules, reconciler, actions=session_actions)
+    provider = providers.get("openai")
+    if provider is None:
+        raise ValueError("the llm extractor needs the openai provider")
+    fallback = rules if config.extractor_fallback == "rules" else None
+    return ExtractFacts(
+        LlmExtractor(provider, config.openai_model or ""),
+        reconciler,
+        fallback=fallback,
+        actions=session_actions,
+    )
+
+
+@dataclass
+class Intelligence:
+    """What processing derives from conversations: extraction, reconciliation, profiles."""
+
+    reconciler: Reconciler
+    extract: ExtractFacts | None  # None: MEMGRPC_EXTRACTOR=none
+    profiles: Profiles
 
 
 @dataclass
@@ -189,6 +245,7 @@ class App:
     maintainer: Maintainer
     conversations: Conversations
     chat: Chats
+    intelligence: Intelligence
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -265,18 +322,38 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
     maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
     memories = MemoryService(store, batching, cache_rows=config.recall_cache_rows)
-    conversations = Conversations.build(store, memories, batching)
+    providers = build_providers(
+        LLMConfig(
+            default=config.chat_provider,
+            openai_base_url=config.openai_base_url,
+            openai_api_key=config.openai_api_key,
+            openai_model=config.openai_model,
+            openai_timeout_s=config.openai_timeout_s,
+        )
+    )
+    conflicts = ConflictService(store, memories)
+    reconciler = Reconciler(memories, conflicts)
+    extract = build_extract_step(config, providers, reconciler)
+    conversations = Conversations.build(config, store, memories, batching, extract, conflicts)
+    intel = Intelligence(
+        reconciler,
+        extract,
+        Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
+    )
     app = App(
         config=config,
         store=store,
         embedder=batching,
         keys=keys,
         authenticator=authenticator,
-        admin=AdminService(keys, authenticator),
+        admin=AdminService(keys, authenticator, memories.categories),
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
-        chat=Chats.build(config, store, memories, conversations, batching),
+        chat=Chats.build(
+            config, store, memories, conversations, batching, providers, intel.profiles
+        ),
+        intelligence=intel,
     )
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
@@ -322,22 +399,27 @@ async def start(
         )
         conv = app.conversations
         users_pb2_grpc.add_UserServiceServicer_to_server(
-            UserServicer(conv.users, conv.idempotency), server
+            UserServicer(
+                conv.users,
+                conv.idempotency,
+                actions=Actions(app.memories, conv.session_store),
+                profiles=app.intelligence.profiles,
+            ),
+            server,
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency), server
         )
         context_pb2_grpc.add_ContextServiceServicer_to_server(
-            ContextServicer(
-                ContextService(
-                    app.memories, SessionMessages(conv.sessions, conv.messages), app.embedder
-                )
-            ),
+            ContextServicer(app.chat.context),
             server,
         )
         chat_pb2_grpc.add_ChatServiceServicer_to_server(
             ChatServicer(app.chat.service, app.chat.background, app.chat.replays, conv.idempotency),
             server,
+        )
+        conflicts_pb2_grpc.add_ConflictServiceServicer_to_server(
+            ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

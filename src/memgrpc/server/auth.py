@@ -24,6 +24,7 @@ _ADMIN = "/memgrpc.v1.AdminService/"
 _USERS = "/memgrpc.v1.UserService/"
 _SESSIONS = "/memgrpc.v1.SessionService/"
 _CHAT = "/memgrpc.v1.ChatService/"
+_CONFLICTS = "/memgrpc.v1.ConflictService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -46,6 +47,10 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _USERS + "CreateUser": Scope.WRITE,
     _USERS + "UpdateUser": Scope.WRITE,
     _USERS + "DeleteUser": Scope.WRITE,
+    _USERS + "RecordAction": Scope.WRITE,
+    _USERS + "GetProfile": Scope.READ,
+    _USERS + "ExtractProfile": Scope.READ,  # writes nothing
+    _USERS + "SaveProfileFact": Scope.WRITE,
     # SessionService
     _SESSIONS + "GetSession": Scope.READ,
     _SESSIONS + "ListSessions": Scope.READ,
@@ -62,6 +67,10 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _CHAT + "ChatAsync": Scope.WRITE,
     _CHAT + "GetChatResult": Scope.READ,
     _CHAT + "ListProviders": Scope.READ,
+    # ConflictService
+    _CONFLICTS + "ListConflicts": Scope.READ,
+    _CONFLICTS + "GetConflict": Scope.READ,
+    _CONFLICTS + "ResolveConflict": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,
@@ -70,6 +79,8 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _ADMIN + "ListApiKeys": Scope.ADMIN,
     _ADMIN + "UpdateApiKey": Scope.ADMIN,
     _ADMIN + "RevokeApiKey": Scope.ADMIN,
+    _ADMIN + "ListCategories": Scope.READ,
+    _ADMIN + "SetCategories": Scope.ADMIN,
 }
 
 API_KEY_HEADER = "x-api-key"

@@ -63,6 +63,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
         ),
         "memory_versions": _Spec(schemas.MEMORY_VERSIONS, "pk", btree=("memory_id",)),
         "requests": _Spec(schemas.REQUESTS, "pk"),
+        "categories": _Spec(schemas.CATEGORIES, "pk", btree=("project_id",)),
         "sessions": _Spec(
             schemas.SESSIONS,
             "id",
@@ -72,6 +73,9 @@ def _specs(dim: int) -> dict[str, _Spec]:
         "messages": _Spec(schemas.MESSAGES, "pk", btree=("session_id", "user_id")),
         "jobs": _Spec(schemas.JOBS, "id", btree=("id", "session_id")),
         "chat_results": _Spec(schemas.CHAT_RESULTS, "id", btree=("id",)),
+        "conflicts": _Spec(
+            schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
+        ),
     }
 
 

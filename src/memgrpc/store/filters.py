@@ -70,6 +70,20 @@ class Where:
         self._parts.append(f"{_col(col)} IS NULL")
         return self
 
+    def not_in(self, col: str, values: Sequence[Scalar]) -> Where:
+        """NULL is neither in nor out (SQL): pair with is_null where NULL should pass."""
+        if values:
+            self._parts.append(f"{_col(col)} NOT IN ({', '.join(literal(v) for v in values)})")
+        else:
+            self._parts.append(f"{_col(col)} IS NOT NULL")
+        return self
+
+    def either(self, *alternatives: Where) -> Where:
+        """One condition: at least one of the alternatives (each AND-ed inside) holds."""
+        parts = [f"({a})" if a else "TRUE" for a in alternatives]
+        self._parts.append("(" + " OR ".join(parts) + ")" if parts else "FALSE")
+        return self
+
     def not_true(self, col: str) -> Where:
         self._parts.append(f"({_col(col)} IS NULL OR {_col(col)} = FALSE)")
         return self

@@ -20,7 +20,8 @@ from memgrpc.store.filters import Where
 ROW_COLUMNS = [
     "id", "project_id", "user_id", "session_id", "content", "type", "tags", "categories",
     "metadata", "importance", "archived", "source_message_ids", "version", "event_time",
-    "create_time", "update_time", "version_time", "speaker", "seq",
+    "create_time", "update_time", "version_time", "speaker", "seq", "origin", "profile_slot",
+    "mention_count", "last_mentioned_time", "entities", "conflict_id",
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 # ROW_COLUMNS again, as one JSON document per row: what reads and search legs select. Lance reads
@@ -30,7 +31,9 @@ ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 DOC = "doc"
 # a doc filled in later lands only on the row it was made from: still without one, same owner
 _STILL_BARE = f"target.{DOC} IS NULL AND target.user_id = source.user_id"
-_TIMES = ("event_time", "create_time", "update_time", "version_time")
+_TIMES = ("event_time", "create_time", "update_time", "version_time", "last_mentioned_time")
+# rows written before origins were recorded have none: the origin their type implies
+_TYPED_ORIGINS = ("message", "summary")
 # ANN search (the index: store.maintenance.VECTOR_INDEX): the IVF partitions searched, and the
 # HNSW beam per result asked. Past these, recall of the exact top 10 (~92% at 1M memories) grew
 # little for much more time; LanceDB's defaults suit smaller partitions (measured:
@@ -76,6 +79,9 @@ class MemoryFilter:
     end_time: datetime | None = None
     ids: tuple[str, ...] = field(default=())
     seqs: tuple[int, ...] = ()
+    origins: tuple[str, ...] = ()
+    profile_slots: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
 
     def where(self) -> Where:
         w = Where().eq("project_id", self.project_id)
@@ -97,11 +103,30 @@ class MemoryFilter:
             w.has_all("metadata_kv", self.metadata_kv)
         if not self.include_archived:
             w.not_true("archived")
+        if self.origins:
+            w.either(Where().is_in("origin", self.origins), _legacy_origin(self.origins))
+        if self.profile_slots:
+            w.is_in("profile_slot", self.profile_slots)
+        if self.entities:
+            w.has_any("entities", self.entities)
         if self.start_time is not None:
             w.cmp("event_time", ">=", self.start_time)
         if self.end_time is not None:
             w.cmp("event_time", "<", self.end_time)
         return w
+
+
+def _legacy_origin(origins: tuple[str, ...]) -> Where:
+    """Rows without an origin whose type implies one of `origins` (model.default_origin)."""
+    typed = [o for o in origins if o in _TYPED_ORIGINS]
+    w = Where().is_null("origin")
+    if "client" in origins:
+        return w.either(
+            Where().is_null("type"),
+            Where().not_in("type", _TYPED_ORIGINS),
+            *([Where().is_in("type", typed)] if typed else []),
+        )
+    return w.is_in("type", typed)
 
 
 class MemoryTable:

@@ -22,6 +22,7 @@ USER_COLUMNS: Mapping[str, str] = {
     "jobs": "user_id",
     "requests": "user_id",
     "chat_results": "user_id",
+    "conflicts": "user_id",
 }
 
 

@@ -70,6 +70,17 @@ def memories(dim: int) -> pa.Schema:
             # memories made from messages: the speaker and the message's order in its session
             _f("speaker", pa.string()),
             _f("seq", pa.int64()),
+            # client | message | summary | extracted | action; NULL on rows written before
+            # origins were recorded (they read as the origin their type implies)
+            _f("origin", pa.string()),
+            # extracted facts: the profile slot a memory backs, mentions, last mention
+            _f("profile_slot", pa.string()),
+            _f("mention_count", pa.int32()),
+            _f("last_mentioned_time", TS),
+            # lowercase names of what it mentions: memories sharing one are connected
+            _f("entities", STRS),
+            # the pending merge conflict it is part of
+            _f("conflict_id", pa.string()),
             _f("vector", pa.list_(pa.float32(), dim)),
             # the other columns but metadata_kv and the vector, as JSON: what reads select
             # (store/memories.py)
@@ -92,6 +103,19 @@ MEMORY_VERSIONS = pa.schema(
         _f("create_time", TS),
         _f("expire_time", TS),
         _f("expire_reason", pa.string()),
+    ]
+)
+
+CATEGORIES = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        # "set": the project's chosen categories (one row, `categories` as JSON);
+        # "memory": one row per category name a memory of the project was written with
+        _f("kind", pa.string()),
+        _f("name", pa.string()),
+        _f("categories", pa.string()),
+        _f("update_time", TS),
     ]
 )
 
@@ -161,6 +185,13 @@ JOBS = pa.schema(
         _f("error", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+        # JobStats: what extraction did (core/intelligence/step.py)
+        _f("extractor", pa.string()),
+        _f("facts_extracted", pa.int32()),
+        _f("facts_added", pa.int32()),
+        _f("facts_reinforced", pa.int32()),
+        _f("versions_made", pa.int32()),
+        _f("conflicts_opened", pa.int32()),
     ]
 )
 
@@ -187,5 +218,31 @@ CHAT_RESULTS = pa.schema(
         _f("error_reason", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+    ]
+)
+
+CONFLICTS = pa.schema(
+    [
+        # `cfl_...`, derived from the opener's key: a re-run finds the conflict it opened
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("user_id", pa.string(), False),
+        _f("session_id", pa.string()),
+        # pending | in_queue | resolving | resolved | failed
+        _f("status", pa.string()),
+        # the new fact as JSON: not a memory until the conflict is resolved in its favour
+        _f("new_memory", pa.string()),
+        # [{"id", "reason", "content"}] as JSON (content: what the memory said when it opened)
+        _f("conflicting", pa.string()),
+        # the conflicting memories' ids again, for "which pending conflicts name this memory"
+        _f("memory_ids", STRS),
+        # [{"question", "options", "choices"}] as JSON
+        _f("questions", pa.string()),
+        # [{"question", "answer", "message"}] as JSON, once answered
+        _f("answers", pa.string()),
+        _f("resolution", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+        _f("resolve_time", TS),
     ]
 )

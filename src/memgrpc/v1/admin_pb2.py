@@ -26,39 +26,47 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/admin.proto\x12\nmemgrpc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x06scopes\x18\x05 \x03(\x0e\x32\x17.memgrpc.v1.ApiKeyScope\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x14\x43reateProjectRequest\x12$\n\x07project\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x14ListProjectsResponse\x12%\n\x08projects\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"b\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12#\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"K\n\x14\x43reateApiKeyResponse\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"h\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"h\n\x13ListApiKeysResponse\x12$\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"k\n\x13UpdateApiKeyRequest\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t*v\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_SCOPE_READ\x10\x01\x12\x17\n\x13\x41PI_KEY_SCOPE_WRITE\x10\x02\x12\x17\n\x13\x41PI_KEY_SCOPE_ADMIN\x10\x03\x32\x98\x04\n\x0c\x41\x64minService\x12\x46\n\rCreateProject\x12 .memgrpc.v1.CreateProjectRequest\x1a\x13.memgrpc.v1.Project\x12@\n\nGetProject\x12\x1d.memgrpc.v1.GetProjectRequest\x1a\x13.memgrpc.v1.Project\x12Q\n\x0cListProjects\x12\x1f.memgrpc.v1.ListProjectsRequest\x1a .memgrpc.v1.ListProjectsResponse\x12Q\n\x0c\x43reateApiKey\x12\x1f.memgrpc.v1.CreateApiKeyRequest\x1a .memgrpc.v1.CreateApiKeyResponse\x12N\n\x0bListApiKeys\x12\x1e.memgrpc.v1.ListApiKeysRequest\x1a\x1f.memgrpc.v1.ListApiKeysResponse\x12\x43\n\x0cUpdateApiKey\x12\x1f.memgrpc.v1.UpdateApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12\x43\n\x0cRevokeApiKey\x12\x1f.memgrpc.v1.RevokeApiKeyRequest\x1a\x12.memgrpc.v1.ApiKeyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/admin.proto\x12\nmemgrpc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x08\x43\x61tegory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rfrom_memories\x18\x03 \x01(\x08\"+\n\x15ListCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"B\n\x16ListCategoriesResponse\x12(\n\ncategories\x18\x01 \x03(\x0b\x32\x14.memgrpc.v1.Category\"h\n\x14SetCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12(\n\ncategories\x18\x02 \x03(\x0b\x32\x14.memgrpc.v1.Category\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\\\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x06scopes\x18\x05 \x03(\x0e\x32\x17.memgrpc.v1.ApiKeyScope\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x14\x43reateProjectRequest\x12$\n\x07project\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x14ListProjectsResponse\x12%\n\x08projects\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"b\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12#\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"K\n\x14\x43reateApiKeyResponse\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"h\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"h\n\x13ListApiKeysResponse\x12$\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"k\n\x13UpdateApiKeyRequest\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t*v\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_SCOPE_READ\x10\x01\x12\x17\n\x13\x41PI_KEY_SCOPE_WRITE\x10\x02\x12\x17\n\x13\x41PI_KEY_SCOPE_ADMIN\x10\x03\x32\xc8\x05\n\x0c\x41\x64minService\x12\x46\n\rCreateProject\x12 .memgrpc.v1.CreateProjectRequest\x1a\x13.memgrpc.v1.Project\x12@\n\nGetProject\x12\x1d.memgrpc.v1.GetProjectRequest\x1a\x13.memgrpc.v1.Project\x12Q\n\x0cListProjects\x12\x1f.memgrpc.v1.ListProjectsRequest\x1a .memgrpc.v1.ListProjectsResponse\x12Q\n\x0c\x43reateApiKey\x12\x1f.memgrpc.v1.CreateApiKeyRequest\x1a .memgrpc.v1.CreateApiKeyResponse\x12N\n\x0bListApiKeys\x12\x1e.memgrpc.v1.ListApiKeysRequest\x1a\x1f.memgrpc.v1.ListApiKeysResponse\x12\x43\n\x0cUpdateApiKey\x12\x1f.memgrpc.v1.UpdateApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12\x43\n\x0cRevokeApiKey\x12\x1f.memgrpc.v1.RevokeApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12W\n\x0eListCategories\x12!.memgrpc.v1.ListCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponse\x12U\n\rSetCategories\x12 .memgrpc.v1.SetCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APIKEYSCOPE']._serialized_start=1229
-  _globals['_APIKEYSCOPE']._serialized_end=1347
-  _globals['_PROJECT']._serialized_start=105
-  _globals['_PROJECT']._serialized_end=197
-  _globals['_APIKEY']._serialized_start=200
-  _globals['_APIKEY']._serialized_end=409
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=411
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=491
-  _globals['_GETPROJECTREQUEST']._serialized_start=493
-  _globals['_GETPROJECTREQUEST']._serialized_end=524
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=526
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=586
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=588
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=694
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=696
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=794
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=796
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=871
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=873
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=977
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=979
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1083
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1085
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1192
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1194
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1227
-  _globals['_ADMINSERVICE']._serialized_start=1350
-  _globals['_ADMINSERVICE']._serialized_end=1886
+  _globals['_APIKEYSCOPE']._serialized_start=1518
+  _globals['_APIKEYSCOPE']._serialized_end=1636
+  _globals['_CATEGORY']._serialized_start=105
+  _globals['_CATEGORY']._serialized_end=173
+  _globals['_LISTCATEGORIESREQUEST']._serialized_start=175
+  _globals['_LISTCATEGORIESREQUEST']._serialized_end=218
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=220
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=286
+  _globals['_SETCATEGORIESREQUEST']._serialized_start=288
+  _globals['_SETCATEGORIESREQUEST']._serialized_end=392
+  _globals['_PROJECT']._serialized_start=394
+  _globals['_PROJECT']._serialized_end=486
+  _globals['_APIKEY']._serialized_start=489
+  _globals['_APIKEY']._serialized_end=698
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=700
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=780
+  _globals['_GETPROJECTREQUEST']._serialized_start=782
+  _globals['_GETPROJECTREQUEST']._serialized_end=813
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=815
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=875
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=877
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=983
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=985
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1083
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1085
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1160
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1162
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1266
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1268
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1372
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1374
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1481
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1483
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1516
+  _globals['_ADMINSERVICE']._serialized_start=1639
+  _globals['_ADMINSERVICE']._serialized_end=2351
 # @@protoc_insertion_point(module_scope)

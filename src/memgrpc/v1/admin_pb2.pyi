@@ -48,6 +48,102 @@ API_KEY_SCOPE_ADMIN: ApiKeyScope.ValueType  # 3
 Global___ApiKeyScope: _TypeAlias = ApiKeyScope  # noqa: Y015
 
 @_typing.final
+class Category(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    FROM_MEMORIES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1-64 characters: lowercase letters, digits, `_` and `-`."""
+    description: _builtins.str
+    """What belongs in it; the LLM extractor is shown it."""
+    from_memories: _builtins.bool
+    """Output only: true for a category only known from memories that carry it."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        from_memories: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "from_memories", b"from_memories", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Category: _TypeAlias = Category  # noqa: Y015
+
+@_typing.final
+class ListCategoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    """Empty = the caller's project (the bootstrap key may name another)."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesRequest: _TypeAlias = ListCategoriesRequest  # noqa: Y015
+
+@_typing.final
+class ListCategoriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Category]: ...
+    def __init__(
+        self,
+        *,
+        categories: _abc.Iterable[Global___Category] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCategoriesResponse: _TypeAlias = ListCategoriesResponse  # noqa: Y015
+
+@_typing.final
+class SetCategoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Category]:
+        """At most 100, names unique."""
+
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        categories: _abc.Iterable[Global___Category] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "project_id", b"project_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCategoriesRequest: _TypeAlias = SetCategoriesRequest  # noqa: Y015
+
+@_typing.final
 class Project(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -70,6 +70,16 @@ class AdminServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ApiKey.FromString,
                 _registered_method=True)
+        self.ListCategories = channel.unary_unary(
+                '/memgrpc.v1.AdminService/ListCategories',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
+                _registered_method=True)
+        self.SetCategories = channel.unary_unary(
+                '/memgrpc.v1.AdminService/SetCategories',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -125,6 +135,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCategories(self, request, context):
+        """The project's memory categories (read scope): the ones set with SetCategories (a default
+        set until then) and any a memory was written with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCategories(self, request, context):
+        """Replaces the project's set of categories (admin scope). Categories memories already carry
+        stay valid in filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +188,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=memgrpc_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_admin__pb2.ApiKey.SerializeToString,
+            ),
+            'ListCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCategories,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.SerializeToString,
+            ),
+            'SetCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCategories,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +390,60 @@ class AdminService:
             '/memgrpc.v1.AdminService/RevokeApiKey',
             memgrpc_dot_v1_dot_admin__pb2.RevokeApiKeyRequest.SerializeToString,
             memgrpc_dot_v1_dot_admin__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/ListCategories',
+            memgrpc_dot_v1_dot_admin__pb2.ListCategoriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/SetCategories',
+            memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,14 @@ class AdminServiceStub:
     """Renames a key or changes its scopes."""
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.ApiKey]
     """Revokes a key; effective on the next call."""
+    ListCategories: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCategoriesRequest, _admin_pb2.ListCategoriesResponse]
+    """The project's memory categories (read scope): the ones set with SetCategories (a default
+    set until then) and any a memory was written with.
+    """
+    SetCategories: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetCategoriesRequest, _admin_pb2.ListCategoriesResponse]
+    """Replaces the project's set of categories (admin scope). Categories memories already carry
+    stay valid in filters.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -67,6 +75,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Renames a key or changes its scopes."""
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeApiKeyRequest, _admin_pb2.ApiKey]  # type: ignore[assignment]
     """Revokes a key; effective on the next call."""
+    ListCategories: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCategoriesRequest, _admin_pb2.ListCategoriesResponse]  # type: ignore[assignment]
+    """The project's memory categories (read scope): the ones set with SetCategories (a default
+    set until then) and any a memory was written with.
+    """
+    SetCategories: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetCategoriesRequest, _admin_pb2.ListCategoriesResponse]  # type: ignore[assignment]
+    """Replaces the project's set of categories (admin scope). Categories memories already carry
+    stay valid in filters.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages projects and their API keys."""
@@ -126,5 +142,25 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ApiKey, _abc.Awaitable[_admin_pb2.ApiKey]]:
         """Revokes a key; effective on the next call."""
+
+    @_abc_1.abstractmethod
+    def ListCategories(
+        self,
+        request: _admin_pb2.ListCategoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListCategoriesResponse, _abc.Awaitable[_admin_pb2.ListCategoriesResponse]]:
+        """The project's memory categories (read scope): the ones set with SetCategories (a default
+        set until then) and any a memory was written with.
+        """
+
+    @_abc_1.abstractmethod
+    def SetCategories(
+        self,
+        request: _admin_pb2.SetCategoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListCategoriesResponse, _abc.Awaitable[_admin_pb2.ListCategoriesResponse]]:
+        """Replaces the project's set of categories (admin scope). Categories memories already carry
+        stay valid in filters.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

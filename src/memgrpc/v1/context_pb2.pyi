@@ -12,6 +12,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from memgrpc.v1 import memory_pb2 as _memory_pb2
 from memgrpc.v1 import sessions_pb2 as _sessions_pb2
+from memgrpc.v1 import users_pb2 as _users_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -69,6 +70,7 @@ class GetContextRequest(_message.Message):
     TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     INCLUDE_SYSTEM_PROMPT_FIELD_NUMBER: _builtins.int
+    INCLUDE_PROFILE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     session_id: _builtins.str
     """Optional: recent messages come from this session."""
@@ -92,6 +94,8 @@ class GetContextRequest(_message.Message):
     """IANA name (e.g. Europe/Berlin) for the dates in the rendered text; empty = UTC."""
     include_system_prompt: _builtins.bool
     """Start the context with memgrpc's instructions for the model (default true)."""
+    include_profile: _builtins.bool
+    """Include the user's profile (UserService/GetProfile) ahead of the memories (default true)."""
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Exact key = value filters on memory metadata."""
@@ -116,13 +120,19 @@ class GetContextRequest(_message.Message):
         token_budget: _builtins.int = ...,
         timezone: _builtins.str = ...,
         include_system_prompt: _builtins.bool | None = ...,
+        include_profile: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_include_system_prompt", b"_include_system_prompt", "include_system_prompt", b"include_system_prompt", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile", "_include_system_prompt", b"_include_system_prompt", "include_profile", b"include_profile", "include_system_prompt", b"include_system_prompt", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_include_system_prompt", b"_include_system_prompt", "include_system_prompt", b"include_system_prompt", "last_n_messages", b"last_n_messages", "last_n_summaries", b"last_n_summaries", "max_top_k", b"max_top_k", "memory_threshold", b"memory_threshold", "metadata", b"metadata", "min_top_k", b"min_top_k", "query", b"query", "session_id", b"session_id", "strategy", b"strategy", "summary_threshold", b"summary_threshold", "timezone", b"timezone", "token_budget", b"token_budget", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile", "_include_system_prompt", b"_include_system_prompt", "include_profile", b"include_profile", "include_system_prompt", b"include_system_prompt", "last_n_messages", b"last_n_messages", "last_n_summaries", b"last_n_summaries", "max_top_k", b"max_top_k", "memory_threshold", b"memory_threshold", "metadata", b"metadata", "min_top_k", b"min_top_k", "query", b"query", "session_id", b"session_id", "strategy", b"strategy", "summary_threshold", b"summary_threshold", "timezone", b"timezone", "token_budget", b"token_budget", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__include_profile: _TypeAlias = _typing.Literal["include_profile"]  # noqa: Y015
+    _WhichOneofArgType__include_profile: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile"]  # noqa: Y015
     _WhichOneofReturnType__include_system_prompt: _TypeAlias = _typing.Literal["include_system_prompt"]  # noqa: Y015
     _WhichOneofArgType__include_system_prompt: _TypeAlias = _typing.Literal["_include_system_prompt", b"_include_system_prompt"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__include_profile) -> _WhichOneofReturnType__include_profile | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__include_system_prompt) -> _WhichOneofReturnType__include_system_prompt | None: ...
 
 Global___GetContextRequest: _TypeAlias = GetContextRequest  # noqa: Y015
@@ -165,6 +175,7 @@ class GetContextResponse(_message.Message):
     RECENT_MESSAGES_FIELD_NUMBER: _builtins.int
     SUMMARIES_FIELD_NUMBER: _builtins.int
     TOKEN_COUNT_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     context: _builtins.str
     """The rendered text block for an LLM prompt."""
     token_count: _builtins.int
@@ -175,6 +186,12 @@ class GetContextResponse(_message.Message):
     def recent_messages(self) -> _containers.RepeatedCompositeFieldContainer[_sessions_pb2.Message]: ...
     @_builtins.property
     def summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContextSummary]: ...
+    @_builtins.property
+    def profile(self) -> _users_pb2.Profile:
+        """The user's profile as the context shows it (empty without profile facts, or when
+        include_profile is false or the token budget left it out).
+        """
+
     def __init__(
         self,
         *,
@@ -183,10 +200,11 @@ class GetContextResponse(_message.Message):
         recent_messages: _abc.Iterable[_sessions_pb2.Message] | None = ...,
         summaries: _abc.Iterable[Global___ContextSummary] | None = ...,
         token_count: _builtins.int = ...,
+        profile: _users_pb2.Profile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "memories", b"memories", "recent_messages", b"recent_messages", "summaries", b"summaries", "token_count", b"token_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "memories", b"memories", "profile", b"profile", "recent_messages", b"recent_messages", "summaries", b"summaries", "token_count", b"token_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

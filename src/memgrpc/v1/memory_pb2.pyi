@@ -54,6 +54,44 @@ MEMORY_TYPE_SUMMARY: MemoryType.ValueType  # 8
 """A summary of a session, written by ProcessSession."""
 Global___MemoryType: _TypeAlias = MemoryType  # noqa: Y015
 
+class _MemoryOrigin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemoryOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemoryOrigin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMORY_ORIGIN_UNSPECIFIED: _MemoryOrigin.ValueType  # 0
+    MEMORY_ORIGIN_CLIENT: _MemoryOrigin.ValueType  # 1
+    """Written by a client (CreateMemory, BatchMemories, ImportMemories without an origin)."""
+    MEMORY_ORIGIN_MESSAGE: _MemoryOrigin.ValueType  # 2
+    """A message of a session, indexed as it was added."""
+    MEMORY_ORIGIN_SUMMARY: _MemoryOrigin.ValueType  # 3
+    """A session summary written by ProcessSession."""
+    MEMORY_ORIGIN_EXTRACTED: _MemoryOrigin.ValueType  # 4
+    """A fact ProcessSession extracted from messages or actions (it cites them in
+    source_message_ids).
+    """
+    MEMORY_ORIGIN_ACTION: _MemoryOrigin.ValueType  # 5
+    """A user action (UserService/RecordAction)."""
+
+class MemoryOrigin(_MemoryOrigin, metaclass=_MemoryOriginEnumTypeWrapper):
+    """Where a memory came from. Set by the server; ignored on create (a client's memory is CLIENT)."""
+
+MEMORY_ORIGIN_UNSPECIFIED: MemoryOrigin.ValueType  # 0
+MEMORY_ORIGIN_CLIENT: MemoryOrigin.ValueType  # 1
+"""Written by a client (CreateMemory, BatchMemories, ImportMemories without an origin)."""
+MEMORY_ORIGIN_MESSAGE: MemoryOrigin.ValueType  # 2
+"""A message of a session, indexed as it was added."""
+MEMORY_ORIGIN_SUMMARY: MemoryOrigin.ValueType  # 3
+"""A session summary written by ProcessSession."""
+MEMORY_ORIGIN_EXTRACTED: MemoryOrigin.ValueType  # 4
+"""A fact ProcessSession extracted from messages or actions (it cites them in
+source_message_ids).
+"""
+MEMORY_ORIGIN_ACTION: MemoryOrigin.ValueType  # 5
+"""A user action (UserService/RecordAction)."""
+Global___MemoryOrigin: _TypeAlias = MemoryOrigin  # noqa: Y015
+
 class _TagMatch:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -128,6 +166,14 @@ class Memory(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SPEAKER_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    PROFILE_SLOT_FIELD_NUMBER: _builtins.int
+    MENTION_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_MENTIONED_TIME_FIELD_NUMBER: _builtins.int
+    MERGE_CONFLICT_IN_PROGRESS_FIELD_NUMBER: _builtins.int
+    ENTITIES_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSIONS_FIELD_NUMBER: _builtins.int
+    CONNECTED_MEMORIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned, `mem_...`."""
     user_id: _builtins.str
@@ -145,6 +191,18 @@ class Memory(_message.Message):
     """Starts at 1; grows by one with every content change."""
     speaker: _builtins.str
     """Who said it, for memories made from messages (the message's name, else its role)."""
+    origin: Global___MemoryOrigin.ValueType
+    """Output only: where it came from."""
+    profile_slot: _builtins.str
+    """Output only: the profile slot this memory backs (`location`, `name`, ...; see
+    UserService/GetProfile), for extracted facts that fill one.
+    """
+    mention_count: _builtins.int
+    """Output only: how often the user said it (a restatement reinforces the fact instead of
+    adding a row); 0 for memories that are not extracted facts.
+    """
+    merge_conflict_in_progress: _builtins.bool
+    """Output only: a pending merge conflict involves this memory (ConflictService)."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -161,6 +219,30 @@ class Memory(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_mentioned_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only: when the user last said it."""
+
+    @_builtins.property
+    def entities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The people, places, pets and things it mentions, lowercase; memories sharing one are
+        connected. Extraction fills it; a client may set it.
+        """
+
+    @_builtins.property
+    def previous_versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoryVersion]:
+        """Output only, with ListMemories' include_previous_versions: the versions before this one,
+        newest first.
+        """
+
+    @_builtins.property
+    def connected_memories(self) -> _containers.RepeatedCompositeFieldContainer[Global___Memory]:
+        """Output only, with ListMemories' include_connected_memories: current (not archived)
+        memories of the same user that share an entity with this one, at most 10: those sharing
+        the most entities first, then the most recently updated (without their own connected
+        memories or previous versions).
+        """
+
     def __init__(
         self,
         *,
@@ -180,10 +262,18 @@ class Memory(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         speaker: _builtins.str = ...,
+        origin: Global___MemoryOrigin.ValueType = ...,
+        profile_slot: _builtins.str = ...,
+        mention_count: _builtins.int = ...,
+        last_mentioned_time: _timestamp_pb2.Timestamp | None = ...,
+        merge_conflict_in_progress: _builtins.bool = ...,
+        entities: _abc.Iterable[_builtins.str] | None = ...,
+        previous_versions: _abc.Iterable[Global___MemoryVersion] | None = ...,
+        connected_memories: _abc.Iterable[Global___Memory] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "create_time", b"create_time", "event_time", b"event_time", "importance", b"importance", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "create_time", b"create_time", "event_time", b"event_time", "importance", b"importance", "last_mentioned_time", b"last_mentioned_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "archived", b"archived", "categories", b"categories", "content", b"content", "create_time", b"create_time", "event_time", b"event_time", "id", b"id", "importance", b"importance", "metadata", b"metadata", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "speaker", b"speaker", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "archived", b"archived", "categories", b"categories", "connected_memories", b"connected_memories", "content", b"content", "create_time", b"create_time", "entities", b"entities", "event_time", b"event_time", "id", b"id", "importance", b"importance", "last_mentioned_time", b"last_mentioned_time", "mention_count", b"mention_count", "merge_conflict_in_progress", b"merge_conflict_in_progress", "metadata", b"metadata", "origin", b"origin", "previous_versions", b"previous_versions", "profile_slot", b"profile_slot", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "speaker", b"speaker", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__importance: _TypeAlias = _typing.Literal["importance"]  # noqa: Y015
     _WhichOneofArgType__importance: _TypeAlias = _typing.Literal["_importance", b"_importance"]  # noqa: Y015
@@ -211,7 +301,9 @@ class MemoryVersion(_message.Message):
     content: _builtins.str
     type: Global___MemoryType.ValueType
     expire_reason: _builtins.str
-    """Why this version stopped being current (e.g. UPDATED, REPLACED)."""
+    """Why this version stopped being current: UPDATED, REPLACED, SUPERSEDED (extraction or a
+    profile write replaced the fact), RESOLVED (a merge conflict's answer replaced it).
+    """
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -383,6 +475,9 @@ class ListMemoriesRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    ORIGINS_FIELD_NUMBER: _builtins.int
+    INCLUDE_PREVIOUS_VERSIONS_FIELD_NUMBER: _builtins.int
+    INCLUDE_CONNECTED_MEMORIES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Empty = every user of the project."""
     page_size: _builtins.int
@@ -395,12 +490,20 @@ class ListMemoriesRequest(_message.Message):
     include_archived: _builtins.bool
     order_by: _builtins.str
     """`create_time`, `update_time` or `event_time`, then `asc` or `desc`; default `create_time desc`."""
+    include_previous_versions: _builtins.bool
+    """Fill each memory's previous_versions."""
+    include_connected_memories: _builtins.bool
+    """Fill each memory's connected_memories (at most 10 each)."""
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
-    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only memories in one of these categories. A category the project does not have (see
+        AdminService/ListCategories) is INVALID_ARGUMENT, reason INVALID_CATEGORIES.
+        """
+
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Inclusive lower bound on event_time."""
@@ -412,6 +515,10 @@ class ListMemoriesRequest(_message.Message):
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Exact key = value matches on top-level metadata keys."""
+
+    @_builtins.property
+    def origins(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryOrigin.ValueType]:
+        """Only memories of these origins; empty = every origin."""
 
     def __init__(
         self,
@@ -429,10 +536,13 @@ class ListMemoriesRequest(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         order_by: _builtins.str = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        origins: _abc.Iterable[Global___MemoryOrigin.ValueType] | None = ...,
+        include_previous_versions: _builtins.bool = ...,
+        include_connected_memories: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "metadata", b"metadata", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "metadata", b"metadata", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "include_connected_memories", b"include_connected_memories", "include_previous_versions", b"include_previous_versions", "metadata", b"metadata", "order_by", b"order_by", "origins", b"origins", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -484,6 +594,7 @@ class SearchMemoriesRequest(_message.Message):
     CATEGORIES_FIELD_NUMBER: _builtins.int
     INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
     MIN_SCORE_FIELD_NUMBER: _builtins.int
+    ORIGINS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Empty = every user of the project."""
     query: _builtins.str
@@ -511,7 +622,13 @@ class SearchMemoriesRequest(_message.Message):
         """Exact key = value matches on top-level metadata keys."""
 
     @_builtins.property
-    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As ListMemoriesRequest.categories."""
+
+    @_builtins.property
+    def origins(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryOrigin.ValueType]:
+        """Only memories of these origins; empty = every origin."""
+
     def __init__(
         self,
         *,
@@ -529,10 +646,11 @@ class SearchMemoriesRequest(_message.Message):
         categories: _abc.Iterable[_builtins.str] | None = ...,
         include_archived: _builtins.bool = ...,
         min_score: _builtins.float = ...,
+        origins: _abc.Iterable[Global___MemoryOrigin.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "metadata", b"metadata", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "limit", b"limit", "metadata", b"metadata", "min_score", b"min_score", "mode", b"mode", "query", b"query", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "limit", b"limit", "metadata", b"metadata", "min_score", b"min_score", "mode", b"mode", "origins", b"origins", "query", b"query", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -452,6 +452,7 @@ class Job(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """`job_...`"""
     session_id: _builtins.str
@@ -464,6 +465,10 @@ class Job(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stats(self) -> Global___JobStats:
+        """What the job did so far (complete once DONE)."""
+
     def __init__(
         self,
         *,
@@ -474,14 +479,57 @@ class Job(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         kind: _builtins.str = ...,
+        stats: Global___JobStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "stats", b"stats", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "id", b"id", "kind", b"kind", "session_id", b"session_id", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "id", b"id", "kind", b"kind", "session_id", b"session_id", "state", b"state", "stats", b"stats", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class JobStats(_message.Message):
+    """What a process_session job did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTRACTOR_FIELD_NUMBER: _builtins.int
+    FACTS_EXTRACTED_FIELD_NUMBER: _builtins.int
+    FACTS_ADDED_FIELD_NUMBER: _builtins.int
+    FACTS_REINFORCED_FIELD_NUMBER: _builtins.int
+    VERSIONS_MADE_FIELD_NUMBER: _builtins.int
+    CONFLICTS_OPENED_FIELD_NUMBER: _builtins.int
+    extractor: _builtins.str
+    """`rules` or `llm` (or `rules` after an LLM failure with the rules fallback configured)."""
+    facts_extracted: _builtins.int
+    """Facts the extractor proposed."""
+    facts_added: _builtins.int
+    """New memories (MEMORY_ORIGIN_EXTRACTED) written."""
+    facts_reinforced: _builtins.int
+    """Restatements of current facts: the fact's mention count grew, no row was added."""
+    versions_made: _builtins.int
+    """Current facts changed by a new version (e.g. a move to another city)."""
+    conflicts_opened: _builtins.int
+    """Merge conflicts opened (see ConflictService)."""
+    def __init__(
+        self,
+        *,
+        extractor: _builtins.str = ...,
+        facts_extracted: _builtins.int = ...,
+        facts_added: _builtins.int = ...,
+        facts_reinforced: _builtins.int = ...,
+        versions_made: _builtins.int = ...,
+        conflicts_opened: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts_opened", b"conflicts_opened", "extractor", b"extractor", "facts_added", b"facts_added", "facts_extracted", b"facts_extracted", "facts_reinforced", b"facts_reinforced", "versions_made", b"versions_made"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobStats: _TypeAlias = JobStats  # noqa: Y015
 
 @_typing.final
 class ProcessSessionRequest(_message.Message):
@@ -490,20 +538,26 @@ class ProcessSessionRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     wait: _builtins.bool
     """Return only once the job is DONE or FAILED."""
     request_id: _builtins.str
+    force: _builtins.bool
+    """Process a PROCESSED session again (e.g. after new messages, or to re-extract with another
+    extractor); without it that is FAILED_PRECONDITION. Adds no duplicate facts.
+    """
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         wait: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "session_id", b"session_id", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "request_id", b"request_id", "session_id", b"session_id", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,26 @@ class UserServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesResponse.FromString,
                 _registered_method=True)
+        self.GetProfile = channel.unary_unary(
+                '/memgrpc.v1.UserService/GetProfile',
+                request_serializer=memgrpc_dot_v1_dot_users__pb2.GetProfileRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_users__pb2.Profile.FromString,
+                _registered_method=True)
+        self.ExtractProfile = channel.unary_unary(
+                '/memgrpc.v1.UserService/ExtractProfile',
+                request_serializer=memgrpc_dot_v1_dot_users__pb2.ExtractProfileRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_users__pb2.ExtractProfileResponse.FromString,
+                _registered_method=True)
+        self.SaveProfileFact = channel.unary_unary(
+                '/memgrpc.v1.UserService/SaveProfileFact',
+                request_serializer=memgrpc_dot_v1_dot_users__pb2.SaveProfileFactRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_users__pb2.ProfileFact.FromString,
+                _registered_method=True)
+        self.RecordAction = channel.unary_unary(
+                '/memgrpc.v1.UserService/RecordAction',
+                request_serializer=memgrpc_dot_v1_dot_users__pb2.RecordActionRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_users__pb2.RecordActionResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -112,6 +132,41 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProfile(self, request, context):
+        """The user's profile: one value per slot (name, age, location, ...), each backed by a memory
+        (Sovant get_profile_facts). Empty for a user without profile facts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExtractProfile(self, request, context):
+        """The profile fact one text states, or none, without writing anything (Sovant
+        extract_profile: "i'm from kuching" -> hometown / Kuching).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveProfileFact(self, request, context):
+        """Canonicalises and saves one profile fact (Sovant save_profile_fact). A single-valued slot's
+        new value is a new version of the memory behind it (expire reason SUPERSEDED), never a
+        second row; a list slot (pets, allergies, ...) gains a value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAction(self, request, context):
+        """Records what the user did (GUMem user actions) as a memory of origin ACTION: searchable,
+        filterable by its metadata (action.event_type, action.page, anchor.<key>, ...), and fed to
+        extraction like a message when its session is processed. A repeated log_id returns the
+        first action's memory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +199,26 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListRecentMessages,
                     request_deserializer=memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesResponse.SerializeToString,
+            ),
+            'GetProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProfile,
+                    request_deserializer=memgrpc_dot_v1_dot_users__pb2.GetProfileRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_users__pb2.Profile.SerializeToString,
+            ),
+            'ExtractProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtractProfile,
+                    request_deserializer=memgrpc_dot_v1_dot_users__pb2.ExtractProfileRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_users__pb2.ExtractProfileResponse.SerializeToString,
+            ),
+            'SaveProfileFact': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveProfileFact,
+                    request_deserializer=memgrpc_dot_v1_dot_users__pb2.SaveProfileFactRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_users__pb2.ProfileFact.SerializeToString,
+            ),
+            'RecordAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAction,
+                    request_deserializer=memgrpc_dot_v1_dot_users__pb2.RecordActionRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_users__pb2.RecordActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +384,114 @@ class UserService:
             '/memgrpc.v1.UserService/ListRecentMessages',
             memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesRequest.SerializeToString,
             memgrpc_dot_v1_dot_users__pb2.ListRecentMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.UserService/GetProfile',
+            memgrpc_dot_v1_dot_users__pb2.GetProfileRequest.SerializeToString,
+            memgrpc_dot_v1_dot_users__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtractProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.UserService/ExtractProfile',
+            memgrpc_dot_v1_dot_users__pb2.ExtractProfileRequest.SerializeToString,
+            memgrpc_dot_v1_dot_users__pb2.ExtractProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveProfileFact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.UserService/SaveProfileFact',
+            memgrpc_dot_v1_dot_users__pb2.SaveProfileFactRequest.SerializeToString,
+            memgrpc_dot_v1_dot_users__pb2.ProfileFact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.UserService/RecordAction',
+            memgrpc_dot_v1_dot_users__pb2.RecordActionRequest.SerializeToString,
+            memgrpc_dot_v1_dot_users__pb2.RecordActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,25 @@ class UserServiceStub:
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
     ListRecentMessages: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListRecentMessagesRequest, _users_pb2.ListRecentMessagesResponse]
     """The last n messages across all of the user's sessions, newest last."""
+    GetProfile: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetProfileRequest, _users_pb2.Profile]
+    """The user's profile: one value per slot (name, age, location, ...), each backed by a memory
+    (Sovant get_profile_facts). Empty for a user without profile facts.
+    """
+    ExtractProfile: _grpc.UnaryUnaryMultiCallable[_users_pb2.ExtractProfileRequest, _users_pb2.ExtractProfileResponse]
+    """The profile fact one text states, or none, without writing anything (Sovant
+    extract_profile: "i'm from kuching" -> hometown / Kuching).
+    """
+    SaveProfileFact: _grpc.UnaryUnaryMultiCallable[_users_pb2.SaveProfileFactRequest, _users_pb2.ProfileFact]
+    """Canonicalises and saves one profile fact (Sovant save_profile_fact). A single-valued slot's
+    new value is a new version of the memory behind it (expire reason SUPERSEDED), never a
+    second row; a list slot (pets, allergies, ...) gains a value.
+    """
+    RecordAction: _grpc.UnaryUnaryMultiCallable[_users_pb2.RecordActionRequest, _users_pb2.RecordActionResponse]
+    """Records what the user did (GUMem user actions) as a memory of origin ACTION: searchable,
+    filterable by its metadata (action.event_type, action.page, anchor.<key>, ...), and fed to
+    extraction like a message when its session is processed. A repeated log_id returns the
+    first action's memory.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -60,6 +79,25 @@ class UserServiceAsyncStub(UserServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
     ListRecentMessages: _aio.UnaryUnaryMultiCallable[_users_pb2.ListRecentMessagesRequest, _users_pb2.ListRecentMessagesResponse]  # type: ignore[assignment]
     """The last n messages across all of the user's sessions, newest last."""
+    GetProfile: _aio.UnaryUnaryMultiCallable[_users_pb2.GetProfileRequest, _users_pb2.Profile]  # type: ignore[assignment]
+    """The user's profile: one value per slot (name, age, location, ...), each backed by a memory
+    (Sovant get_profile_facts). Empty for a user without profile facts.
+    """
+    ExtractProfile: _aio.UnaryUnaryMultiCallable[_users_pb2.ExtractProfileRequest, _users_pb2.ExtractProfileResponse]  # type: ignore[assignment]
+    """The profile fact one text states, or none, without writing anything (Sovant
+    extract_profile: "i'm from kuching" -> hometown / Kuching).
+    """
+    SaveProfileFact: _aio.UnaryUnaryMultiCallable[_users_pb2.SaveProfileFactRequest, _users_pb2.ProfileFact]  # type: ignore[assignment]
+    """Canonicalises and saves one profile fact (Sovant save_profile_fact). A single-valued slot's
+    new value is a new version of the memory behind it (expire reason SUPERSEDED), never a
+    second row; a list slot (pets, allergies, ...) gains a value.
+    """
+    RecordAction: _aio.UnaryUnaryMultiCallable[_users_pb2.RecordActionRequest, _users_pb2.RecordActionResponse]  # type: ignore[assignment]
+    """Records what the user did (GUMem user actions) as a memory of origin ACTION: searchable,
+    filterable by its metadata (action.event_type, action.page, anchor.<key>, ...), and fed to
+    extraction like a message when its session is processed. A repeated log_id returns the
+    first action's memory.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService manages the end users whose memories a project keeps."""
@@ -109,5 +147,48 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListRecentMessagesResponse, _abc.Awaitable[_users_pb2.ListRecentMessagesResponse]]:
         """The last n messages across all of the user's sessions, newest last."""
+
+    @_abc_1.abstractmethod
+    def GetProfile(
+        self,
+        request: _users_pb2.GetProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.Profile, _abc.Awaitable[_users_pb2.Profile]]:
+        """The user's profile: one value per slot (name, age, location, ...), each backed by a memory
+        (Sovant get_profile_facts). Empty for a user without profile facts.
+        """
+
+    @_abc_1.abstractmethod
+    def ExtractProfile(
+        self,
+        request: _users_pb2.ExtractProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.ExtractProfileResponse, _abc.Awaitable[_users_pb2.ExtractProfileResponse]]:
+        """The profile fact one text states, or none, without writing anything (Sovant
+        extract_profile: "i'm from kuching" -> hometown / Kuching).
+        """
+
+    @_abc_1.abstractmethod
+    def SaveProfileFact(
+        self,
+        request: _users_pb2.SaveProfileFactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.ProfileFact, _abc.Awaitable[_users_pb2.ProfileFact]]:
+        """Canonicalises and saves one profile fact (Sovant save_profile_fact). A single-valued slot's
+        new value is a new version of the memory behind it (expire reason SUPERSEDED), never a
+        second row; a list slot (pets, allergies, ...) gains a value.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordAction(
+        self,
+        request: _users_pb2.RecordActionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.RecordActionResponse, _abc.Awaitable[_users_pb2.RecordActionResponse]]:
+        """Records what the user did (GUMem user actions) as a memory of origin ACTION: searchable,
+        filterable by its metadata (action.event_type, action.page, anchor.<key>, ...), and fed to
+        extraction like a message when its session is processed. A repeated log_id returns the
+        first action's memory.
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,5 @@
-"""The admin service: projects and API keys, with the rules of who may manage which.
+"""The admin service: projects, API keys and memory categories, with the rules of who may
+manage which.
 
 Another project's ids answer NOT_FOUND, never PERMISSION_DENIED, so ids reveal nothing.
 """
@@ -34,6 +35,7 @@ from memgrpc.core.kernel.errors import (
 )
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.paging import Cursor, Page
+from memgrpc.core.memory.categories import Categories, Category
 from memgrpc.store.keys import KeyStore, Row
 
 log = structlog.get_logger(__name__)
@@ -82,9 +84,12 @@ def _bootstrap_only(what: str) -> PermissionDenied:
 class AdminService:
     """Projects and keys. `admin` manages its own project's keys; bootstrap manages everything."""
 
-    def __init__(self, keys: KeyStore, authenticator: Authenticator) -> None:
+    def __init__(
+        self, keys: KeyStore, authenticator: Authenticator, categories: Categories | None = None
+    ) -> None:
         self._keys = keys
         self._auth = authenticator
+        self._categories = categories
         self._recent_secrets: dict[str, tuple[float, str]] = {}
 
     # projects ---------------------------------------------------------------------------------
@@ -126,9 +131,11 @@ class AdminService:
         )
 
     # keys -------------------------------------------------------------------------------------
-    async def _target_project(self, caller: Principal, project_id: str, field: str) -> str:
-        """The project a key operation acts on: the caller's own unless bootstrap says another."""
-        caller.require(Scope.ADMIN)
+    async def _target_project(
+        self, caller: Principal, project_id: str, field: str, scope: Scope = Scope.ADMIN
+    ) -> str:
+        """The project an operation acts on: the caller's own unless bootstrap says another."""
+        caller.require(scope)
         v = Violations()
         _check_id(v, field, project_id, required=False)
         v.raise_if_any()
@@ -248,6 +255,24 @@ class AdminService:
             log.info("api_key_revoked", key_id=key_id, key_project=row["project_id"])
         self._auth.invalidate()
         return key_from_row(row)
+
+    # categories -------------------------------------------------------------------------------
+    def _category_store(self) -> Categories:
+        if self._categories is None:
+            raise RuntimeError("AdminService was built without categories")
+        return self._categories
+
+    async def list_categories(self, caller: Principal, project_id: str) -> list[Category]:
+        target = await self._target_project(caller, project_id, "project_id", Scope.READ)
+        return await self._category_store().list(target)
+
+    async def set_categories(
+        self, caller: Principal, project_id: str, categories: list[Category]
+    ) -> list[Category]:
+        target = await self._target_project(caller, project_id, "project_id")
+        chosen = await self._category_store().set(target, categories)
+        log.info("categories_set", key_project=target, count=len(categories))
+        return chosen
 
     # bootstrap --------------------------------------------------------------------------------
     async def bootstrap(self, admin_key: str | None, key_file: Path) -> None:

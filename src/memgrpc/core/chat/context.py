@@ -1,6 +1,7 @@
 """Context assembly: what the next LLM call should know, rendered and within a token budget.
 
-The RecallrAI / GUMem / Sonzai get_context calls in one: query-relevant memories, session
+The RecallrAI / GUMem / Sonzai get_context calls in one: the user's profile, query-relevant
+memories (extracted facts marked as such, so a model can tell them from raw turns), session
 summaries and the recent turns, rendered as one text block with dates in the caller's timezone.
 """
 
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memgrpc.core.chat import deep
+from memgrpc.core.intelligence.profiles import ProfileFact
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
 from memgrpc.core.memory import checks
@@ -31,9 +33,10 @@ DEFAULT_MEMORY_THRESHOLD = 0.1
 MAX_LAST_MESSAGES, MAX_LAST_SUMMARIES = 100, 20
 SYSTEM_PROMPT = (
     "You are talking with a user you have spoken with before. Below is what memgrpc recalled "
-    "about them: facts and past messages (with when they were said), summaries of earlier "
-    "conversations, and the latest messages. Use what is relevant, prefer newer information "
-    "when two memories disagree, and do not invent memories that are not listed."
+    "about them: their profile, facts and past messages (with when they were said), summaries "
+    "of earlier conversations, and the latest messages. Use what is relevant, prefer newer "
+    "information when two memories disagree, treat a disputed fact as uncertain, and do not "
+    "invent memories that are not listed."
 )
 
 
@@ -54,6 +57,7 @@ class ContextRequest:
     token_budget: int = 0
     timezone: str = ""
     include_system_prompt: bool = True
+    include_profile: bool = True
     # messages to leave out of memories and recent messages (a chat turn's own, and the turns
     # it sends to the model as they are)
     exclude_message_ids: tuple[str, ...] = ()
@@ -81,6 +85,9 @@ class Context:
     # counts the tokens of a text: counted when asked (a chat turn does not wait for it)
     counter: Callable[[str], int] = field(repr=False, compare=False)
 
+    # the profile as shown (slot -> fact); empty when left out
+    profile: Mapping[str, ProfileFact] = field(default_factory=dict)
+
     @functools.cached_property
     def token_count(self) -> int:
         return self.counter(self.text)
@@ -100,13 +107,22 @@ class TokenCounter(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+class ProfileSource(Protocol):
+    async def facts(self, project_id: str, user_id: str) -> dict[str, ProfileFact]: ...
+
+
 class ContextService:
     def __init__(
-        self, memories: MemoryService, messages: MessageSource, tokens: TokenCounter
+        self,
+        memories: MemoryService,
+        messages: MessageSource,
+        tokens: TokenCounter,
+        profiles: ProfileSource | None = None,
     ) -> None:
         self._memories = memories
         self._messages = messages
         self._tokens = tokens
+        self._profiles = profiles
 
     @staticmethod
     def _validate(r: ContextRequest) -> tuple[int, int, tzinfo]:
@@ -153,12 +169,13 @@ class ContextService:
         recent_n = r.last_n_messages or (10 if r.session_id else 0)
         excluded = set(r.exclude_message_ids)
         with shared_embeddings():  # both searches embed the query: once
-            memories, summaries, recent = await asyncio.gather(
+            memories, summaries, recent, profile = await asyncio.gather(
                 self._recall(project_id, r, lo, hi, query_vector),
                 self._summaries(project_id, r, query_vector),
                 self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
                 if recent_n
                 else _none(),
+                self._profile(project_id, r),
             )
         recent = [m for m in recent if m.id not in excluded][-recent_n:] if recent_n else []
         shown = {m.id for m in recent} | excluded
@@ -170,7 +187,12 @@ class ContextService:
             for h in summaries
             if not h.memory.source_message_ids or not set(h.memory.source_message_ids) <= shown
         ]
-        return self._fit(r, zone, memories, summaries, recent)
+        return self._fit(r, zone, memories, summaries, recent, profile)
+
+    async def _profile(self, project_id: str, r: ContextRequest) -> dict[str, ProfileFact]:
+        if self._profiles is None or not r.include_profile:
+            return {}
+        return await self._profiles.facts(project_id, r.user_id)
 
     async def _recall(
         self,
@@ -197,7 +219,7 @@ class ContextService:
         # only what clears the threshold: `min_top_k` is the least asked for, not a quota of
         # unrelated memories
         threshold = r.memory_threshold or DEFAULT_MEMORY_THRESHOLD
-        return [h for h in hits[:k] if h.score >= threshold]
+        return _facts_lead([h for h in hits[:k] if h.score >= threshold])
 
     async def _summaries(
         self, project_id: str, r: ContextRequest, vector: asyncio.Future[Row] | None
@@ -219,16 +241,23 @@ class ContextService:
         summaries: Sequence[SearchHit],
         recent: Sequence[RecentMessage],
         system: bool,
+        profile: Mapping[str, ProfileFact],
     ) -> str:
         parts: list[str] = []
         if system:
             parts.append(SYSTEM_PROMPT)
+        if profile:
+            lines = [f"- {slot}: {', '.join(f.values or [f.value])}" for slot, f in profile.items()]
+            parts.append("## Profile\n" + "\n".join(lines))
         if memories:
             lines = []
             for h in memories:
                 m = h.memory
                 who = f", {m.speaker}" if m.speaker else ""
-                lines.append(f"- [{_fmt(m.event_time, zone)}{who}] {m.content}")
+                mark = _MARKS.get(m.origin, "")
+                if m.conflict_id:
+                    mark += "(disputed: the user said otherwise too) "
+                lines.append(f"- [{_fmt(m.event_time, zone)}{who}] {mark}{m.content}")
             parts.append("## Relevant memories\n" + "\n".join(lines))
         if summaries:
             lines = [f"- [{_fmt(h.memory.event_time, zone)}] {h.memory.content}" for h in summaries]
@@ -248,26 +277,31 @@ class ContextService:
         memories: list[SearchHit],
         summaries: list[SearchHit],
         recent: list[RecentMessage],
+        profile: Mapping[str, ProfileFact],
     ) -> Context:
         """Drop the least useful parts until the rendered text fits the budget.
 
         Order of sacrifice: the weakest memories, the oldest recent messages, the weakest
-        summaries, then the instructions; a single oversized item is cut to fit.
+        summaries, the profile, then the instructions; a single oversized item is cut to fit.
         """
         system = r.include_system_prompt
         while True:
-            text = self._render(r, zone, memories, summaries, recent, system)
+            text = self._render(r, zone, memories, summaries, recent, system, profile)
             if not r.token_budget:
-                return Context(text, memories, recent, summaries, self._tokens.count_tokens)
+                return Context(
+                    text, memories, recent, summaries, self._tokens.count_tokens, profile
+                )
             count = self._tokens.count_tokens(text)
             if count <= r.token_budget:
-                return Context(text, memories, recent, summaries, _counted(count))
+                return Context(text, memories, recent, summaries, _counted(count), profile)
             if len(memories) > 1 or (memories and (recent or summaries)):
                 memories = memories[:-1]
             elif len(recent) > 1 or (recent and summaries):
                 recent = recent[1:]
             elif summaries:
                 summaries = summaries[:-1]
+            elif profile:
+                profile = {}
             elif system:
                 system = False
             elif memories and len(memories[0].memory.content.split()) > 1:
@@ -288,6 +322,33 @@ class ContextService:
         words = text.split()
         keep = max(0, len(words) - max(1, excess))
         return " ".join(words[:keep]) + (" …" if keep else "")
+
+
+# how a memory's origin reads in the context: a model can tell derived facts from what was said
+_MARKS = {"extracted": "(extracted fact) ", "action": "(user action) ", "summary": "(summary) "}
+
+
+def _facts_lead(hits: list[SearchHit]) -> list[SearchHit]:
+    """Each extracted fact goes just ahead of the best-ranked turn it came from, at that turn's
+    score: the fact says what the turn meant. Search ranks derived facts beside their turns, not
+    above them (they would push other turns out of a result list); a context shows both, the
+    fact first."""
+    out = list(hits)
+    for fact in [h for h in hits if h.memory.origin == "extracted"]:
+        sources = set(fact.memory.source_message_ids)
+        at = out.index(fact)
+        turn = next(
+            (
+                i
+                for i, h in enumerate(out[:at])
+                if h.memory.origin == "message" and sources & set(h.memory.source_message_ids)
+            ),
+            None,
+        )
+        if turn is not None:
+            out.pop(at)
+            out.insert(turn, SearchHit(fact.memory, max(fact.score, out[turn].score)))
+    return out
 
 
 def _fmt(dt: datetime | None, zone: tzinfo) -> str:

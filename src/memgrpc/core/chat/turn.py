@@ -36,15 +36,13 @@ from memgrpc.core.conversation.records import Message, Session
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import (
-    DeadlineExceeded,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
     Violations,
 )
 from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.provider_errors import provider_failure
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.embed.base import Vectors
 from memgrpc.embed.shared import Memo, Row, row_of, shared_embeddings
@@ -159,39 +157,6 @@ class TurnTiming:
 
     to_first_delta_s: float  # from the request to the first delta handed on
     provider_first_token_s: float  # the provider's own part of it
-
-
-def provider_failure(exc: ProviderError) -> DomainError:
-    """The domain error (and so the gRPC status) a provider failure is reported as."""
-    meta = {"provider": exc.provider}
-    if exc.status is not None:
-        meta["http_status"] = str(exc.status)
-    what = f"LLM provider {exc.provider!r}: {exc.message}"
-    match exc.kind:
-        case "auth":
-            return FailedPrecondition(
-                f"{what} (it rejected memgrpc's credentials; check the provider API key)",
-                reason="PROVIDER_AUTH_FAILED",
-                metadata=meta,
-            )
-        case "rate_limited":
-            return ResourceExhausted(
-                what, reason="PROVIDER_RATE_LIMITED", metadata=meta, retry_after_s=exc.retry_after_s
-            )
-        case "timeout":
-            return DeadlineExceeded(what, reason="PROVIDER_TIMEOUT", metadata=meta)
-        case "rejected":
-            return InvalidArgument(what, reason="PROVIDER_REJECTED_REQUEST", metadata=meta)
-        case "not_found":
-            return FailedPrecondition(what, reason="PROVIDER_MODEL_NOT_FOUND", metadata=meta)
-        case "not_configured":
-            return FailedPrecondition(what, reason="PROVIDER_NOT_CONFIGURED", metadata=meta)
-        case "bad_response":
-            return Unavailable(what, reason="PROVIDER_BAD_RESPONSE", metadata=meta)
-        case _:
-            return Unavailable(
-                what, reason="PROVIDER_UNAVAILABLE", metadata=meta, retry_after_s=exc.retry_after_s
-            )
 
 
 @dataclass(frozen=True)

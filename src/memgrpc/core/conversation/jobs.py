@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from memgrpc.core.conversation.messages import MessageService
-from memgrpc.core.conversation.records import PROCESS_SESSION, Job, Session, job_from_row, job_row
+from memgrpc.core.conversation.records import (
+    PROCESS_SESSION,
+    Job,
+    JobStats,
+    Session,
+    SessionStatus,
+    job_from_row,
+    job_row,
+    job_stats_row,
+)
 from memgrpc.core.conversation.session_store import SessionStore, session_key
 from memgrpc.core.intelligence.processing import ProcessingStep, SessionWork
 from memgrpc.core.kernel import validation
@@ -80,18 +89,24 @@ class JobRunner:
         return job_from_row(row)
 
     # -- start --------------------------------------------------------------------------------
-    async def process(self, project_id: str, session_id: str, *, wait: bool = False) -> Job:
-        """Start processing the session (or join the job already at it); `wait` = until done."""
-        job = await self._start(project_id, session_id)
+    async def process(
+        self, project_id: str, session_id: str, *, wait: bool = False, force: bool = False
+    ) -> Job:
+        """Start processing the session (or join the job already at it); `wait` = until done;
+        `force` = a PROCESSED session too (its steps are idempotent: nothing is duplicated)."""
+        job = await self._start(project_id, session_id, force)
         if wait:
             job = await self.wait(project_id, job.id)
         return job
 
-    async def _start(self, project_id: str, session_id: str) -> Job:
+    async def _start(self, project_id: str, session_id: str, force: bool) -> Job:
+        startable: tuple[SessionStatus, ...] = ("active", "failed")
+        if force:
+            startable += ("processed",)
         for _ in range(_CLAIM_ATTEMPTS):
             async with self._sessions.locks.hold(session_key(project_id, session_id)):
                 s = await self._sessions.require(project_id, session_id, "session_id")
-                if s.status == "processed":
+                if s.status == "processed" and not force:
                     raise FailedPrecondition(
                         f"session {session_id} is already processed",
                         reason="SESSION_PROCESSED",
@@ -110,7 +125,7 @@ class JobRunner:
                 )
                 await self._jobs.writer.insert([job_row(project_id, job)])
                 values = {"status": "processing", "job_id": job.id, "update_time": now}
-                if await self._sessions.claim(project_id, s.id, ("active", "failed"), values):
+                if await self._sessions.claim(project_id, s.id, startable, values):
                     self._spawn(project_id, s, job)
                     return job
                 # another replica moved the session first: drop our job, look again
@@ -144,10 +159,12 @@ class JobRunner:
             await asyncio.sleep(_POLL_S)
 
     # -- run ----------------------------------------------------------------------------------
-    async def _set_state(self, project_id: str, job: Job, state: str, error: str = "") -> None:
-        await self._jobs.writer.patch(
-            [{"id": job.id, "state": state, "error": error or None, "update_time": _now()}]
-        )
+    async def _set_state(
+        self, project_id: str, job: Job, state: str, error: str = "", stats: JobStats | None = None
+    ) -> None:
+        row = {"id": job.id, "state": state, "error": error or None, "update_time": _now()}
+        # stats stay zero until the job is DONE (a failed job wrote nothing)
+        await self._jobs.writer.patch([row | job_stats_row(stats or JobStats())])
 
     async def _run(self, project_id: str, s: Session, job: Job) -> None:
         step_name = "load"
@@ -162,7 +179,7 @@ class JobRunner:
                 step_name = "finish"
                 values = {"status": "processed", "update_time": _now()}
                 await self._sessions.claim(project_id, s.id, ("processing",), values, job_id=job.id)
-                await self._set_state(project_id, job, "done")
+                await self._set_state(project_id, job, "done", stats=work.stats)
                 log.info("session_processed", session_id=s.id, job_id=job.id)
         except asyncio.CancelledError:
             await self._fail(project_id, s, job, "cancelled before it finished")

@@ -389,6 +389,7 @@ def _as_memory(m: Message) -> Memory:
         session_id=m.session_id,
         content=m.content,
         type="message",
+        origin="message",
         metadata=dict(m.metadata),
         source_message_ids=[m.id],
         event_time=m.create_time,

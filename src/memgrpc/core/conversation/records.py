@@ -64,6 +64,23 @@ class Message:
 
 
 @dataclass
+class JobStats:
+    """What a process_session job's extraction did (complete once the job is DONE)."""
+
+    extractor: str = ""  # the extractor that ran: rules, or llm
+    facts_extracted: int = 0
+    facts_added: int = 0
+    facts_reinforced: int = 0
+    versions_made: int = 0
+    conflicts_opened: int = 0
+
+
+JOB_STAT_COUNTS = (
+    "facts_extracted", "facts_added", "facts_reinforced", "versions_made", "conflicts_opened",
+)  # fmt: skip
+
+
+@dataclass
 class Job:
     id: str
     session_id: str
@@ -73,6 +90,7 @@ class Job:
     error: str = ""
     create_time: datetime | None = None
     update_time: datetime | None = None
+    stats: JobStats = field(default_factory=JobStats)
 
 
 def _meta(raw: str | None) -> dict[str, Any]:
@@ -199,7 +217,12 @@ def job_row(project_id: str, j: Job) -> dict[str, Any]:
         "error": j.error or None,
         "create_time": j.create_time,
         "update_time": j.update_time,
+        **job_stats_row(j.stats),
     }
+
+
+def job_stats_row(st: JobStats) -> dict[str, Any]:
+    return {"extractor": st.extractor or None} | {k: getattr(st, k) for k in JOB_STAT_COUNTS}
 
 
 def job_from_row(row: dict[str, Any]) -> Job:
@@ -212,4 +235,8 @@ def job_from_row(row: dict[str, Any]) -> Job:
         error=row.get("error") or "",
         create_time=row.get("create_time"),
         update_time=row.get("update_time"),
+        stats=JobStats(
+            extractor=row.get("extractor") or "",
+            **{k: int(row.get(k) or 0) for k in JOB_STAT_COUNTS},
+        ),
     )

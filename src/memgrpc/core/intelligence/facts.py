@@ -14,6 +14,9 @@ from typing import Protocol
 
 from memgrpc.core.conversation.records import Message
 
+# a project's categories until it sets its own (kept with the rest of categories)
+from memgrpc.core.memory.categories import DEFAULT_CATEGORIES as DEFAULT_CATEGORIES
+
 # Profile slots backed by one memory each: a new value is a new version of that memory.
 SINGLE_SLOTS = (
     "name", "age", "location", "hometown", "occupation", "employer", "diet",
@@ -22,21 +25,6 @@ SINGLE_SLOTS = (
 # Profile slots with many values, one memory per value (the profile lists them all).
 LIST_SLOTS = ("allergies", "pets", "family", "hobbies", "languages", "likes", "dislikes")
 SLOTS = SINGLE_SLOTS + LIST_SLOTS
-
-# A project's categories until it sets its own (AdminService/SetCategories).
-DEFAULT_CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("personal_info", "name, age, where the user lives or comes from"),
-    ("work", "occupation, employer, career"),
-    ("preferences", "likes, dislikes, favourites"),
-    ("health", "allergies, diet, conditions, habits that affect health"),
-    ("relationships", "family, friends, partners"),
-    ("pets", "animals the user has"),
-    ("hobbies", "pastimes, sports, interests"),
-    ("routines", "what the user does regularly"),
-    ("plans", "trips, events and goals ahead"),
-    ("possessions", "things the user owns"),
-    ("education", "schools, studies, skills"),
-)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from memgrpc.core.conversation.records import Message, Session
+from memgrpc.core.conversation.records import JobStats, Message, Session
 from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.core.memory.model import Memory, MemoryQuery
 from memgrpc.core.memory.service import AsyncEmbedder, MemoryService, embed_text
@@ -36,6 +36,8 @@ class SessionWork:
     messages: list[Message]
     memories: MemoryService
     written: list[Memory] = field(default_factory=list)
+    # what the steps did, recorded on the job when it is DONE
+    stats: JobStats = field(default_factory=JobStats)
 
 
 class ProcessingStep(Protocol):
@@ -169,6 +171,7 @@ class ExtractiveSummary:
                 session_id=work.session.id,
                 content=render(picked, msgs),
                 type="summary",
+                origin="summary",
                 source_message_ids=sources,
                 event_time=msgs[-1].create_time,
             ),

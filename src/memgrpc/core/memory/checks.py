@@ -38,6 +38,8 @@ def check_memory(
         validation.check_labels(v, f"{prefix}.tags", m.tags)
     if want("categories"):
         validation.check_labels(v, f"{prefix}.categories", m.categories)
+    if want("entities"):
+        validation.check_labels(v, f"{prefix}.entities", m.entities)
     if want("metadata"):
         validation.check_metadata(v, f"{prefix}.metadata", m.metadata)
     if want("importance"):

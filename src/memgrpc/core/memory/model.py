@@ -11,6 +11,8 @@ MEMORY_TYPES = (
     "journal", "insight", "observation", "task", "preference", "fact", "message", "summary",
 )  # fmt: skip
 DEFAULT_MEMORY_TYPE = "observation"
+# in the order of the MemoryOrigin enum (MEMORY_ORIGIN_CLIENT = 1, ...)
+ORIGINS = ("client", "message", "summary", "extracted", "action")
 DEFAULT_IMPORTANCE = 0.5
 
 
@@ -34,6 +36,21 @@ class Memory:
     # for memories made from messages: who said it and the message's position in its session
     speaker: str = ""
     seq: int | None = None
+    # where it came from (ORIGINS); "" on a memory not yet written reads as its default
+    origin: str = ""
+    # extracted facts: the profile slot it backs, how often and when last the user said it
+    profile_slot: str = ""
+    mention_count: int = 0
+    last_mentioned_time: datetime | None = None
+    # the people, places, pets and things it mentions (lowercase): connects memories
+    entities: list[str] = field(default_factory=list)
+    # the pending merge conflict this memory is part of (core.intelligence.conflicts)
+    conflict_id: str = ""
+
+
+def default_origin(type_: str) -> str:
+    """The origin of a memory written before origins were recorded (or written without one)."""
+    return type_ if type_ in ("message", "summary") else "client"
 
 
 @dataclass
@@ -69,13 +86,26 @@ class MemoryQuery:
     include_archived: bool = False
     start_time: datetime | None = None
     end_time: datetime | None = None
+    origins: tuple[str, ...] = ()
+    # memories backing one of these profile slots (profiles, extraction's reconciliation)
+    profile_slots: tuple[str, ...] = ()
+    # memories mentioning one of these entities (connected memories)
+    entities: tuple[str, ...] = ()
 
 
 # fields a patch may touch (UpdateMemory's update_mask paths)
 PATCHABLE = (
     "content", "type", "tags", "metadata", "categories", "importance", "archived",
-    "session_id", "event_time", "source_message_ids", "speaker",
+    "session_id", "event_time", "source_message_ids", "speaker", "entities",
 )  # fmt: skip
+# fields only memgrpc itself patches (extraction, conflicts, profiles): never a client's mask
+INTERNAL_PATCHABLE = (
+    "origin",
+    "profile_slot",
+    "mention_count",
+    "last_mentioned_time",
+    "conflict_id",
+)
 
 
 @dataclass

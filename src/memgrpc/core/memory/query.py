@@ -5,7 +5,7 @@ from __future__ import annotations
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.memory import checks
-from memgrpc.core.memory.model import MemoryQuery
+from memgrpc.core.memory.model import ORIGINS, MemoryQuery
 from memgrpc.store.memories import MemoryFilter
 
 
@@ -16,6 +16,10 @@ def to_filter(project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
     validation.check_labels(v, "categories", q.categories)
     checks.check_types(v, "types", q.types)
     validation.check_metadata(v, "metadata", q.metadata)
+    for i, o in enumerate(q.origins):
+        if o not in ORIGINS:
+            v.add(f"origins[{i}]", f"must be one of {', '.join(ORIGINS)}")
+    validation.check_labels(v, "entities", q.entities)
     if q.start_time and q.end_time and q.start_time >= q.end_time:
         v.add("end_time", "must be after start_time")
     return MemoryFilter(
@@ -30,6 +34,9 @@ def to_filter(project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
         include_archived=q.include_archived,
         start_time=q.start_time,
         end_time=q.end_time,
+        origins=q.origins,
+        profile_slots=q.profile_slots,
+        entities=q.entities,
     )
 
 

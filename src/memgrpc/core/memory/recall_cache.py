@@ -22,7 +22,7 @@ from typing import Any
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.rowcache import ThrottledVersion
 from memgrpc.core.memory import rows as rowconv
-from memgrpc.core.memory.model import Memory
+from memgrpc.core.memory.model import Memory, default_origin
 from memgrpc.core.memory.recall import UserIndex
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 
@@ -197,6 +197,10 @@ class IndexCache:
             del self._users[key]
 
 
+# memories memgrpc derived from a user's turns: they rank beside those turns, not above them
+DERIVED_ORIGINS = ("extracted", "summary")
+
+
 def _put(user: CachedUser, row: dict[str, Any]) -> None:
     m = rowconv.from_row(row)
     old = user.memories.get(m.id)
@@ -216,6 +220,7 @@ def _put(user: CachedUser, row: dict[str, Any]) -> None:
         session=m.session_id,
         position=m.seq,
         time=m.event_time,
+        derived=m.origin in DERIVED_ORIGINS,
     )
 
 
@@ -258,6 +263,12 @@ def matches(m: Memory, f: MemoryFilter) -> bool:
     if f.metadata_kv and not set(rowconv.metadata_kv(m)).issuperset(f.metadata_kv):
         return False
     if m.archived and not f.include_archived:
+        return False
+    if f.origins and (m.origin or default_origin(m.type)) not in f.origins:
+        return False
+    if f.profile_slots and m.profile_slot not in f.profile_slots:
+        return False
+    if f.entities and not set(m.entities).intersection(f.entities):
         return False
     if f.start_time is None and f.end_time is None:
         return True

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from memgrpc.core.kernel.validation import canonical_json, metadata_pairs
-from memgrpc.core.memory.model import Memory, MemoryVersion
+from memgrpc.core.memory.model import Memory, MemoryVersion, default_origin
 from memgrpc.store.memories import encode_doc
 
 
@@ -35,6 +35,12 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "version_time": version_time,
         "speaker": m.speaker or None,
         "seq": m.seq,
+        "origin": m.origin or default_origin(m.type),
+        "profile_slot": m.profile_slot or None,
+        "mention_count": m.mention_count or None,
+        "last_mentioned_time": m.last_mentioned_time,
+        "entities": list(m.entities),
+        "conflict_id": m.conflict_id or None,
         "vector": vec,
     }
     row["doc"] = encode_doc(row)
@@ -64,6 +70,12 @@ def from_row(row: dict[str, Any]) -> Memory:
         update_time=row.get("update_time"),
         speaker=row.get("speaker") or "",
         seq=row.get("seq"),
+        origin=row.get("origin") or default_origin(row.get("type") or ""),
+        profile_slot=row.get("profile_slot") or "",
+        mention_count=int(row.get("mention_count") or 0),
+        last_mentioned_time=row.get("last_mentioned_time"),
+        entities=list(row.get("entities") or []),
+        conflict_id=row.get("conflict_id") or "",
     )
 
 

@@ -18,11 +18,13 @@ from memgrpc.core.kernel.errors import InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
-from memgrpc.core.memory import batch, checks, recall, rows
+from memgrpc.core.memory import batch, checks, links, recall, rows
 from memgrpc.core.memory.batch import BatchOp, BatchResult
+from memgrpc.core.memory.categories import Categories
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
+    INTERNAL_PATCHABLE,
     PATCHABLE,
     Memory,
     MemoryQuery,
@@ -37,6 +39,9 @@ from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 from memgrpc.store.tables import Table
+
+# memgrpc's own memories may come with a deterministic id (a re-run finds what a crash left)
+_DERIVED = ("extracted", "action")
 
 
 class AsyncEmbedder(Protocol):
@@ -60,6 +65,7 @@ class MemoryService:
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
         self._versions_tbl = Table(store, "memory_versions")
+        self._keys_tbl = Table(store, "memories")  # reads of a few columns (core.memory.links)
         self._embedder = embedder
         self._users = UserRegistry(store)
         self._locks = KeyedLocks()
@@ -70,6 +76,8 @@ class MemoryService:
             max_rows=cache_rows,
         )
         self._search = MemorySearch(self._table, embedder, self.cache)
+        # every write registers its categories here; filters by category are checked here
+        self.categories = Categories(store)
 
     # -- create ---------------------------------------------------------------------------
     def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
@@ -79,8 +87,9 @@ class MemoryService:
         now = _now()
         return replace(
             m,
-            id=new_id("mem"),
+            id=m.id if m.origin in _DERIVED and m.id else new_id("mem"),
             type=m.type or DEFAULT_MEMORY_TYPE,
+            origin=m.origin or "client",
             importance=DEFAULT_IMPORTANCE if m.importance is None else m.importance,
             version=1,
             event_time=m.event_time or now,
@@ -120,6 +129,7 @@ class MemoryService:
     async def _insert(self, project_id: str, memories: builtins.list[Memory]) -> None:
         vectors = await self._embedder.embed([embed_text(m) for m in memories])
         await self._users.ensure(project_id, {m.user_id for m in memories})
+        await self.categories.register(project_id, {c for m in memories for c in m.categories})
         new_rows = [
             rows.to_row(m, project_id, vec, m.create_time)
             for m, vec in zip(memories, vectors, strict=True)
@@ -158,12 +168,15 @@ class MemoryService:
         return found[0]
 
     # -- update / replace / delete ----------------------------------------------------------
-    async def update(self, project_id: str, patch: Patch) -> Memory:
+    async def update(self, project_id: str, patch: Patch, *, internal: bool = False) -> Memory:
+        """`internal`: memgrpc's own patch (extraction, conflicts, profiles), which may also
+        set the fields clients cannot (INTERNAL_PATCHABLE)."""
         if patch.fields == frozenset({"*"}):
             return await self.replace(project_id, patch.memory, reason=patch.reason or "REPLACED")
         v = Violations()
         validation.check_id(v, "memory.id", patch.memory.id, required=True)
-        bad = sorted(patch.fields - set(PATCHABLE))
+        allowed = set(PATCHABLE) | (set(INTERNAL_PATCHABLE) if internal else set())
+        bad = sorted(patch.fields - allowed)
         for f in bad:
             v.add("update_mask", f"field {f!r} cannot be updated")
         if not bad:
@@ -202,6 +215,12 @@ class MemoryService:
                 event_time=m.event_time or current.create_time,
                 create_time=current.create_time,
                 version=current.version,
+                # memgrpc's own fields survive a client's PUT
+                origin=current.origin,
+                profile_slot=current.profile_slot,
+                mention_count=current.mention_count,
+                last_mentioned_time=current.last_mentioned_time,
+                conflict_id=current.conflict_id,
             )
             return await self._write_new_state(project_id, row, current, updated, reason)
 
@@ -220,6 +239,7 @@ class MemoryService:
             updated = replace(updated, version=current.version + 1)
             version_time = now
         updated = replace(updated, update_time=now)
+        await self.categories.register(project_id, updated.categories)
         new_row = rows.to_row(updated, project_id, vector, version_time)
         await self._table.writer.upsert([new_row])
         await self.cache.written(project_id, [new_row])
@@ -266,6 +286,7 @@ class MemoryService:
         size = paging.page_size(v, page.size)
         col, desc = order(v, page.order_by)
         v.raise_if_any()
+        await self.categories.check_filter(project_id, q.categories)
 
         async def read(
             after: Cursor[datetime] | None, limit: int
@@ -280,6 +301,19 @@ class MemoryService:
             size, page.token, fp, read, order=(col, "id"), kind=datetime, item=rows.from_row
         )
 
+    async def previous_versions(
+        self, project_id: str, page: Sequence[Memory]
+    ) -> dict[str, builtins.list[MemoryVersion]]:
+        """Memory id -> the versions before its current one, newest first (one read a page)."""
+        return await links.previous_versions(self._versions_tbl, project_id, page)
+
+    async def connected(
+        self, project_id: str, page: Sequence[Memory], limit: int = links.MAX_CONNECTED
+    ) -> dict[str, builtins.list[Memory]]:
+        """Memory id -> current memories of its user sharing an entity with it (see
+        core.memory.links)."""
+        return await links.connected(self._keys_tbl, self._table, project_id, page, limit)
+
     async def search(
         self,
         project_id: str,
@@ -292,6 +326,9 @@ class MemoryService:
         vector: Awaitable[np.ndarray] | None = None,
     ) -> builtins.list[SearchHit]:
         """The best memories for `query` among those `q` selects (see core.memory.search)."""
+        if q.categories:
+            self.query_filter(project_id, q)  # malformed filters are named before unknown ones
+            await self.categories.check_filter(project_id, q.categories)
         return await self._search.search(
             project_id, q, query, limit=limit, mode=mode, min_score=min_score, vector=vector
         )

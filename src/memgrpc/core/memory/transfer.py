@@ -10,7 +10,8 @@ memory's vector and versions. Import takes records in stream order and writes th
   an id gets a new one (and so is imported again on a re-import).
 - The memories table is keyed by id across projects, so an id that another project on this
   server uses is replaced by one derived from (project, id): the same on every re-import.
-- Times, version, tags, metadata, importance, archived, speaker and seq are kept; older
+- Times, version, tags, metadata, importance, archived, speaker, seq, origin and the fields of
+  extracted facts (profile slot, mentions, entities) are kept; older
   versions, when given, become the memory's history.
 - A vector is used as it is only if its model id is the server's and its length the server's
   dimension (and it is finite and non-zero); otherwise the content is embedded here.
@@ -293,6 +294,9 @@ class Transfer:
                 for r, vec in zip(missing, computed, strict=True):
                     r.vector = vec
             await self._svc.users.ensure(project_id, {r.memory.user_id for r in todo}, active=False)
+            await self._svc.categories.register(
+                project_id, {c for r in todo for c in r.memory.categories}
+            )
             history = [_version_row(project_id, r, ver) for r in todo for ver in r.history]
             if history:  # first: a crash in between leaves versions a re-import completes
                 await self._versions.upsert(history)

@@ -71,6 +71,7 @@ class UserIndex:
         self._sess = np.zeros(0, dtype=np.intp)
         self._spk = np.zeros(0, dtype=np.int32)
         self._question = np.zeros(0, dtype=np.bool_)
+        self._derived = np.zeros(0, dtype=np.bool_)
         self._timex = np.zeros(0, dtype=np.bool_)
         self._day = np.zeros(0)
         self._tie = np.zeros(0, dtype=np.int64)
@@ -125,8 +126,13 @@ class UserIndex:
         session: str = "",
         position: int | None = None,
         time: datetime | None = None,
+        derived: bool = False,
     ) -> None:
         """Index an item; an existing ``item_id`` is replaced (upsert).
+
+        ``derived``: made from other items (an extracted fact, a summary): it stands alone (no
+        session, no neighbours) and is not promoted above turns (rank step 7), since the turns
+        it came from compete already.
 
         ``vector`` is the embedding of ``text.embed_text(text, speaker)`` (renormalised
         here). ``position`` orders turns within ``session`` (default: after the last one);
@@ -145,7 +151,7 @@ class UserIndex:
             self.remove(item_id)
         when = _utc(time)
         speaker = speaker.strip()
-        session = session.strip()
+        session = "" if derived else session.strip()
 
         slot = self._n
         self._ensure_capacity(slot + 1)
@@ -166,6 +172,7 @@ class UserIndex:
         self._sess[slot] = sid
         self._spk[slot] = self._speaker_ref(speaker)
         self._question[slot] = textmod.is_question(text)
+        self._derived[slot] = derived
         self._timex[slot] = textmod.has_time_expression(text)
         self._day[slot] = float(when.date().toordinal()) if when else np.nan
         self._tie[slot] = zlib.crc32(item_id.encode("utf-8"))
@@ -341,6 +348,7 @@ class UserIndex:
             n_sessions=self._live_sessions,
             speaker=self._spk[:n],
             question=self._question[:n],
+            derived=self._derived[:n],
             timex=self._timex[:n],
             day=self._day[:n],
         )
@@ -398,6 +406,7 @@ class UserIndex:
         self._sess = grow(self._sess).astype(np.intp, copy=False)
         self._spk = grow(self._spk, -1).astype(np.int32, copy=False)
         self._question = grow(self._question, False).astype(np.bool_, copy=False)
+        self._derived = grow(self._derived, False).astype(np.bool_, copy=False)
         self._timex = grow(self._timex, False).astype(np.bool_, copy=False)
         self._day = grow(self._day, np.nan).astype(np.float64, copy=False)
         self._tie = grow(self._tie).astype(np.int64, copy=False)
@@ -415,6 +424,7 @@ class UserIndex:
             self._sess,
             self._spk,
             self._question,
+            self._derived,
             self._timex,
             self._day,
             self._tie,

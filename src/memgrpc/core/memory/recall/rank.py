@@ -30,7 +30,8 @@ its own context (its ``neighbour`` term is its own score), so a memory stored on
 is not outscored by a turn merely for having neighbours.
 
 7. Stored memories before the turns they beat on their own text: a memory stored on its
-   own (not a question) whose ``base`` is at least ``memory_floor`` ranks above every
+   own (not a question, not derived from the turns: an extracted fact or summary competes
+   beside the turns it came from) whose ``base`` is at least ``memory_floor`` ranks above every
    conversation turn whose own ``base`` is lower, a question's counting as 0 (it asks for
    the fact; it does not hold it). The memory takes the score of the best such turn (plus
    a hair, by its ``base``), so turns keep their scores and their order. A user asking
@@ -116,6 +117,7 @@ class Corpus:
     n_sessions: int  # live sessions
     speaker: npt.NDArray[np.int32]  # (n,) speaker numbers, -1 for none
     question: BoolArray  # (n,)
+    derived: BoolArray  # (n,) made from other items (extracted facts, summaries): never promoted
     timex: BoolArray  # (n,)
     day: FloatArray  # (n,) day ordinal of the item's time, NaN if unknown
 
@@ -252,7 +254,7 @@ _HAIR = 0.02
 def _memories_first(c: Corpus, base: FloatArray, scores: FloatArray, floor: float) -> FloatArray:
     """Step 7: each relevant stored memory scores above every turn it beats on its own text."""
     alone = _alone(c)
-    facts = np.flatnonzero(alone & ~c.question & (base >= floor))
+    facts = np.flatnonzero(alone & ~c.question & ~c.derived & (base >= floor))
     turns = np.flatnonzero(~alone)
     if facts.size == 0 or turns.size == 0:
         return scores
