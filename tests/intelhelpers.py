@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +16,11 @@ from tests.convhelpers import add, msg, new_session
 from tests.helpers import md
 
 EXTRACTED = mpb.MEMORY_ORIGIN_EXTRACTED
+
+
+def uid(prefix: str) -> str:
+    """A user id no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass

@@ -3,27 +3,14 @@ marked as such and ranked ahead of the raw turns they came from, disputed facts 
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
-import pytest
 
 from memgrpc.v1 import context_pb2 as xpb
 from memgrpc.v1 import context_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
 from tests.conftest import NewKey
 from tests.helpers import md
-from tests.intelhelpers import Conv
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def conv(channel: grpc.aio.Channel, new_key: NewKey) -> Conv:
-    _, key = await new_key()
-    return Conv(channel, key)
+from tests.intelhelpers import Conv, uid
 
 
 async def context(conv: Conv, **kw: object) -> xpb.GetContextResponse:

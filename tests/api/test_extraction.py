@@ -4,8 +4,6 @@ stats. Sentences of the dev scenarios' kinds in other words (the dev set is not 
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,19 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from memgrpc.v1 import conflicts_pb2 as cpb
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
-from tests.conftest import NewKey
 from tests.helpers import md
-from tests.intelhelpers import Conv
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def conv(channel: grpc.aio.Channel, new_key: NewKey) -> Conv:
-    _, key = await new_key()
-    return Conv(channel, key)
+from tests.intelhelpers import Conv, uid
 
 
 async def test_facts_cite_their_message_fill_the_profile_and_count_in_stats(conv: Conv) -> None:

@@ -4,7 +4,6 @@ SaveProfileFact, their bad input, idempotency and tenant isolation, and the Pyth
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import grpc
 import pytest
@@ -14,18 +13,8 @@ from memgrpc.core.intelligence.facts import SLOTS
 from memgrpc.v1 import users_pb2 as upb
 from tests.conftest import NewKey, ServerHandle
 from tests.helpers import md
-from tests.intelhelpers import Conv
+from tests.intelhelpers import Conv, uid
 from tests.memhelpers import details
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def conv(channel: grpc.aio.Channel, new_key: NewKey) -> Conv:
-    _, key = await new_key()
-    return Conv(channel, key)
 
 
 async def save(conv: Conv, user: str, slot: str, value: str, rid: str = "") -> upb.ProfileFact:
