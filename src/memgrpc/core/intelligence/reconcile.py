@@ -1,6 +1,6 @@
 """Reconciliation: what each extracted Fact does to the user's current extracted memories.
 
-Per fact, in order (INTEL.md's decisions):
+Per fact, in order (the decisions README's "Memory intelligence" section states):
   ADD        nothing current says it: a new memory (origin extracted) with an id derived from
              (project, user, slot/value or normalised content, first source), so a re-run after a
              crash finds what the crashed run wrote instead of writing it twice.
