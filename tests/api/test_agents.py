@@ -109,6 +109,13 @@ async def test_defaults(agents: Stub, new_key: NewKey) -> None:
         image_generation=False,
         inventory=False,
     )
+    partial = await agents.CreateAgent(
+        pb.CreateAgentRequest(
+            agent=agent(personality=pb.Personality(big_five=pb.BigFive(openness=0.0)))
+        ),
+        metadata=md(key),
+    )
+    assert partial.personality.big_five == big_five(openness=0.0)  # unset traits: 0.5
 
 
 async def test_update_with_and_without_mask(agents: Stub, new_key: NewKey) -> None:

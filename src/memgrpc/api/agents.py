@@ -36,13 +36,12 @@ def memory_mode(v: Violations, name: str, value: int) -> MemoryMode | None:
 
 
 def personality_from_pb(p: pb.Personality) -> Personality:
-    base = Personality()
-    big_five = (
-        {t: float(getattr(p.big_five, t)) for t in BIG_FIVE}
-        if p.HasField("big_five")
-        else base.big_five
+    """Traits left unset keep the default (0.5)."""
+    given = {t: float(getattr(p.big_five, t)) for t in BIG_FIVE if p.big_five.HasField(t)}  # type: ignore[arg-type]
+    return Personality(
+        big_five=Personality().big_five | given,
+        dimensions={k: float(x) for k, x in p.dimensions.items()},
     )
-    return Personality(big_five=big_five, dimensions={k: float(x) for k, x in p.dimensions.items()})
 
 
 def personality_to_pb(p: Personality) -> pb.Personality:

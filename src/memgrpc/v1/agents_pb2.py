@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/agents.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x07\x42igFive\x12\x10\n\x08openness\x18\x01 \x01(\x02\x12\x19\n\x11\x63onscientiousness\x18\x02 \x01(\x02\x12\x14\n\x0c\x65xtraversion\x18\x03 \x01(\x02\x12\x15\n\ragreeableness\x18\x04 \x01(\x02\x12\x13\n\x0bneuroticism\x18\x05 \x01(\x02\"\xa4\x01\n\x0bPersonality\x12%\n\x08\x62ig_five\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.BigFive\x12;\n\ndimensions\x18\x02 \x03(\x0b\x32\'.memgrpc.v1.Personality.DimensionsEntry\x1a\x31\n\x0f\x44imensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x9b\x02\n\x0c\x43\x61pabilities\x12+\n\x0bmemory_mode\x18\x01 \x01(\x0e\x32\x16.memgrpc.v1.MemoryMode\x12\x1b\n\x0eknowledge_base\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nweb_search\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rremember_name\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10image_generation\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x16\n\tinventory\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x11\n\x0f_knowledge_baseB\r\n\x0b_web_searchB\x10\n\x0e_remember_nameB\x13\n\x11_image_generationB\x0c\n\n_inventory\"\xab\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12,\n\x0bpersonality\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.Personality\x12.\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x12\x43reateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1d\n\x0fGetAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.memgrpc.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"{\n\x12UpdateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12\x44\x65leteAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\")\n\x15GetPersonalityRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"*\n\x16GetCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"q\n\x19UpdateCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12\x12\n\nrequest_id\x18\x03 \x01(\t*V\n\nMemoryMode\x12\x1b\n\x17MEMORY_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEMORY_MODE_SYNC\x10\x01\x12\x15\n\x11MEMORY_MODE_ASYNC\x10\x02\x32\xd8\x04\n\x0c\x41gentService\x12@\n\x0b\x43reateAgent\x12\x1e.memgrpc.v1.CreateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12:\n\x08GetAgent\x12\x1b.memgrpc.v1.GetAgentRequest\x1a\x11.memgrpc.v1.Agent\x12K\n\nListAgents\x12\x1d.memgrpc.v1.ListAgentsRequest\x1a\x1e.memgrpc.v1.ListAgentsResponse\x12@\n\x0bUpdateAgent\x12\x1e.memgrpc.v1.UpdateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12\x45\n\x0b\x44\x65leteAgent\x12\x1e.memgrpc.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12L\n\x0eGetPersonality\x12!.memgrpc.v1.GetPersonalityRequest\x1a\x17.memgrpc.v1.Personality\x12O\n\x0fGetCapabilities\x12\".memgrpc.v1.GetCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilities\x12U\n\x12UpdateCapabilities\x12%.memgrpc.v1.UpdateCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilitiesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/agents.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x07\x42igFive\x12\x15\n\x08openness\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1e\n\x11\x63onscientiousness\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0c\x65xtraversion\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1a\n\ragreeableness\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0bneuroticism\x18\x05 \x01(\x02H\x04\x88\x01\x01\x42\x0b\n\t_opennessB\x14\n\x12_conscientiousnessB\x0f\n\r_extraversionB\x10\n\x0e_agreeablenessB\x0e\n\x0c_neuroticism\"\xa4\x01\n\x0bPersonality\x12%\n\x08\x62ig_five\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.BigFive\x12;\n\ndimensions\x18\x02 \x03(\x0b\x32\'.memgrpc.v1.Personality.DimensionsEntry\x1a\x31\n\x0f\x44imensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x9b\x02\n\x0c\x43\x61pabilities\x12+\n\x0bmemory_mode\x18\x01 \x01(\x0e\x32\x16.memgrpc.v1.MemoryMode\x12\x1b\n\x0eknowledge_base\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nweb_search\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rremember_name\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10image_generation\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x16\n\tinventory\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x11\n\x0f_knowledge_baseB\r\n\x0b_web_searchB\x10\n\x0e_remember_nameB\x13\n\x11_image_generationB\x0c\n\n_inventory\"\xab\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12,\n\x0bpersonality\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.Personality\x12.\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x12\x43reateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1d\n\x0fGetAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.memgrpc.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"{\n\x12UpdateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12\x44\x65leteAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\")\n\x15GetPersonalityRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"*\n\x16GetCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"q\n\x19UpdateCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12\x12\n\nrequest_id\x18\x03 \x01(\t*V\n\nMemoryMode\x12\x1b\n\x17MEMORY_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEMORY_MODE_SYNC\x10\x01\x12\x15\n\x11MEMORY_MODE_ASYNC\x10\x02\x32\xd8\x04\n\x0c\x41gentService\x12@\n\x0b\x43reateAgent\x12\x1e.memgrpc.v1.CreateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12:\n\x08GetAgent\x12\x1b.memgrpc.v1.GetAgentRequest\x1a\x11.memgrpc.v1.Agent\x12K\n\nListAgents\x12\x1d.memgrpc.v1.ListAgentsRequest\x1a\x1e.memgrpc.v1.ListAgentsResponse\x12@\n\x0bUpdateAgent\x12\x1e.memgrpc.v1.UpdateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12\x45\n\x0b\x44\x65leteAgent\x12\x1e.memgrpc.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12L\n\x0eGetPersonality\x12!.memgrpc.v1.GetPersonalityRequest\x1a\x17.memgrpc.v1.Personality\x12O\n\x0fGetCapabilities\x12\".memgrpc.v1.GetCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilities\x12U\n\x12UpdateCapabilities\x12%.memgrpc.v1.UpdateCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilitiesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,36 +37,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERSONALITY_DIMENSIONSENTRY']._loaded_options = None
   _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_MEMORYMODE']._serialized_start=1692
-  _globals['_MEMORYMODE']._serialized_end=1778
-  _globals['_BIGFIVE']._serialized_start=165
-  _globals['_BIGFIVE']._serialized_end=285
-  _globals['_PERSONALITY']._serialized_start=288
-  _globals['_PERSONALITY']._serialized_end=452
-  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_start=403
-  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_end=452
-  _globals['_CAPABILITIES']._serialized_start=455
-  _globals['_CAPABILITIES']._serialized_end=738
-  _globals['_AGENT']._serialized_start=741
-  _globals['_AGENT']._serialized_end=1040
-  _globals['_CREATEAGENTREQUEST']._serialized_start=1042
-  _globals['_CREATEAGENTREQUEST']._serialized_end=1116
-  _globals['_GETAGENTREQUEST']._serialized_start=1118
-  _globals['_GETAGENTREQUEST']._serialized_end=1147
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1149
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1207
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1209
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1309
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=1311
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=1434
-  _globals['_DELETEAGENTREQUEST']._serialized_start=1436
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1488
-  _globals['_GETPERSONALITYREQUEST']._serialized_start=1490
-  _globals['_GETPERSONALITYREQUEST']._serialized_end=1531
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1533
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1575
-  _globals['_UPDATECAPABILITIESREQUEST']._serialized_start=1577
-  _globals['_UPDATECAPABILITIESREQUEST']._serialized_end=1690
-  _globals['_AGENTSERVICE']._serialized_start=1781
-  _globals['_AGENTSERVICE']._serialized_end=2381
+  _globals['_MEMORYMODE']._serialized_start=1804
+  _globals['_MEMORYMODE']._serialized_end=1890
+  _globals['_BIGFIVE']._serialized_start=166
+  _globals['_BIGFIVE']._serialized_end=397
+  _globals['_PERSONALITY']._serialized_start=400
+  _globals['_PERSONALITY']._serialized_end=564
+  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_start=515
+  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_end=564
+  _globals['_CAPABILITIES']._serialized_start=567
+  _globals['_CAPABILITIES']._serialized_end=850
+  _globals['_AGENT']._serialized_start=853
+  _globals['_AGENT']._serialized_end=1152
+  _globals['_CREATEAGENTREQUEST']._serialized_start=1154
+  _globals['_CREATEAGENTREQUEST']._serialized_end=1228
+  _globals['_GETAGENTREQUEST']._serialized_start=1230
+  _globals['_GETAGENTREQUEST']._serialized_end=1259
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1261
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1319
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1321
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1421
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=1423
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=1546
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1548
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1600
+  _globals['_GETPERSONALITYREQUEST']._serialized_start=1602
+  _globals['_GETPERSONALITYREQUEST']._serialized_end=1643
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1645
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1687
+  _globals['_UPDATECAPABILITIESREQUEST']._serialized_start=1689
+  _globals['_UPDATECAPABILITIESREQUEST']._serialized_end=1802
+  _globals['_AGENTSERVICE']._serialized_start=1893
+  _globals['_AGENTSERVICE']._serialized_end=2493
 # @@protoc_insertion_point(module_scope)

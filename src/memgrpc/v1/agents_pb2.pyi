@@ -45,7 +45,7 @@ Global___MemoryMode: _TypeAlias = MemoryMode  # noqa: Y015
 
 @_typing.final
 class BigFive(_message.Message):
-    """The Big Five traits, each a score in [0, 1]."""
+    """The Big Five traits, each a score in [0, 1]; a trait left unset is 0.5."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -62,17 +62,36 @@ class BigFive(_message.Message):
     def __init__(
         self,
         *,
-        openness: _builtins.float = ...,
-        conscientiousness: _builtins.float = ...,
-        extraversion: _builtins.float = ...,
-        agreeableness: _builtins.float = ...,
-        neuroticism: _builtins.float = ...,
+        openness: _builtins.float | None = ...,
+        conscientiousness: _builtins.float | None = ...,
+        extraversion: _builtins.float | None = ...,
+        agreeableness: _builtins.float | None = ...,
+        neuroticism: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agreeableness", b"_agreeableness", "_conscientiousness", b"_conscientiousness", "_extraversion", b"_extraversion", "_neuroticism", b"_neuroticism", "_openness", b"_openness", "agreeableness", b"agreeableness", "conscientiousness", b"conscientiousness", "extraversion", b"extraversion", "neuroticism", b"neuroticism", "openness", b"openness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreeableness", b"agreeableness", "conscientiousness", b"conscientiousness", "extraversion", b"extraversion", "neuroticism", b"neuroticism", "openness", b"openness"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agreeableness", b"_agreeableness", "_conscientiousness", b"_conscientiousness", "_extraversion", b"_extraversion", "_neuroticism", b"_neuroticism", "_openness", b"_openness", "agreeableness", b"agreeableness", "conscientiousness", b"conscientiousness", "extraversion", b"extraversion", "neuroticism", b"neuroticism", "openness", b"openness"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__agreeableness: _TypeAlias = _typing.Literal["agreeableness"]  # noqa: Y015
+    _WhichOneofArgType__agreeableness: _TypeAlias = _typing.Literal["_agreeableness", b"_agreeableness"]  # noqa: Y015
+    _WhichOneofReturnType__conscientiousness: _TypeAlias = _typing.Literal["conscientiousness"]  # noqa: Y015
+    _WhichOneofArgType__conscientiousness: _TypeAlias = _typing.Literal["_conscientiousness", b"_conscientiousness"]  # noqa: Y015
+    _WhichOneofReturnType__extraversion: _TypeAlias = _typing.Literal["extraversion"]  # noqa: Y015
+    _WhichOneofArgType__extraversion: _TypeAlias = _typing.Literal["_extraversion", b"_extraversion"]  # noqa: Y015
+    _WhichOneofReturnType__neuroticism: _TypeAlias = _typing.Literal["neuroticism"]  # noqa: Y015
+    _WhichOneofArgType__neuroticism: _TypeAlias = _typing.Literal["_neuroticism", b"_neuroticism"]  # noqa: Y015
+    _WhichOneofReturnType__openness: _TypeAlias = _typing.Literal["openness"]  # noqa: Y015
+    _WhichOneofArgType__openness: _TypeAlias = _typing.Literal["_openness", b"_openness"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__agreeableness) -> _WhichOneofReturnType__agreeableness | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__conscientiousness) -> _WhichOneofReturnType__conscientiousness | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__extraversion) -> _WhichOneofReturnType__extraversion | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__neuroticism) -> _WhichOneofReturnType__neuroticism | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__openness) -> _WhichOneofReturnType__openness | None: ...
 
 Global___BigFive: _TypeAlias = BigFive  # noqa: Y015
 
@@ -104,7 +123,7 @@ class Personality(_message.Message):
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def big_five(self) -> Global___BigFive:
-        """Absent on create = 0.5 for every trait."""
+        """Absent = 0.5 for every trait."""
 
     @_builtins.property
     def dimensions(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
