@@ -55,6 +55,7 @@ async def test_list(server: ServerHandle) -> None:
     assert {
         "memgrpc.v1.MemoryService",
         "memgrpc.v1.AdminService",
+        "memgrpc.v1.AgentService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     } <= services

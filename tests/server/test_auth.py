@@ -16,6 +16,7 @@ from memgrpc.server import auth
 from memgrpc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    agents_pb2,
     chat_pb2,
     conflicts_pb2,
     context_pb2,
@@ -152,10 +153,11 @@ async def test_scopes(
 def test_every_rpc_has_a_scope() -> None:
     """Every RPC of every memgrpc service names its scope (a forgotten one would need admin)."""
     modules = (
-        admin_pb2, chat_pb2, conflicts_pb2, context_pb2, memory_pb2, sessions_pb2, users_pb2
+        admin_pb2, agents_pb2, chat_pb2, conflicts_pb2, context_pb2, memory_pb2, sessions_pb2,
+        users_pb2,
     )  # fmt: skip
     services = [s for m in modules for s in m.DESCRIPTOR.services_by_name.values()]
-    assert len(services) == 7
+    assert len(services) == 8
     for service in services:
         for method in service.methods:
             assert f"/{service.full_name}/{method.name}" in auth.METHOD_SCOPES, method.full_name

@@ -16,6 +16,7 @@ from memgrpc.client._channel import (
 )
 from memgrpc.client._transport import AsyncCaller, AsyncTransport
 from memgrpc.client.admin import AsyncAdminResource
+from memgrpc.client.agents import AsyncAgentsResource
 from memgrpc.client.chat import AsyncChatResource
 from memgrpc.client.client import health_call, make_settings
 from memgrpc.client.conflicts import AsyncConflictsResource
@@ -73,6 +74,7 @@ class AsyncMemgrpcClient:
         self.chat = AsyncChatResource(self._caller)
         self.admin = AsyncAdminResource(self._caller)
         self.conflicts = AsyncConflictsResource(self._caller)
+        self.agents = AsyncAgentsResource(self._caller)
 
     @property
     def address(self) -> str:

@@ -22,6 +22,7 @@ from memgrpc.client._channel import (
 from memgrpc.client._retry import RetryPolicy
 from memgrpc.client._transport import Caller, SyncTransport
 from memgrpc.client.admin import AdminResource
+from memgrpc.client.agents import AgentsResource
 from memgrpc.client.chat import ChatResource
 from memgrpc.client.conflicts import ConflictsResource
 from memgrpc.client.context import ContextResource
@@ -67,7 +68,7 @@ def health_call(service: str) -> Unary[health_pb2.HealthCheckResponse, dict[str,
 
 class MemgrpcClient:
     """A memgrpc server, as resource groups: memory, users, recall, sessions, jobs, context, chat,
-    admin, conflicts.
+    admin, conflicts, agents.
 
     `api_key` defaults to $MEMGRPC_API_KEY. `timeout` (seconds, None = none) is each attempt's
     deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried up to `max_retries` times with
@@ -120,6 +121,7 @@ class MemgrpcClient:
         self.chat = ChatResource(self._caller)
         self.admin = AdminResource(self._caller)
         self.conflicts = ConflictsResource(self._caller)
+        self.agents = AgentsResource(self._caller)
 
     @property
     def address(self) -> str:

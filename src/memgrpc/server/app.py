@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from memgrpc.api.admin import AdminServicer
+from memgrpc.api.agents import AgentServicer
 from memgrpc.api.chat import ChatServicer
 from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
@@ -28,6 +29,7 @@ from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.access import AdminService, Authenticator
+from memgrpc.core.agents import AgentService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
 from memgrpc.core.chat.replay import ChatReplays
@@ -64,6 +66,8 @@ from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from memgrpc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    agents_pb2,
+    agents_pb2_grpc,
     chat_pb2,
     chat_pb2_grpc,
     conflicts_pb2,
@@ -89,6 +93,7 @@ SERVICE_NAMES = (
     context_pb2.DESCRIPTOR.services_by_name["ContextService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
+    agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
 
 
@@ -246,6 +251,7 @@ class App:
     conversations: Conversations
     chat: Chats
     intelligence: Intelligence
+    agents: AgentService
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -354,6 +360,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             config, store, memories, conversations, batching, providers, intel.profiles
         ),
         intelligence=intel,
+        agents=AgentService(store),
     )
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
@@ -420,6 +427,9 @@ async def start(
         )
         conflicts_pb2_grpc.add_ConflictServiceServicer_to_server(
             ConflictServicer(conv.conflicts, conv.idempotency), server
+        )
+        agents_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(app.agents, conv.idempotency), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

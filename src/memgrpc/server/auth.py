@@ -25,6 +25,7 @@ _USERS = "/memgrpc.v1.UserService/"
 _SESSIONS = "/memgrpc.v1.SessionService/"
 _CHAT = "/memgrpc.v1.ChatService/"
 _CONFLICTS = "/memgrpc.v1.ConflictService/"
+_AGENTS = "/memgrpc.v1.AgentService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -71,6 +72,15 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _CONFLICTS + "ListConflicts": Scope.READ,
     _CONFLICTS + "GetConflict": Scope.READ,
     _CONFLICTS + "ResolveConflict": Scope.WRITE,
+    # AgentService
+    _AGENTS + "GetAgent": Scope.READ,
+    _AGENTS + "ListAgents": Scope.READ,
+    _AGENTS + "GetPersonality": Scope.READ,
+    _AGENTS + "GetCapabilities": Scope.READ,
+    _AGENTS + "CreateAgent": Scope.WRITE,
+    _AGENTS + "UpdateAgent": Scope.WRITE,
+    _AGENTS + "DeleteAgent": Scope.WRITE,
+    _AGENTS + "UpdateCapabilities": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,

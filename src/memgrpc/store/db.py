@@ -76,6 +76,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
         "conflicts": _Spec(
             schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
         ),
+        "agents": _Spec(schemas.AGENTS, "id", btree=("id", "project_id")),
     }
 
 

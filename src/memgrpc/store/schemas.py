@@ -246,3 +246,20 @@ CONFLICTS = pa.schema(
         _f("resolve_time", TS),
     ]
 )
+
+AGENTS = pa.schema(
+    [
+        # `agt_...`
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("display_name", pa.string()),
+        _f("system_prompt", pa.string()),
+        # {"big_five": {trait: score}, "dimensions": {name: score}} as JSON
+        _f("personality", pa.string()),
+        # {"memory_mode": "sync" | "async", capability: bool, ...} as JSON
+        _f("capabilities", pa.string()),
+        _f("metadata", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)

@@ -1,0 +1,137 @@
+"""AgentService: create, read, update, list and delete a project's agents."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from memgrpc.core.agents.model import (
+    Agent,
+    Capabilities,
+    CapabilitiesPatch,
+    Personality,
+    agent_from_row,
+    agent_row,
+    check_agent,
+)
+from memgrpc.core.kernel import paging, validation
+from memgrpc.core.kernel.errors import NotFound, Violations
+from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.locks import KeyedLocks
+from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.store.db import Store
+from memgrpc.store.filters import Where
+from memgrpc.store.tables import Row, Table
+
+UPDATABLE = ("display_name", "system_prompt", "personality", "capabilities", "metadata")
+
+
+class AgentService:
+    def __init__(self, store: Store) -> None:
+        self._table = Table(store, "agents")
+        self._locks = KeyedLocks()
+
+    @staticmethod
+    def _where(project_id: str, agent_id: str) -> Where:
+        return Where().eq("project_id", project_id).eq("id", agent_id)
+
+    async def _require(self, project_id: str, agent_id: str, name: str) -> Agent:
+        """INVALID_ARGUMENT for a malformed id; NOT_FOUND when absent or another project's."""
+        v = Violations()
+        validation.check_id(v, name, agent_id, required=True)
+        v.raise_if_any()
+        row = await self._table.first(self._where(project_id, agent_id))
+        if row is None:
+            raise NotFound(
+                f"agent {agent_id} not found", reason="AGENT_NOT_FOUND", metadata={"id": agent_id}
+            )
+        return agent_from_row(row)
+
+    async def create(self, project_id: str, a: Agent) -> Agent:
+        v = Violations()
+        check_agent(v, "agent", a, set(UPDATABLE))
+        v.raise_if_any()
+        now = datetime.now(UTC)
+        made = replace(a, id=new_id("agt"), create_time=now, update_time=now)
+        await self._table.writer.insert([agent_row(project_id, made)])
+        return made
+
+    async def get(self, project_id: str, agent_id: str) -> Agent:
+        return await self._require(project_id, agent_id, "id")
+
+    async def personality(self, project_id: str, agent_id: str) -> Personality:
+        return (await self._require(project_id, agent_id, "agent_id")).personality
+
+    async def capabilities(self, project_id: str, agent_id: str) -> Capabilities:
+        return (await self._require(project_id, agent_id, "agent_id")).capabilities
+
+    async def update(self, project_id: str, a: Agent, fields: frozenset[str]) -> Agent:
+        """Overwrite `fields` (names of UPDATABLE, "*" = all) with `a`'s values."""
+        if "*" in fields:
+            fields = frozenset(UPDATABLE)
+        v = Violations()
+        validation.check_id(v, "agent.id", a.id, required=True)
+        for f in sorted(fields - set(UPDATABLE)):
+            v.add("update_mask", f"field {f!r} cannot be updated (only {', '.join(UPDATABLE)})")
+        check_agent(v, "agent", a, set(fields))
+        v.raise_if_any()
+        async with self._locks.hold(f"{project_id}/{a.id}"):
+            current = await self._require(project_id, a.id, "agent.id")
+            changed = replace(
+                current, **{f: getattr(a, f) for f in fields}, update_time=datetime.now(UTC)
+            )
+            await self._table.writer.patch([agent_row(project_id, changed)])
+            return changed
+
+    async def update_capabilities(
+        self, project_id: str, agent_id: str, patch: CapabilitiesPatch
+    ) -> Capabilities:
+        """Only the fields `patch` sets change (a PATCH)."""
+        async with self._locks.hold(f"{project_id}/{agent_id}"):
+            current = await self._require(project_id, agent_id, "agent_id")
+            if patch.is_empty():
+                return current.capabilities
+            changed = replace(
+                current,
+                capabilities=patch.apply(current.capabilities),
+                update_time=datetime.now(UTC),
+            )
+            await self._table.writer.patch(
+                [
+                    {
+                        k: agent_row(project_id, changed)[k]
+                        for k in ("id", "capabilities", "update_time")
+                    }
+                ]
+            )
+            return changed.capabilities
+
+    async def delete(self, project_id: str, agent_id: str) -> None:
+        """The agent's row. (Instances, custom states, notifications and agent-scoped memories
+        do not exist yet; when they do, they go here too, before the row, so a failure part-way
+        leaves the delete retryable.)"""
+        async with self._locks.hold(f"{project_id}/{agent_id}"):
+            await self._require(project_id, agent_id, "id")
+            await self._table.writer.delete(str(self._where(project_id, agent_id)))
+
+    async def list(self, project_id: str, page: PageRequest) -> Page[Agent]:
+        """Newest first, keyset-paged by (create_time, id), with the total count."""
+        v = Violations()
+        size = paging.page_size(v, page.size)
+        v.raise_if_any()
+        where = Where().eq("project_id", project_id)
+        table = self._table
+
+        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
+            rows = await table.page(where, "create_time", "id", desc=True, after=after, limit=limit)
+            return rows, await table.count(where)
+
+        return await paging.fetch(
+            size,
+            page.token,
+            paging.fingerprint(project_id, "agents"),
+            read,
+            order=("create_time", "id"),
+            kind=datetime,
+            item=agent_from_row,
+        )
