@@ -174,6 +174,15 @@ def field_mask(paths: Iterable[str]) -> field_mask_pb2.FieldMask:
     return out
 
 
+def set_update_mask(
+    request: Any, fields: Iterable[str], update_mask: str | Iterable[str] | None
+) -> None:
+    """A PATCH request's mask: the given paths, else the fields the caller passed."""
+    paths = list(fields) if update_mask is None else update_mask
+    if paths:
+        request.update_mask.CopyFrom(field_mask([paths] if isinstance(paths, str) else paths))
+
+
 def _json_number(value: Any) -> Any:
     """Struct numbers are doubles; give integral ones back as ints, as JSON would."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:

@@ -72,11 +72,7 @@ class Calls:
         key = cv.build(pb.ApiKey, fields, "api_key")
         key.id = key_id
         request = pb.UpdateApiKeyRequest(api_key=key)
-        paths = list(fields) if update_mask is None else update_mask
-        if paths:
-            request.update_mask.CopyFrom(
-                cv.field_mask([paths] if isinstance(paths, str) else paths)
-            )
+        cv.set_update_mask(request, fields, update_mask)
         return Unary(_path("UpdateApiKey"), request, pb.ApiKey, cv.to_dict)
 
     @staticmethod

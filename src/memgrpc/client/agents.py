@@ -62,11 +62,7 @@ class Calls:
         agent = cv.build(pb.Agent, fields, "agent")
         agent.id = agent_id
         request = pb.UpdateAgentRequest(agent=agent, request_id=rid)
-        paths = list(fields) if update_mask is None else update_mask
-        if paths:
-            request.update_mask.CopyFrom(
-                cv.field_mask([paths] if isinstance(paths, str) else paths)
-            )
+        cv.set_update_mask(request, fields, update_mask)
         return Unary(_path("UpdateAgent"), request, pb.Agent, cv.to_dict, rid)
 
     @staticmethod

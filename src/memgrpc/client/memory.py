@@ -46,9 +46,7 @@ def _patch(
     request = pb.UpdateMemoryRequest(
         memory=memory, request_id=request_id or "", reason=reason or ""
     )
-    paths = list(fields) if update_mask is None else update_mask
-    if paths:
-        request.update_mask.CopyFrom(cv.field_mask([paths] if isinstance(paths, str) else paths))
+    cv.set_update_mask(request, fields, update_mask)
     return request
 
 

@@ -86,11 +86,7 @@ class Calls:
         session = cv.build(pb.Session, fields, "session")
         session.id = session_id
         request = pb.UpdateSessionRequest(session=session, request_id=rid)
-        paths = list(fields) if update_mask is None else update_mask
-        if paths:
-            request.update_mask.CopyFrom(
-                cv.field_mask([paths] if isinstance(paths, str) else paths)
-            )
+        cv.set_update_mask(request, fields, update_mask)
         return Unary(_path("UpdateSession"), request, pb.Session, cv.to_dict, rid)
 
     @staticmethod

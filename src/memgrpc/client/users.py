@@ -58,11 +58,7 @@ class Calls:
         user = cv.build(pb.User, fields, "user")
         user.id = user_id
         request = pb.UpdateUserRequest(user=user, new_id=new_id or "", request_id=rid)
-        paths = list(fields) if update_mask is None else update_mask
-        if paths:
-            request.update_mask.CopyFrom(
-                cv.field_mask([paths] if isinstance(paths, str) else paths)
-            )
+        cv.set_update_mask(request, fields, update_mask)
         return Unary(_path("UpdateUser"), request, pb.User, cv.to_dict, rid)
 
     @staticmethod
