@@ -8,6 +8,7 @@ import grpc
 from memgrpc.v1 import context_pb2 as xpb
 from memgrpc.v1 import context_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
+from memgrpc.v1 import users_pb2 as upb
 from tests.conftest import NewKey
 from tests.helpers import md
 from tests.intelhelpers import Conv, uid
@@ -80,3 +81,20 @@ async def test_another_projects_key_sees_no_profile(
     got = await context(other, user_id=user, query="where does the user live?")
     assert not got.profile.facts
     assert "Quito" not in got.context
+
+
+async def test_the_context_profile_follows_a_saved_fact_as_get_profile_does(conv: Conv) -> None:
+    """The context reads the profile from the recall cache (warm after the first search):
+    after SaveProfileFact it shows the same as GetProfile, which reads the store."""
+    user = uid("cached")
+    await conv.talk(user, "I'm based in Lima.", "I have a dog called Rex.")
+    before = await context(conv, user_id=user, query="where does the user live?")
+    assert before.profile.facts["location"].value == "Lima"
+    await conv.users.SaveProfileFact(
+        upb.SaveProfileFactRequest(user_id=user, slot="location", value="cusco"),
+        metadata=md(conv.key),
+    )
+    after = await context(conv, user_id=user, query="where does the user live?")
+    stored = await conv.profile(user)
+    assert after.profile.facts["location"].value == "Cusco" == stored["location"].value
+    assert dict(after.profile.facts) == stored

@@ -112,11 +112,12 @@ class Profiles:
         validation.check_id(v, "user_id", user_id, required=True)
         v.raise_if_any()
         await self._require_user(project_id, user_id)
-        return profile_facts(await self._rec.current(project_id, user_id))
+        return profile_facts(await self._rec.current(project_id, user_id, SLOTS))
 
     async def facts(self, project_id: str, user_id: str) -> dict[str, ProfileFact]:
-        """The profile without the user check (an unknown user has none): what context shows."""
-        return profile_facts(await self._rec.current(project_id, user_id, SLOTS))
+        """The profile without the user check (an unknown user has none), from the recall cache
+        when it holds the user: what a context (and so every chat turn) shows."""
+        return profile_facts(await self._rec.current(project_id, user_id, SLOTS, cached=True))
 
     async def save(self, project_id: str, user_id: str, slot: str, value: str) -> ProfileFact:
         v = Violations()

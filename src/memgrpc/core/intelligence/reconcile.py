@@ -36,7 +36,6 @@ from memgrpc.core.conversation.records import JobStats
 from memgrpc.core.intelligence.facts import LIST_SLOTS, SINGLE_SLOTS, Fact, KnownFact
 from memgrpc.core.kernel.ids import derived_id
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.kernel.paging import PageRequest
 from memgrpc.core.memory.model import Memory, MemoryQuery, Patch
 from memgrpc.core.memory.service import MemoryService
 
@@ -49,7 +48,6 @@ SUPERSEDED = "SUPERSEDED"
 VALUE_KEY = "profile.value"
 TOPIC_KEY = "fact.topic"
 NEGATED_KEY = "fact.negated"
-_PAGE = 1000
 
 _WORD = re.compile(r"[^\W\d_][\w'-]*|\d+")
 # words that flip what a sentence says about the user (a preference's or a habit's polarity)
@@ -196,21 +194,18 @@ class Reconciler:
         return self.locks.hold(f"{project_id}/{user_id}")
 
     async def current(
-        self, project_id: str, user_id: str, slots: tuple[str, ...] = ()
+        self,
+        project_id: str,
+        user_id: str,
+        slots: tuple[str, ...] = (),
+        *,
+        cached: bool = False,
     ) -> list[Memory]:
         """The user's current extracted memories (not archived), oldest first; only those
-        backing one of `slots` when given."""
-        out: list[Memory] = []
-        token = ""
+        backing one of `slots` when given. `cached`: from the recall cache when it holds the
+        user (reads for a context; reconciliation itself reads the store)."""
         q = MemoryQuery(user_id=user_id, origins=("extracted",), profile_slots=slots)
-        while True:
-            page = await self._memories.list(
-                project_id, q, PageRequest(size=_PAGE, token=token, order_by="create_time asc")
-            )
-            out += page.items
-            token = page.next_page_token
-            if not token:
-                return out
+        return await self._memories.all(project_id, q, cached=cached)
 
     async def plan(
         self,

@@ -33,13 +33,14 @@ from memgrpc.core.memory.model import (
     SearchHit,
 )
 from memgrpc.core.memory.query import order, to_filter
-from memgrpc.core.memory.recall_cache import MAX_ROWS, IndexCache
+from memgrpc.core.memory.recall_cache import MAX_ROWS, IndexCache, matches
 from memgrpc.core.memory.search import MemorySearch, SearchMode
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryFilter, MemoryTable
 from memgrpc.store.tables import Table
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # memgrpc's own memories may come with a deterministic id (a re-run finds what a crash left)
 _DERIVED = ("extracted", "action")
 
@@ -353,6 +354,28 @@ class MemoryService:
     @property
     def embedder(self) -> AsyncEmbedder:
         return self._embedder
+
+    async def all(
+        self, project_id: str, q: MemoryQuery, *, cached: bool = False
+    ) -> builtins.list[Memory]:
+        """Every memory `q` selects, oldest first: for a user's few memories of a kind (their
+        extracted facts). `cached`: read them from the recall cache when it holds `q`'s user
+        (a chat turn's context then reads no store), else the store pages through them."""
+        user = await self.cache.get(project_id, q.user_id) if cached and q.user_id else None
+        if user is not None:
+            flt = self.query_filter(project_id, q)
+            found = [m for m in user.memories.values() if matches(m, flt)]
+            return sorted(found, key=lambda m: (m.create_time or _EPOCH, m.id))
+        out: builtins.list[Memory] = []
+        token = ""
+        while True:
+            page = await self.list(
+                project_id, q, PageRequest(size=1000, token=token, order_by="create_time asc")
+            )
+            out += page.items
+            token = page.next_page_token
+            if not token:
+                return out
 
     def query_filter(self, project_id: str, q: MemoryQuery) -> MemoryFilter:
         """The store filter of a list/search query; InvalidArgument if a filter is malformed."""
