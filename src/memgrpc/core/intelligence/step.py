@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from memgrpc.core.conversation.records import Message
+from memgrpc.core.intelligence.extract.fallback import extract_named
 from memgrpc.core.intelligence.facts import Extractor, Fact, KnownFact
 from memgrpc.core.intelligence.processing import SessionWork
 from memgrpc.core.intelligence.reconcile import Reconciler, known_fact
-from memgrpc.core.kernel.errors import DomainError
 from memgrpc.core.memory.service import MemoryService
 
 log = structlog.get_logger(__name__)
@@ -77,20 +77,7 @@ class ExtractFacts:
     async def _extract(
         self, messages: list[Message], known: list[KnownFact]
     ) -> tuple[list[Fact], str]:
-        """The facts, and the name of the extractor that gave them (the job's stats say it)."""
-        try:
-            return await self._extractor.extract(messages, known), self._extractor.name
-        except DomainError as exc:  # a provider failure or an answer it could not read
-            if self._fallback is None:
-                raise
-            log.warning(
-                "extractor_fallback",
-                extractor=self._extractor.name,
-                fallback=self._fallback.name,
-                reason=exc.reason,
-                error=exc.message,
-            )
-            return await self._fallback.extract(messages, known), self._fallback.name
+        return await extract_named(self._extractor, self._fallback, messages, known)
 
 
 def _pause_hook() -> Callable[[], Awaitable[None]] | None:

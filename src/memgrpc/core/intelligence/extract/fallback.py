@@ -27,14 +27,27 @@ class FallbackExtractor:
         return f"{self.primary.name}+{self.fallback.name}"
 
     async def extract(self, messages: Sequence[Message], known: Sequence[KnownFact]) -> list[Fact]:
-        try:
-            return await self.primary.extract(messages, known)
-        except DomainError as exc:
-            log.warning(
-                "extractor_fallback",
-                extractor=self.primary.name,
-                fallback=self.fallback.name,
-                reason=exc.reason,
-                error=exc.message,
-            )
-            return await self.fallback.extract(messages, known)
+        facts, _ = await extract_named(self.primary, self.fallback, messages, known)
+        return facts
+
+
+async def extract_named(
+    primary: Extractor,
+    fallback: Extractor | None,
+    messages: Sequence[Message],
+    known: Sequence[KnownFact],
+) -> tuple[list[Fact], str]:
+    """The facts, and the name of the extractor that gave them (a job's stats say it)."""
+    try:
+        return await primary.extract(messages, known), primary.name
+    except DomainError as exc:
+        if fallback is None:
+            raise
+        log.warning(
+            "extractor_fallback",
+            extractor=primary.name,
+            fallback=fallback.name,
+            reason=exc.reason,
+            error=exc.message,
+        )
+        return await fallback.extract(messages, known), fallback.name
