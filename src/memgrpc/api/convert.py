@@ -260,6 +260,10 @@ def session_from_pb(v: Violations, s: sessions_pb.Session, prefix: str = "sessio
         title=s.title,
         metadata=_struct_field(s, "metadata"),
         auto_process_after=after,
+        agent_id=s.agent_id,
+        instance_id=s.instance_id,
+        provider=s.provider,
+        model=s.model,
     )
 
 
@@ -282,6 +286,10 @@ def session_to_pb(s: Session) -> sessions_pb.Session:
         create_time=to_ts(s.create_time),
         update_time=to_ts(s.update_time),
         message_count=s.message_count,
+        agent_id=s.agent_id,
+        instance_id=s.instance_id,
+        provider=s.provider,
+        model=s.model,
     )
     if s.metadata:
         out.metadata.CopyFrom(dict_to_struct(s.metadata))

@@ -63,6 +63,8 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _SESSIONS + "AddMessages": Scope.WRITE,
     _SESSIONS + "ProcessSession": Scope.WRITE,
     _SESSIONS + "LinkMemory": Scope.WRITE,
+    _SESSIONS + "SubmitTurn": Scope.WRITE,
+    _SESSIONS + "EndSession": Scope.WRITE,
     # ChatService
     _CHAT + "Chat": Scope.WRITE,
     _CHAT + "ChatAsync": Scope.WRITE,
@@ -81,6 +83,27 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _AGENTS + "UpdateAgent": Scope.WRITE,
     _AGENTS + "DeleteAgent": Scope.WRITE,
     _AGENTS + "UpdateCapabilities": Scope.WRITE,
+    _AGENTS + "ListInstances": Scope.READ,
+    _AGENTS + "GetState": Scope.READ,
+    _AGENTS + "ListStates": Scope.READ,
+    _AGENTS + "GetMood": Scope.READ,
+    _AGENTS + "GetRelationship": Scope.READ,
+    _AGENTS + "ListHabits": Scope.READ,
+    _AGENTS + "ListGoals": Scope.READ,
+    _AGENTS + "ListInterests": Scope.READ,
+    _AGENTS + "ListDiaryEntries": Scope.READ,
+    _AGENTS + "ListNotifications": Scope.READ,
+    _AGENTS + "GetMemoryTree": Scope.READ,
+    _AGENTS + "GetTimeline": Scope.READ,
+    _AGENTS + "CreateInstance": Scope.WRITE,
+    _AGENTS + "ResetInstance": Scope.WRITE,
+    _AGENTS + "DeleteInstance": Scope.WRITE,
+    _AGENTS + "CreateState": Scope.WRITE,
+    _AGENTS + "UpsertState": Scope.WRITE,
+    _AGENTS + "DeleteState": Scope.WRITE,
+    _AGENTS + "ConsumeNotification": Scope.WRITE,
+    _AGENTS + "RunNotificationChecks": Scope.WRITE,
+    _AGENTS + "AddFacts": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,
@@ -90,6 +113,11 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _ADMIN + "UpdateApiKey": Scope.ADMIN,
     _ADMIN + "RevokeApiKey": Scope.ADMIN,
     _ADMIN + "ListCategories": Scope.READ,
+    _ADMIN + "SetProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
+    _ADMIN + "ListProviderKeys": Scope.ADMIN,  # BYOK scopes come with the BYOK work
+    _ADMIN + "SetActiveProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
+    _ADMIN + "TestProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
+    _ADMIN + "DeleteProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
     _ADMIN + "SetCategories": Scope.ADMIN,
 }
 

@@ -57,3 +57,37 @@ async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[s
         where = user_where(project_id, column, user_id)
         out[table] = int(await store.table(table).count_rows(str(where)))
     return out
+
+
+# Tables that hold an agent's per-user state; each has `project_id`, `agent_id`, `instance_id`
+# (null = the agent's default state) and `user_id` (null = not per user) columns. DeleteAgent,
+# DeleteInstance and ResetInstance cover every table listed here with no further change.
+AGENT_TABLES: tuple[str, ...] = ("sessions",)
+
+
+def agent_where(project_id: str, agent_id: str, instance_id: str = "", user_id: str = "") -> Where:
+    """The agent's rows; narrowed to one instance and/or one user when those are given."""
+    where = Where().eq("project_id", project_id).eq("agent_id", agent_id)
+    if instance_id:
+        where = where.eq("instance_id", instance_id)
+    if user_id:
+        where = where.eq("user_id", user_id)
+    return where
+
+
+async def delete_agent_rows(
+    store: Store, project_id: str, agent_id: str, instance_id: str = "", user_id: str = ""
+) -> None:
+    """Delete the agent's (instance's, user's) rows in every registered table."""
+    where = str(agent_where(project_id, agent_id, instance_id, user_id))
+    for table in AGENT_TABLES:
+        if await store.table(table).count_rows(where):
+            await store.writer(table).delete(where)
+
+
+async def count_agent_rows(
+    store: Store, project_id: str, agent_id: str, instance_id: str = "", user_id: str = ""
+) -> dict[str, int]:
+    """Rows per registered table (what a purge or reset must bring to zero)."""
+    where = str(agent_where(project_id, agent_id, instance_id, user_id))
+    return {t: int(await store.table(t).count_rows(where)) for t in AGENT_TABLES}

@@ -150,6 +150,11 @@ SESSIONS = pa.schema(
         _f("message_count", pa.int64()),
         _f("create_time", TS),
         _f("update_time", TS),
+        # the agent / instance the session talks to (null = none); chat defaults
+        _f("agent_id", pa.string()),
+        _f("instance_id", pa.string()),
+        _f("provider", pa.string()),
+        _f("model", pa.string()),
     ]
 )
 

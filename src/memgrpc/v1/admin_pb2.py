@@ -22,51 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/admin.proto\x12\nmemgrpc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x08\x43\x61tegory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rfrom_memories\x18\x03 \x01(\x08\"+\n\x15ListCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"B\n\x16ListCategoriesResponse\x12(\n\ncategories\x18\x01 \x03(\x0b\x32\x14.memgrpc.v1.Category\"h\n\x14SetCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12(\n\ncategories\x18\x02 \x03(\x0b\x32\x14.memgrpc.v1.Category\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\\\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x06scopes\x18\x05 \x03(\x0e\x32\x17.memgrpc.v1.ApiKeyScope\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x14\x43reateProjectRequest\x12$\n\x07project\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x14ListProjectsResponse\x12%\n\x08projects\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"b\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12#\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"K\n\x14\x43reateApiKeyResponse\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"h\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"h\n\x13ListApiKeysResponse\x12$\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"k\n\x13UpdateApiKeyRequest\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t*v\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_SCOPE_READ\x10\x01\x12\x17\n\x13\x41PI_KEY_SCOPE_WRITE\x10\x02\x12\x17\n\x13\x41PI_KEY_SCOPE_ADMIN\x10\x03\x32\xc8\x05\n\x0c\x41\x64minService\x12\x46\n\rCreateProject\x12 .memgrpc.v1.CreateProjectRequest\x1a\x13.memgrpc.v1.Project\x12@\n\nGetProject\x12\x1d.memgrpc.v1.GetProjectRequest\x1a\x13.memgrpc.v1.Project\x12Q\n\x0cListProjects\x12\x1f.memgrpc.v1.ListProjectsRequest\x1a .memgrpc.v1.ListProjectsResponse\x12Q\n\x0c\x43reateApiKey\x12\x1f.memgrpc.v1.CreateApiKeyRequest\x1a .memgrpc.v1.CreateApiKeyResponse\x12N\n\x0bListApiKeys\x12\x1e.memgrpc.v1.ListApiKeysRequest\x1a\x1f.memgrpc.v1.ListApiKeysResponse\x12\x43\n\x0cUpdateApiKey\x12\x1f.memgrpc.v1.UpdateApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12\x43\n\x0cRevokeApiKey\x12\x1f.memgrpc.v1.RevokeApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12W\n\x0eListCategories\x12!.memgrpc.v1.ListCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponse\x12U\n\rSetCategories\x12 .memgrpc.v1.SetCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/admin.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x02\n\x0bProviderKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\nkey_prefix\x18\x03 \x01(\t\x12\x11\n\tis_active\x18\x04 \x01(\x08\x12\x34\n\rhealth_status\x18\x05 \x01(\x0e\x32\x1d.memgrpc.v1.ProviderKeyHealth\x12\x33\n\x0flast_check_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x08 \x01(\t\x12\x15\n\rdefault_model\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"w\n\x15SetProviderKeyRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x03 \x01(\t\x12\x15\n\rdefault_model\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\x19\n\x17ListProviderKeysRequest\"A\n\x18ListProviderKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.memgrpc.v1.ProviderKey\")\n\x1bSetActiveProviderKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x16TestProviderKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"&\n\x18\x44\x65leteProviderKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"D\n\x08\x43\x61tegory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rfrom_memories\x18\x03 \x01(\x08\"+\n\x15ListCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"B\n\x16ListCategoriesResponse\x12(\n\ncategories\x18\x01 \x03(\x0b\x32\x14.memgrpc.v1.Category\"h\n\x14SetCategoriesRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12(\n\ncategories\x18\x02 \x03(\x0b\x32\x14.memgrpc.v1.Category\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\\\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\'\n\x06scopes\x18\x05 \x03(\x0e\x32\x17.memgrpc.v1.ApiKeyScope\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x14\x43reateProjectRequest\x12$\n\x07project\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x14ListProjectsResponse\x12%\n\x08projects\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"b\n\x13\x43reateApiKeyRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12#\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"K\n\x14\x43reateApiKeyResponse\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"h\n\x12ListApiKeysRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"h\n\x13ListApiKeysResponse\x12$\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.memgrpc.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"k\n\x13UpdateApiKeyRequest\x12#\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.ApiKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t*|\n\x11ProviderKeyHealth\x12#\n\x1fPROVIDER_KEY_HEALTH_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROVIDER_KEY_HEALTH_HEALTHY\x10\x01\x12!\n\x1dPROVIDER_KEY_HEALTH_UNHEALTHY\x10\x02*\xb1\x01\n\x0b\x41piKeyScope\x12\x1d\n\x19\x41PI_KEY_SCOPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41PI_KEY_SCOPE_READ\x10\x01\x12\x17\n\x13\x41PI_KEY_SCOPE_WRITE\x10\x02\x12\x17\n\x13\x41PI_KEY_SCOPE_ADMIN\x10\x03\x12\x1b\n\x17\x41PI_KEY_SCOPE_BYOK_READ\x10\x04\x12\x1c\n\x18\x41PI_KEY_SCOPE_BYOK_WRITE\x10\x05\x32\xf2\x08\n\x0c\x41\x64minService\x12\x46\n\rCreateProject\x12 .memgrpc.v1.CreateProjectRequest\x1a\x13.memgrpc.v1.Project\x12@\n\nGetProject\x12\x1d.memgrpc.v1.GetProjectRequest\x1a\x13.memgrpc.v1.Project\x12Q\n\x0cListProjects\x12\x1f.memgrpc.v1.ListProjectsRequest\x1a .memgrpc.v1.ListProjectsResponse\x12Q\n\x0c\x43reateApiKey\x12\x1f.memgrpc.v1.CreateApiKeyRequest\x1a .memgrpc.v1.CreateApiKeyResponse\x12N\n\x0bListApiKeys\x12\x1e.memgrpc.v1.ListApiKeysRequest\x1a\x1f.memgrpc.v1.ListApiKeysResponse\x12\x43\n\x0cUpdateApiKey\x12\x1f.memgrpc.v1.UpdateApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12\x43\n\x0cRevokeApiKey\x12\x1f.memgrpc.v1.RevokeApiKeyRequest\x1a\x12.memgrpc.v1.ApiKey\x12W\n\x0eListCategories\x12!.memgrpc.v1.ListCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponse\x12U\n\rSetCategories\x12 .memgrpc.v1.SetCategoriesRequest\x1a\".memgrpc.v1.ListCategoriesResponse\x12L\n\x0eSetProviderKey\x12!.memgrpc.v1.SetProviderKeyRequest\x1a\x17.memgrpc.v1.ProviderKey\x12]\n\x10ListProviderKeys\x12#.memgrpc.v1.ListProviderKeysRequest\x1a$.memgrpc.v1.ListProviderKeysResponse\x12X\n\x14SetActiveProviderKey\x12\'.memgrpc.v1.SetActiveProviderKeyRequest\x1a\x17.memgrpc.v1.ProviderKey\x12N\n\x0fTestProviderKey\x12\".memgrpc.v1.TestProviderKeyRequest\x1a\x17.memgrpc.v1.ProviderKey\x12Q\n\x11\x44\x65leteProviderKey\x12$.memgrpc.v1.DeleteProviderKeyRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_APIKEYSCOPE']._serialized_start=1518
-  _globals['_APIKEYSCOPE']._serialized_end=1636
-  _globals['_CATEGORY']._serialized_start=105
-  _globals['_CATEGORY']._serialized_end=173
-  _globals['_LISTCATEGORIESREQUEST']._serialized_start=175
-  _globals['_LISTCATEGORIESREQUEST']._serialized_end=218
-  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=220
-  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=286
-  _globals['_SETCATEGORIESREQUEST']._serialized_start=288
-  _globals['_SETCATEGORIESREQUEST']._serialized_end=392
-  _globals['_PROJECT']._serialized_start=394
-  _globals['_PROJECT']._serialized_end=486
-  _globals['_APIKEY']._serialized_start=489
-  _globals['_APIKEY']._serialized_end=698
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=700
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=780
-  _globals['_GETPROJECTREQUEST']._serialized_start=782
-  _globals['_GETPROJECTREQUEST']._serialized_end=813
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=815
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=875
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=877
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=983
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=985
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1083
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1085
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1160
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1162
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1266
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1268
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1372
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=1374
-  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=1481
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1483
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1516
-  _globals['_ADMINSERVICE']._serialized_start=1639
-  _globals['_ADMINSERVICE']._serialized_end=2351
+  _globals['_PROVIDERKEYHEALTH']._serialized_start=2185
+  _globals['_PROVIDERKEYHEALTH']._serialized_end=2309
+  _globals['_APIKEYSCOPE']._serialized_start=2312
+  _globals['_APIKEYSCOPE']._serialized_end=2489
+  _globals['_PROVIDERKEY']._serialized_start=135
+  _globals['_PROVIDERKEY']._serialized_end=434
+  _globals['_SETPROVIDERKEYREQUEST']._serialized_start=436
+  _globals['_SETPROVIDERKEYREQUEST']._serialized_end=555
+  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_start=557
+  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_end=582
+  _globals['_LISTPROVIDERKEYSRESPONSE']._serialized_start=584
+  _globals['_LISTPROVIDERKEYSRESPONSE']._serialized_end=649
+  _globals['_SETACTIVEPROVIDERKEYREQUEST']._serialized_start=651
+  _globals['_SETACTIVEPROVIDERKEYREQUEST']._serialized_end=692
+  _globals['_TESTPROVIDERKEYREQUEST']._serialized_start=694
+  _globals['_TESTPROVIDERKEYREQUEST']._serialized_end=730
+  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_start=732
+  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_end=770
+  _globals['_CATEGORY']._serialized_start=772
+  _globals['_CATEGORY']._serialized_end=840
+  _globals['_LISTCATEGORIESREQUEST']._serialized_start=842
+  _globals['_LISTCATEGORIESREQUEST']._serialized_end=885
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=887
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=953
+  _globals['_SETCATEGORIESREQUEST']._serialized_start=955
+  _globals['_SETCATEGORIESREQUEST']._serialized_end=1059
+  _globals['_PROJECT']._serialized_start=1061
+  _globals['_PROJECT']._serialized_end=1153
+  _globals['_APIKEY']._serialized_start=1156
+  _globals['_APIKEY']._serialized_end=1365
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=1367
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=1447
+  _globals['_GETPROJECTREQUEST']._serialized_start=1449
+  _globals['_GETPROJECTREQUEST']._serialized_end=1480
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=1482
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=1542
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=1544
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=1650
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1652
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1750
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1752
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1827
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1829
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1933
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1935
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=2039
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_start=2041
+  _globals['_UPDATEAPIKEYREQUEST']._serialized_end=2148
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=2150
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=2183
+  _globals['_ADMINSERVICE']._serialized_start=2492
+  _globals['_ADMINSERVICE']._serialized_end=3630
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,23 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ProviderKeyHealth:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProviderKeyHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderKeyHealth.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROVIDER_KEY_HEALTH_UNSPECIFIED: _ProviderKeyHealth.ValueType  # 0
+    PROVIDER_KEY_HEALTH_HEALTHY: _ProviderKeyHealth.ValueType  # 1
+    PROVIDER_KEY_HEALTH_UNHEALTHY: _ProviderKeyHealth.ValueType  # 2
+
+class ProviderKeyHealth(_ProviderKeyHealth, metaclass=_ProviderKeyHealthEnumTypeWrapper): ...
+
+PROVIDER_KEY_HEALTH_UNSPECIFIED: ProviderKeyHealth.ValueType  # 0
+PROVIDER_KEY_HEALTH_HEALTHY: ProviderKeyHealth.ValueType  # 1
+PROVIDER_KEY_HEALTH_UNHEALTHY: ProviderKeyHealth.ValueType  # 2
+Global___ProviderKeyHealth: _TypeAlias = ProviderKeyHealth  # noqa: Y015
+
 class _ApiKeyScope:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -34,6 +51,10 @@ class _ApiKeyScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ApiKeySco
     """Create, update, replace, delete, batch."""
     API_KEY_SCOPE_ADMIN: _ApiKeyScope.ValueType  # 3
     """Manage the keys of its project; implies read and write."""
+    API_KEY_SCOPE_BYOK_READ: _ApiKeyScope.ValueType  # 4
+    """List and test the project's provider keys (BYOK); implied by admin."""
+    API_KEY_SCOPE_BYOK_WRITE: _ApiKeyScope.ValueType  # 5
+    """Set, activate and delete provider keys; implied by admin."""
 
 class ApiKeyScope(_ApiKeyScope, metaclass=_ApiKeyScopeEnumTypeWrapper):
     """What an API key may do."""
@@ -45,7 +66,191 @@ API_KEY_SCOPE_WRITE: ApiKeyScope.ValueType  # 2
 """Create, update, replace, delete, batch."""
 API_KEY_SCOPE_ADMIN: ApiKeyScope.ValueType  # 3
 """Manage the keys of its project; implies read and write."""
+API_KEY_SCOPE_BYOK_READ: ApiKeyScope.ValueType  # 4
+"""List and test the project's provider keys (BYOK); implied by admin."""
+API_KEY_SCOPE_BYOK_WRITE: ApiKeyScope.ValueType  # 5
+"""Set, activate and delete provider keys; implied by admin."""
 Global___ApiKeyScope: _TypeAlias = ApiKeyScope  # noqa: Y015
+
+@_typing.final
+class ProviderKey(_message.Message):
+    """A project's own LLM provider key (the secret itself is never returned)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    KEY_PREFIX_FIELD_NUMBER: _builtins.int
+    IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    HEALTH_STATUS_FIELD_NUMBER: _builtins.int
+    LAST_CHECK_TIME_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """`pvk_...`"""
+    provider: _builtins.str
+    """`openai`, `gemini`, `xai` or `openrouter` (all OpenAI-compatible endpoints)."""
+    key_prefix: _builtins.str
+    """The first characters of the key, to recognise it."""
+    is_active: _builtins.bool
+    health_status: Global___ProviderKeyHealth.ValueType
+    last_error: _builtins.str
+    """Why the last check failed (the provider's status, never the key)."""
+    base_url: _builtins.str
+    """The endpoint; empty = the provider's default (configurable on the server)."""
+    default_model: _builtins.str
+    """The model chat uses with this key; empty = the provider's default."""
+    @_builtins.property
+    def last_check_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        key_prefix: _builtins.str = ...,
+        is_active: _builtins.bool = ...,
+        health_status: Global___ProviderKeyHealth.ValueType = ...,
+        last_check_time: _timestamp_pb2.Timestamp | None = ...,
+        last_error: _builtins.str = ...,
+        base_url: _builtins.str = ...,
+        default_model: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_check_time", b"last_check_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_url", b"base_url", "create_time", b"create_time", "default_model", b"default_model", "health_status", b"health_status", "id", b"id", "is_active", b"is_active", "key_prefix", b"key_prefix", "last_check_time", b"last_check_time", "last_error", b"last_error", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderKey: _TypeAlias = ProviderKey  # noqa: Y015
+
+@_typing.final
+class SetProviderKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
+    BASE_URL_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODEL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    api_key: _builtins.str
+    """Required; never logged, never returned."""
+    base_url: _builtins.str
+    default_model: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        api_key: _builtins.str = ...,
+        base_url: _builtins.str = ...,
+        default_model: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "base_url", b"base_url", "default_model", b"default_model", "provider", b"provider", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetProviderKeyRequest: _TypeAlias = SetProviderKeyRequest  # noqa: Y015
+
+@_typing.final
+class ListProviderKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderKeysRequest: _TypeAlias = ListProviderKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListProviderKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderKey]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___ProviderKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProviderKeysResponse: _TypeAlias = ListProviderKeysResponse  # noqa: Y015
+
+@_typing.final
+class SetActiveProviderKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetActiveProviderKeyRequest: _TypeAlias = SetActiveProviderKeyRequest  # noqa: Y015
+
+@_typing.final
+class TestProviderKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestProviderKeyRequest: _TypeAlias = TestProviderKeyRequest  # noqa: Y015
+
+@_typing.final
+class DeleteProviderKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProviderKeyRequest: _TypeAlias = DeleteProviderKeyRequest  # noqa: Y015
 
 @_typing.final
 class Category(_message.Message):

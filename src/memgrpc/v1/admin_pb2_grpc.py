@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from memgrpc.v1 import admin_pb2 as memgrpc_dot_v1_dot_admin__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -80,6 +81,31 @@ class AdminServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
                 _registered_method=True)
+        self.SetProviderKey = channel.unary_unary(
+                '/memgrpc.v1.AdminService/SetProviderKey',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.SetProviderKeyRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+                _registered_method=True)
+        self.ListProviderKeys = channel.unary_unary(
+                '/memgrpc.v1.AdminService/ListProviderKeys',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysResponse.FromString,
+                _registered_method=True)
+        self.SetActiveProviderKey = channel.unary_unary(
+                '/memgrpc.v1.AdminService/SetActiveProviderKey',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.SetActiveProviderKeyRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+                _registered_method=True)
+        self.TestProviderKey = channel.unary_unary(
+                '/memgrpc.v1.AdminService/TestProviderKey',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.TestProviderKeyRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+                _registered_method=True)
+        self.DeleteProviderKey = channel.unary_unary(
+                '/memgrpc.v1.AdminService/DeleteProviderKey',
+                request_serializer=memgrpc_dot_v1_dot_admin__pb2.DeleteProviderKeyRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -151,6 +177,41 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProviderKey(self, request, context):
+        """BYOK: stores a provider key for the project after checking it against the provider
+        (FAILED_PRECONDITION when the provider refuses it). Encrypted at rest, never returned.
+        The first key of a project becomes its active key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProviderKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetActiveProviderKey(self, request, context):
+        """Makes this key the one chat, extraction and the context engine of the project use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestProviderKey(self, request, context):
+        """Re-runs the health check and records its result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProviderKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +259,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetCategories,
                     request_deserializer=memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.SerializeToString,
+            ),
+            'SetProviderKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProviderKey,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.SetProviderKeyRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.SerializeToString,
+            ),
+            'ListProviderKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviderKeys,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysResponse.SerializeToString,
+            ),
+            'SetActiveProviderKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetActiveProviderKey,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.SetActiveProviderKeyRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.SerializeToString,
+            ),
+            'TestProviderKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestProviderKey,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.TestProviderKeyRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_admin__pb2.ProviderKey.SerializeToString,
+            ),
+            'DeleteProviderKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProviderKey,
+                    request_deserializer=memgrpc_dot_v1_dot_admin__pb2.DeleteProviderKeyRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +530,141 @@ class AdminService:
             '/memgrpc.v1.AdminService/SetCategories',
             memgrpc_dot_v1_dot_admin__pb2.SetCategoriesRequest.SerializeToString,
             memgrpc_dot_v1_dot_admin__pb2.ListCategoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProviderKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/SetProviderKey',
+            memgrpc_dot_v1_dot_admin__pb2.SetProviderKeyRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviderKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/ListProviderKeys',
+            memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ListProviderKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetActiveProviderKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/SetActiveProviderKey',
+            memgrpc_dot_v1_dot_admin__pb2.SetActiveProviderKeyRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestProviderKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/TestProviderKey',
+            memgrpc_dot_v1_dot_admin__pb2.TestProviderKeyRequest.SerializeToString,
+            memgrpc_dot_v1_dot_admin__pb2.ProviderKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProviderKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AdminService/DeleteProviderKey',
+            memgrpc_dot_v1_dot_admin__pb2.DeleteProviderKeyRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from memgrpc.v1 import admin_pb2 as _admin_pb2
 import abc as _abc_1
@@ -55,6 +56,17 @@ class AdminServiceStub:
     """Replaces the project's set of categories (admin scope). Categories memories already carry
     stay valid in filters.
     """
+    SetProviderKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetProviderKeyRequest, _admin_pb2.ProviderKey]
+    """BYOK: stores a provider key for the project after checking it against the provider
+    (FAILED_PRECONDITION when the provider refuses it). Encrypted at rest, never returned.
+    The first key of a project becomes its active key.
+    """
+    ListProviderKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListProviderKeysRequest, _admin_pb2.ListProviderKeysResponse]
+    SetActiveProviderKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetActiveProviderKeyRequest, _admin_pb2.ProviderKey]
+    """Makes this key the one chat, extraction and the context engine of the project use."""
+    TestProviderKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TestProviderKeyRequest, _admin_pb2.ProviderKey]
+    """Re-runs the health check and records its result."""
+    DeleteProviderKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteProviderKeyRequest, _empty_pb2.Empty]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -83,6 +95,17 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Replaces the project's set of categories (admin scope). Categories memories already carry
     stay valid in filters.
     """
+    SetProviderKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetProviderKeyRequest, _admin_pb2.ProviderKey]  # type: ignore[assignment]
+    """BYOK: stores a provider key for the project after checking it against the provider
+    (FAILED_PRECONDITION when the provider refuses it). Encrypted at rest, never returned.
+    The first key of a project becomes its active key.
+    """
+    ListProviderKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListProviderKeysRequest, _admin_pb2.ListProviderKeysResponse]  # type: ignore[assignment]
+    SetActiveProviderKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetActiveProviderKeyRequest, _admin_pb2.ProviderKey]  # type: ignore[assignment]
+    """Makes this key the one chat, extraction and the context engine of the project use."""
+    TestProviderKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.TestProviderKeyRequest, _admin_pb2.ProviderKey]  # type: ignore[assignment]
+    """Re-runs the health check and records its result."""
+    DeleteProviderKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteProviderKeyRequest, _empty_pb2.Empty]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService manages projects and their API keys."""
@@ -162,5 +185,46 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replaces the project's set of categories (admin scope). Categories memories already carry
         stay valid in filters.
         """
+
+    @_abc_1.abstractmethod
+    def SetProviderKey(
+        self,
+        request: _admin_pb2.SetProviderKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ProviderKey, _abc.Awaitable[_admin_pb2.ProviderKey]]:
+        """BYOK: stores a provider key for the project after checking it against the provider
+        (FAILED_PRECONDITION when the provider refuses it). Encrypted at rest, never returned.
+        The first key of a project becomes its active key.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProviderKeys(
+        self,
+        request: _admin_pb2.ListProviderKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListProviderKeysResponse, _abc.Awaitable[_admin_pb2.ListProviderKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetActiveProviderKey(
+        self,
+        request: _admin_pb2.SetActiveProviderKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ProviderKey, _abc.Awaitable[_admin_pb2.ProviderKey]]:
+        """Makes this key the one chat, extraction and the context engine of the project use."""
+
+    @_abc_1.abstractmethod
+    def TestProviderKey(
+        self,
+        request: _admin_pb2.TestProviderKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ProviderKey, _abc.Awaitable[_admin_pb2.ProviderKey]]:
+        """Re-runs the health check and records its result."""
+
+    @_abc_1.abstractmethod
+    def DeleteProviderKey(
+        self,
+        request: _admin_pb2.DeleteProviderKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

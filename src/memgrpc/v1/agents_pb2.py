@@ -26,9 +26,10 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from memgrpc.v1 import agent_state_pb2 as memgrpc_dot_v1_dot_agent__state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/agents.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x07\x42igFive\x12\x15\n\x08openness\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1e\n\x11\x63onscientiousness\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0c\x65xtraversion\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1a\n\ragreeableness\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0bneuroticism\x18\x05 \x01(\x02H\x04\x88\x01\x01\x42\x0b\n\t_opennessB\x14\n\x12_conscientiousnessB\x0f\n\r_extraversionB\x10\n\x0e_agreeablenessB\x0e\n\x0c_neuroticism\"\xa4\x01\n\x0bPersonality\x12%\n\x08\x62ig_five\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.BigFive\x12;\n\ndimensions\x18\x02 \x03(\x0b\x32\'.memgrpc.v1.Personality.DimensionsEntry\x1a\x31\n\x0f\x44imensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x9b\x02\n\x0c\x43\x61pabilities\x12+\n\x0bmemory_mode\x18\x01 \x01(\x0e\x32\x16.memgrpc.v1.MemoryMode\x12\x1b\n\x0eknowledge_base\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nweb_search\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rremember_name\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10image_generation\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x16\n\tinventory\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x11\n\x0f_knowledge_baseB\r\n\x0b_web_searchB\x10\n\x0e_remember_nameB\x13\n\x11_image_generationB\x0c\n\n_inventory\"\xab\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12,\n\x0bpersonality\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.Personality\x12.\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x12\x43reateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1d\n\x0fGetAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.memgrpc.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"{\n\x12UpdateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12\x44\x65leteAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\")\n\x15GetPersonalityRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"*\n\x16GetCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"q\n\x19UpdateCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12\x12\n\nrequest_id\x18\x03 \x01(\t*V\n\nMemoryMode\x12\x1b\n\x17MEMORY_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEMORY_MODE_SYNC\x10\x01\x12\x15\n\x11MEMORY_MODE_ASYNC\x10\x02\x32\xd8\x04\n\x0c\x41gentService\x12@\n\x0b\x43reateAgent\x12\x1e.memgrpc.v1.CreateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12:\n\x08GetAgent\x12\x1b.memgrpc.v1.GetAgentRequest\x1a\x11.memgrpc.v1.Agent\x12K\n\nListAgents\x12\x1d.memgrpc.v1.ListAgentsRequest\x1a\x1e.memgrpc.v1.ListAgentsResponse\x12@\n\x0bUpdateAgent\x12\x1e.memgrpc.v1.UpdateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12\x45\n\x0b\x44\x65leteAgent\x12\x1e.memgrpc.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12L\n\x0eGetPersonality\x12!.memgrpc.v1.GetPersonalityRequest\x1a\x17.memgrpc.v1.Personality\x12O\n\x0fGetCapabilities\x12\".memgrpc.v1.GetCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilities\x12U\n\x12UpdateCapabilities\x12%.memgrpc.v1.UpdateCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilitiesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17memgrpc/v1/agents.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmemgrpc/v1/agent_state.proto\"\xe7\x01\n\x07\x42igFive\x12\x15\n\x08openness\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1e\n\x11\x63onscientiousness\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0c\x65xtraversion\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1a\n\ragreeableness\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0bneuroticism\x18\x05 \x01(\x02H\x04\x88\x01\x01\x42\x0b\n\t_opennessB\x14\n\x12_conscientiousnessB\x0f\n\r_extraversionB\x10\n\x0e_agreeablenessB\x0e\n\x0c_neuroticism\"\xa4\x01\n\x0bPersonality\x12%\n\x08\x62ig_five\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.BigFive\x12;\n\ndimensions\x18\x02 \x03(\x0b\x32\'.memgrpc.v1.Personality.DimensionsEntry\x1a\x31\n\x0f\x44imensionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x9b\x02\n\x0c\x43\x61pabilities\x12+\n\x0bmemory_mode\x18\x01 \x01(\x0e\x32\x16.memgrpc.v1.MemoryMode\x12\x1b\n\x0eknowledge_base\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x17\n\nweb_search\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rremember_name\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1d\n\x10image_generation\x18\x05 \x01(\x08H\x03\x88\x01\x01\x12\x16\n\tinventory\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x11\n\x0f_knowledge_baseB\r\n\x0b_web_searchB\x10\n\x0e_remember_nameB\x13\n\x11_image_generationB\x0c\n\n_inventory\"\xab\x02\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12,\n\x0bpersonality\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.Personality\x12.\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x12\x43reateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1d\n\x0fGetAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x12ListAgentsResponse\x12!\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x11.memgrpc.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"{\n\x12UpdateAgentRequest\x12 \n\x05\x61gent\x18\x01 \x01(\x0b\x32\x11.memgrpc.v1.Agent\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x12\x44\x65leteAgentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\")\n\x15GetPersonalityRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"*\n\x16GetCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"q\n\x19UpdateCapabilitiesRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12.\n\x0c\x63\x61pabilities\x18\x02 \x01(\x0b\x32\x18.memgrpc.v1.Capabilities\x12\x12\n\nrequest_id\x18\x03 \x01(\t*V\n\nMemoryMode\x12\x1b\n\x17MEMORY_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEMORY_MODE_SYNC\x10\x01\x12\x15\n\x11MEMORY_MODE_ASYNC\x10\x02\x32\xdc\x11\n\x0c\x41gentService\x12@\n\x0b\x43reateAgent\x12\x1e.memgrpc.v1.CreateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12:\n\x08GetAgent\x12\x1b.memgrpc.v1.GetAgentRequest\x1a\x11.memgrpc.v1.Agent\x12K\n\nListAgents\x12\x1d.memgrpc.v1.ListAgentsRequest\x1a\x1e.memgrpc.v1.ListAgentsResponse\x12@\n\x0bUpdateAgent\x12\x1e.memgrpc.v1.UpdateAgentRequest\x1a\x11.memgrpc.v1.Agent\x12\x45\n\x0b\x44\x65leteAgent\x12\x1e.memgrpc.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\x12L\n\x0eGetPersonality\x12!.memgrpc.v1.GetPersonalityRequest\x1a\x17.memgrpc.v1.Personality\x12O\n\x0fGetCapabilities\x12\".memgrpc.v1.GetCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilities\x12U\n\x12UpdateCapabilities\x12%.memgrpc.v1.UpdateCapabilitiesRequest\x1a\x18.memgrpc.v1.Capabilities\x12I\n\x0e\x43reateInstance\x12!.memgrpc.v1.CreateInstanceRequest\x1a\x14.memgrpc.v1.Instance\x12T\n\rListInstances\x12 .memgrpc.v1.ListInstancesRequest\x1a!.memgrpc.v1.ListInstancesResponse\x12G\n\rResetInstance\x12 .memgrpc.v1.ResetInstanceRequest\x1a\x14.memgrpc.v1.Instance\x12K\n\x0e\x44\x65leteInstance\x12!.memgrpc.v1.DeleteInstanceRequest\x1a\x16.google.protobuf.Empty\x12\x46\n\x0b\x43reateState\x12\x1e.memgrpc.v1.CreateStateRequest\x1a\x17.memgrpc.v1.CustomState\x12\x46\n\x0bUpsertState\x12\x1e.memgrpc.v1.UpsertStateRequest\x1a\x17.memgrpc.v1.CustomState\x12@\n\x08GetState\x12\x1b.memgrpc.v1.GetStateRequest\x1a\x17.memgrpc.v1.CustomState\x12K\n\nListStates\x12\x1d.memgrpc.v1.ListStatesRequest\x1a\x1e.memgrpc.v1.ListStatesResponse\x12\x45\n\x0b\x44\x65leteState\x12\x1e.memgrpc.v1.DeleteStateRequest\x1a\x16.google.protobuf.Empty\x12\x39\n\x07GetMood\x12\x1c.memgrpc.v1.AgentUserRequest\x1a\x10.memgrpc.v1.Mood\x12I\n\x0fGetRelationship\x12\x1c.memgrpc.v1.AgentUserRequest\x1a\x18.memgrpc.v1.Relationship\x12L\n\nListHabits\x12\x1c.memgrpc.v1.AgentUserRequest\x1a .memgrpc.v1.ListInsightsResponse\x12K\n\tListGoals\x12\x1c.memgrpc.v1.AgentUserRequest\x1a .memgrpc.v1.ListInsightsResponse\x12O\n\rListInterests\x12\x1c.memgrpc.v1.AgentUserRequest\x1a .memgrpc.v1.ListInsightsResponse\x12]\n\x10ListDiaryEntries\x12#.memgrpc.v1.ListDiaryEntriesRequest\x1a$.memgrpc.v1.ListDiaryEntriesResponse\x12`\n\x11ListNotifications\x12$.memgrpc.v1.ListNotificationsRequest\x1a%.memgrpc.v1.ListNotificationsResponse\x12W\n\x13\x43onsumeNotification\x12&.memgrpc.v1.ConsumeNotificationRequest\x1a\x18.memgrpc.v1.Notification\x12l\n\x15RunNotificationChecks\x12(.memgrpc.v1.RunNotificationChecksRequest\x1a).memgrpc.v1.RunNotificationChecksResponse\x12T\n\rGetMemoryTree\x12 .memgrpc.v1.GetMemoryTreeRequest\x1a!.memgrpc.v1.GetMemoryTreeResponse\x12N\n\x0bGetTimeline\x12\x1e.memgrpc.v1.GetTimelineRequest\x1a\x1f.memgrpc.v1.GetTimelineResponse\x12\x45\n\x08\x41\x64\x64\x46\x61\x63ts\x12\x1b.memgrpc.v1.AddFactsRequest\x1a\x1c.memgrpc.v1.AddFactsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,36 +38,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PERSONALITY_DIMENSIONSENTRY']._loaded_options = None
   _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_MEMORYMODE']._serialized_start=1804
-  _globals['_MEMORYMODE']._serialized_end=1890
-  _globals['_BIGFIVE']._serialized_start=166
-  _globals['_BIGFIVE']._serialized_end=397
-  _globals['_PERSONALITY']._serialized_start=400
-  _globals['_PERSONALITY']._serialized_end=564
-  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_start=515
-  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_end=564
-  _globals['_CAPABILITIES']._serialized_start=567
-  _globals['_CAPABILITIES']._serialized_end=850
-  _globals['_AGENT']._serialized_start=853
-  _globals['_AGENT']._serialized_end=1152
-  _globals['_CREATEAGENTREQUEST']._serialized_start=1154
-  _globals['_CREATEAGENTREQUEST']._serialized_end=1228
-  _globals['_GETAGENTREQUEST']._serialized_start=1230
-  _globals['_GETAGENTREQUEST']._serialized_end=1259
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1261
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1319
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1321
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=1421
-  _globals['_UPDATEAGENTREQUEST']._serialized_start=1423
-  _globals['_UPDATEAGENTREQUEST']._serialized_end=1546
-  _globals['_DELETEAGENTREQUEST']._serialized_start=1548
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1600
-  _globals['_GETPERSONALITYREQUEST']._serialized_start=1602
-  _globals['_GETPERSONALITYREQUEST']._serialized_end=1643
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1645
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1687
-  _globals['_UPDATECAPABILITIESREQUEST']._serialized_start=1689
-  _globals['_UPDATECAPABILITIESREQUEST']._serialized_end=1802
-  _globals['_AGENTSERVICE']._serialized_start=1893
-  _globals['_AGENTSERVICE']._serialized_end=2493
+  _globals['_MEMORYMODE']._serialized_start=1834
+  _globals['_MEMORYMODE']._serialized_end=1920
+  _globals['_BIGFIVE']._serialized_start=196
+  _globals['_BIGFIVE']._serialized_end=427
+  _globals['_PERSONALITY']._serialized_start=430
+  _globals['_PERSONALITY']._serialized_end=594
+  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_start=545
+  _globals['_PERSONALITY_DIMENSIONSENTRY']._serialized_end=594
+  _globals['_CAPABILITIES']._serialized_start=597
+  _globals['_CAPABILITIES']._serialized_end=880
+  _globals['_AGENT']._serialized_start=883
+  _globals['_AGENT']._serialized_end=1182
+  _globals['_CREATEAGENTREQUEST']._serialized_start=1184
+  _globals['_CREATEAGENTREQUEST']._serialized_end=1258
+  _globals['_GETAGENTREQUEST']._serialized_start=1260
+  _globals['_GETAGENTREQUEST']._serialized_end=1289
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1291
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1349
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1351
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=1451
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=1453
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=1576
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1578
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1630
+  _globals['_GETPERSONALITYREQUEST']._serialized_start=1632
+  _globals['_GETPERSONALITYREQUEST']._serialized_end=1673
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1675
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1717
+  _globals['_UPDATECAPABILITIESREQUEST']._serialized_start=1719
+  _globals['_UPDATECAPABILITIESREQUEST']._serialized_end=1832
+  _globals['_AGENTSERVICE']._serialized_start=1923
+  _globals['_AGENTSERVICE']._serialized_end=4191
 # @@protoc_insertion_point(module_scope)

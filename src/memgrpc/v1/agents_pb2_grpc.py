@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from memgrpc.v1 import agent_state_pb2 as memgrpc_dot_v1_dot_agent__state__pb2
 from memgrpc.v1 import agents_pb2 as memgrpc_dot_v1_dot_agents__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -76,6 +77,111 @@ class AgentServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_agents__pb2.UpdateCapabilitiesRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_agents__pb2.Capabilities.FromString,
                 _registered_method=True)
+        self.CreateInstance = channel.unary_unary(
+                '/memgrpc.v1.AgentService/CreateInstance',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.CreateInstanceRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.Instance.FromString,
+                _registered_method=True)
+        self.ListInstances = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListInstances',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesResponse.FromString,
+                _registered_method=True)
+        self.ResetInstance = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ResetInstance',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ResetInstanceRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.Instance.FromString,
+                _registered_method=True)
+        self.DeleteInstance = channel.unary_unary(
+                '/memgrpc.v1.AgentService/DeleteInstance',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.DeleteInstanceRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateState = channel.unary_unary(
+                '/memgrpc.v1.AgentService/CreateState',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.CreateStateRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+                _registered_method=True)
+        self.UpsertState = channel.unary_unary(
+                '/memgrpc.v1.AgentService/UpsertState',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.UpsertStateRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+                _registered_method=True)
+        self.GetState = channel.unary_unary(
+                '/memgrpc.v1.AgentService/GetState',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.GetStateRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+                _registered_method=True)
+        self.ListStates = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListStates',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListStatesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListStatesResponse.FromString,
+                _registered_method=True)
+        self.DeleteState = channel.unary_unary(
+                '/memgrpc.v1.AgentService/DeleteState',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.DeleteStateRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetMood = channel.unary_unary(
+                '/memgrpc.v1.AgentService/GetMood',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.Mood.FromString,
+                _registered_method=True)
+        self.GetRelationship = channel.unary_unary(
+                '/memgrpc.v1.AgentService/GetRelationship',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.Relationship.FromString,
+                _registered_method=True)
+        self.ListHabits = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListHabits',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+                _registered_method=True)
+        self.ListGoals = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListGoals',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+                _registered_method=True)
+        self.ListInterests = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListInterests',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+                _registered_method=True)
+        self.ListDiaryEntries = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListDiaryEntries',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ListNotifications',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
+        self.ConsumeNotification = channel.unary_unary(
+                '/memgrpc.v1.AgentService/ConsumeNotification',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ConsumeNotificationRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.Notification.FromString,
+                _registered_method=True)
+        self.RunNotificationChecks = channel.unary_unary(
+                '/memgrpc.v1.AgentService/RunNotificationChecks',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksResponse.FromString,
+                _registered_method=True)
+        self.GetMemoryTree = channel.unary_unary(
+                '/memgrpc.v1.AgentService/GetMemoryTree',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeResponse.FromString,
+                _registered_method=True)
+        self.GetTimeline = channel.unary_unary(
+                '/memgrpc.v1.AgentService/GetTimeline',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineResponse.FromString,
+                _registered_method=True)
+        self.AddFacts = channel.unary_unary(
+                '/memgrpc.v1.AgentService/AddFacts',
+                request_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AddFactsRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AddFactsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -107,7 +213,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAgent(self, request, context):
-        """Deletes the agent.
+        """Deletes the agent with its instances, states, notifications, moods, relationships, diary
+        and agent-scoped memories, sessions and messages.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +235,138 @@ class AgentServiceServicer:
     def UpdateCapabilities(self, request, context):
         """PATCH: the fields set in `capabilities` change, the others stay as they are.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateInstance(self, request, context):
+        """Instances: separate copies of the agent's per-user state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstances(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteInstance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateState(self, request, context):
+        """Custom states, by composite key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMood(self, request, context):
+        """The context engine, per agent and user. Offline these are derived deterministically (a
+        sentiment lexicon, the extracted facts); with an LLM configured the LLM writes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRelationship(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHabits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGoals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInterests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDiaryEntries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotifications(self, request, context):
+        """Proactive notifications.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConsumeNotification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunNotificationChecks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMemoryTree(self, request, context):
+        """The agent's memory of a user: categories -> facts, a time range, bulk facts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTimeline(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddFacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -174,6 +413,111 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.UpdateCapabilities,
                     request_deserializer=memgrpc_dot_v1_dot_agents__pb2.UpdateCapabilitiesRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_agents__pb2.Capabilities.SerializeToString,
+            ),
+            'CreateInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInstance,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.CreateInstanceRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.Instance.SerializeToString,
+            ),
+            'ListInstances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstances,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesResponse.SerializeToString,
+            ),
+            'ResetInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetInstance,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ResetInstanceRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.Instance.SerializeToString,
+            ),
+            'DeleteInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteInstance,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.DeleteInstanceRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateState': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateState,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.CreateStateRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.SerializeToString,
+            ),
+            'UpsertState': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertState,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.UpsertStateRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.SerializeToString,
+            ),
+            'GetState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetState,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.GetStateRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.CustomState.SerializeToString,
+            ),
+            'ListStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStates,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListStatesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListStatesResponse.SerializeToString,
+            ),
+            'DeleteState': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteState,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.DeleteStateRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetMood': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMood,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.Mood.SerializeToString,
+            ),
+            'GetRelationship': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRelationship,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.Relationship.SerializeToString,
+            ),
+            'ListHabits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHabits,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.SerializeToString,
+            ),
+            'ListGoals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGoals,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.SerializeToString,
+            ),
+            'ListInterests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInterests,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.SerializeToString,
+            ),
+            'ListDiaryEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDiaryEntries,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'ConsumeNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsumeNotification,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.ConsumeNotificationRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.Notification.SerializeToString,
+            ),
+            'RunNotificationChecks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunNotificationChecks,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksResponse.SerializeToString,
+            ),
+            'GetMemoryTree': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMemoryTree,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeResponse.SerializeToString,
+            ),
+            'GetTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimeline,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineResponse.SerializeToString,
+            ),
+            'AddFacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFacts,
+                    request_deserializer=memgrpc_dot_v1_dot_agent__state__pb2.AddFactsRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_agent__state__pb2.AddFactsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +737,573 @@ class AgentService:
             '/memgrpc.v1.AgentService/UpdateCapabilities',
             memgrpc_dot_v1_dot_agents__pb2.UpdateCapabilitiesRequest.SerializeToString,
             memgrpc_dot_v1_dot_agents__pb2.Capabilities.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/CreateInstance',
+            memgrpc_dot_v1_dot_agent__state__pb2.CreateInstanceRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListInstances',
+            memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ResetInstance',
+            memgrpc_dot_v1_dot_agent__state__pb2.ResetInstanceRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.Instance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/DeleteInstance',
+            memgrpc_dot_v1_dot_agent__state__pb2.DeleteInstanceRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/CreateState',
+            memgrpc_dot_v1_dot_agent__state__pb2.CreateStateRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/UpsertState',
+            memgrpc_dot_v1_dot_agent__state__pb2.UpsertStateRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/GetState',
+            memgrpc_dot_v1_dot_agent__state__pb2.GetStateRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.CustomState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListStates',
+            memgrpc_dot_v1_dot_agent__state__pb2.ListStatesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/DeleteState',
+            memgrpc_dot_v1_dot_agent__state__pb2.DeleteStateRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMood(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/GetMood',
+            memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.Mood.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRelationship(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/GetRelationship',
+            memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.Relationship.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHabits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListHabits',
+            memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGoals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListGoals',
+            memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInterests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListInterests',
+            memgrpc_dot_v1_dot_agent__state__pb2.AgentUserRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDiaryEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListDiaryEntries',
+            memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListDiaryEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ListNotifications',
+            memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConsumeNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/ConsumeNotification',
+            memgrpc_dot_v1_dot_agent__state__pb2.ConsumeNotificationRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.Notification.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunNotificationChecks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/RunNotificationChecks',
+            memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.RunNotificationChecksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMemoryTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/GetMemoryTree',
+            memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.GetMemoryTreeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/GetTimeline',
+            memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.GetTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.AgentService/AddFacts',
+            memgrpc_dot_v1_dot_agent__state__pb2.AddFactsRequest.SerializeToString,
+            memgrpc_dot_v1_dot_agent__state__pb2.AddFactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

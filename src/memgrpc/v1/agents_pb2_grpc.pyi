@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
+from memgrpc.v1 import agent_state_pb2 as _agent_state_pb2
 from memgrpc.v1 import agents_pb2 as _agents_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -39,11 +40,41 @@ class AgentServiceStub:
     ListAgents: _grpc.UnaryUnaryMultiCallable[_agents_pb2.ListAgentsRequest, _agents_pb2.ListAgentsResponse]
     UpdateAgent: _grpc.UnaryUnaryMultiCallable[_agents_pb2.UpdateAgentRequest, _agents_pb2.Agent]
     DeleteAgent: _grpc.UnaryUnaryMultiCallable[_agents_pb2.DeleteAgentRequest, _empty_pb2.Empty]
-    """Deletes the agent."""
+    """Deletes the agent with its instances, states, notifications, moods, relationships, diary
+    and agent-scoped memories, sessions and messages.
+    """
     GetPersonality: _grpc.UnaryUnaryMultiCallable[_agents_pb2.GetPersonalityRequest, _agents_pb2.Personality]
     GetCapabilities: _grpc.UnaryUnaryMultiCallable[_agents_pb2.GetCapabilitiesRequest, _agents_pb2.Capabilities]
     UpdateCapabilities: _grpc.UnaryUnaryMultiCallable[_agents_pb2.UpdateCapabilitiesRequest, _agents_pb2.Capabilities]
     """PATCH: the fields set in `capabilities` change, the others stay as they are."""
+    CreateInstance: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.CreateInstanceRequest, _agent_state_pb2.Instance]
+    """Instances: separate copies of the agent's per-user state."""
+    ListInstances: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ListInstancesRequest, _agent_state_pb2.ListInstancesResponse]
+    ResetInstance: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ResetInstanceRequest, _agent_state_pb2.Instance]
+    DeleteInstance: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.DeleteInstanceRequest, _empty_pb2.Empty]
+    CreateState: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.CreateStateRequest, _agent_state_pb2.CustomState]
+    """Custom states, by composite key."""
+    UpsertState: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.UpsertStateRequest, _agent_state_pb2.CustomState]
+    GetState: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.GetStateRequest, _agent_state_pb2.CustomState]
+    ListStates: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ListStatesRequest, _agent_state_pb2.ListStatesResponse]
+    DeleteState: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.DeleteStateRequest, _empty_pb2.Empty]
+    GetMood: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.Mood]
+    """The context engine, per agent and user. Offline these are derived deterministically (a
+    sentiment lexicon, the extracted facts); with an LLM configured the LLM writes them.
+    """
+    GetRelationship: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.Relationship]
+    ListHabits: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]
+    ListGoals: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]
+    ListInterests: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]
+    ListDiaryEntries: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ListDiaryEntriesRequest, _agent_state_pb2.ListDiaryEntriesResponse]
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ListNotificationsRequest, _agent_state_pb2.ListNotificationsResponse]
+    """Proactive notifications."""
+    ConsumeNotification: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ConsumeNotificationRequest, _agent_state_pb2.Notification]
+    RunNotificationChecks: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.RunNotificationChecksRequest, _agent_state_pb2.RunNotificationChecksResponse]
+    GetMemoryTree: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.GetMemoryTreeRequest, _agent_state_pb2.GetMemoryTreeResponse]
+    """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+    GetTimeline: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.GetTimelineRequest, _agent_state_pb2.GetTimelineResponse]
+    AddFacts: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AddFactsRequest, _agent_state_pb2.AddFactsResponse]
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -55,11 +86,41 @@ class AgentServiceAsyncStub(AgentServiceStub):
     ListAgents: _aio.UnaryUnaryMultiCallable[_agents_pb2.ListAgentsRequest, _agents_pb2.ListAgentsResponse]  # type: ignore[assignment]
     UpdateAgent: _aio.UnaryUnaryMultiCallable[_agents_pb2.UpdateAgentRequest, _agents_pb2.Agent]  # type: ignore[assignment]
     DeleteAgent: _aio.UnaryUnaryMultiCallable[_agents_pb2.DeleteAgentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes the agent."""
+    """Deletes the agent with its instances, states, notifications, moods, relationships, diary
+    and agent-scoped memories, sessions and messages.
+    """
     GetPersonality: _aio.UnaryUnaryMultiCallable[_agents_pb2.GetPersonalityRequest, _agents_pb2.Personality]  # type: ignore[assignment]
     GetCapabilities: _aio.UnaryUnaryMultiCallable[_agents_pb2.GetCapabilitiesRequest, _agents_pb2.Capabilities]  # type: ignore[assignment]
     UpdateCapabilities: _aio.UnaryUnaryMultiCallable[_agents_pb2.UpdateCapabilitiesRequest, _agents_pb2.Capabilities]  # type: ignore[assignment]
     """PATCH: the fields set in `capabilities` change, the others stay as they are."""
+    CreateInstance: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.CreateInstanceRequest, _agent_state_pb2.Instance]  # type: ignore[assignment]
+    """Instances: separate copies of the agent's per-user state."""
+    ListInstances: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ListInstancesRequest, _agent_state_pb2.ListInstancesResponse]  # type: ignore[assignment]
+    ResetInstance: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ResetInstanceRequest, _agent_state_pb2.Instance]  # type: ignore[assignment]
+    DeleteInstance: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.DeleteInstanceRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    CreateState: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.CreateStateRequest, _agent_state_pb2.CustomState]  # type: ignore[assignment]
+    """Custom states, by composite key."""
+    UpsertState: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.UpsertStateRequest, _agent_state_pb2.CustomState]  # type: ignore[assignment]
+    GetState: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.GetStateRequest, _agent_state_pb2.CustomState]  # type: ignore[assignment]
+    ListStates: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ListStatesRequest, _agent_state_pb2.ListStatesResponse]  # type: ignore[assignment]
+    DeleteState: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.DeleteStateRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    GetMood: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.Mood]  # type: ignore[assignment]
+    """The context engine, per agent and user. Offline these are derived deterministically (a
+    sentiment lexicon, the extracted facts); with an LLM configured the LLM writes them.
+    """
+    GetRelationship: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.Relationship]  # type: ignore[assignment]
+    ListHabits: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]  # type: ignore[assignment]
+    ListGoals: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]  # type: ignore[assignment]
+    ListInterests: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AgentUserRequest, _agent_state_pb2.ListInsightsResponse]  # type: ignore[assignment]
+    ListDiaryEntries: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ListDiaryEntriesRequest, _agent_state_pb2.ListDiaryEntriesResponse]  # type: ignore[assignment]
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ListNotificationsRequest, _agent_state_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """Proactive notifications."""
+    ConsumeNotification: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ConsumeNotificationRequest, _agent_state_pb2.Notification]  # type: ignore[assignment]
+    RunNotificationChecks: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.RunNotificationChecksRequest, _agent_state_pb2.RunNotificationChecksResponse]  # type: ignore[assignment]
+    GetMemoryTree: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.GetMemoryTreeRequest, _agent_state_pb2.GetMemoryTreeResponse]  # type: ignore[assignment]
+    """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+    GetTimeline: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.GetTimelineRequest, _agent_state_pb2.GetTimelineResponse]  # type: ignore[assignment]
+    AddFacts: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AddFactsRequest, _agent_state_pb2.AddFactsResponse]  # type: ignore[assignment]
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """AgentService keeps agents: the personas that talk to the users of a project (Sonzai agents)."""
@@ -98,7 +159,9 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agents_pb2.DeleteAgentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes the agent."""
+        """Deletes the agent with its instances, states, notifications, moods, relationships, diary
+        and agent-scoped memories, sessions and messages.
+        """
 
     @_abc_1.abstractmethod
     def GetPersonality(
@@ -121,5 +184,159 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agents_pb2.Capabilities, _abc.Awaitable[_agents_pb2.Capabilities]]:
         """PATCH: the fields set in `capabilities` change, the others stay as they are."""
+
+    @_abc_1.abstractmethod
+    def CreateInstance(
+        self,
+        request: _agent_state_pb2.CreateInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.Instance, _abc.Awaitable[_agent_state_pb2.Instance]]:
+        """Instances: separate copies of the agent's per-user state."""
+
+    @_abc_1.abstractmethod
+    def ListInstances(
+        self,
+        request: _agent_state_pb2.ListInstancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListInstancesResponse, _abc.Awaitable[_agent_state_pb2.ListInstancesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResetInstance(
+        self,
+        request: _agent_state_pb2.ResetInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.Instance, _abc.Awaitable[_agent_state_pb2.Instance]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteInstance(
+        self,
+        request: _agent_state_pb2.DeleteInstanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateState(
+        self,
+        request: _agent_state_pb2.CreateStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.CustomState, _abc.Awaitable[_agent_state_pb2.CustomState]]:
+        """Custom states, by composite key."""
+
+    @_abc_1.abstractmethod
+    def UpsertState(
+        self,
+        request: _agent_state_pb2.UpsertStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.CustomState, _abc.Awaitable[_agent_state_pb2.CustomState]]: ...
+
+    @_abc_1.abstractmethod
+    def GetState(
+        self,
+        request: _agent_state_pb2.GetStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.CustomState, _abc.Awaitable[_agent_state_pb2.CustomState]]: ...
+
+    @_abc_1.abstractmethod
+    def ListStates(
+        self,
+        request: _agent_state_pb2.ListStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListStatesResponse, _abc.Awaitable[_agent_state_pb2.ListStatesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteState(
+        self,
+        request: _agent_state_pb2.DeleteStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMood(
+        self,
+        request: _agent_state_pb2.AgentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.Mood, _abc.Awaitable[_agent_state_pb2.Mood]]:
+        """The context engine, per agent and user. Offline these are derived deterministically (a
+        sentiment lexicon, the extracted facts); with an LLM configured the LLM writes them.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRelationship(
+        self,
+        request: _agent_state_pb2.AgentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.Relationship, _abc.Awaitable[_agent_state_pb2.Relationship]]: ...
+
+    @_abc_1.abstractmethod
+    def ListHabits(
+        self,
+        request: _agent_state_pb2.AgentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListInsightsResponse, _abc.Awaitable[_agent_state_pb2.ListInsightsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListGoals(
+        self,
+        request: _agent_state_pb2.AgentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListInsightsResponse, _abc.Awaitable[_agent_state_pb2.ListInsightsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInterests(
+        self,
+        request: _agent_state_pb2.AgentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListInsightsResponse, _abc.Awaitable[_agent_state_pb2.ListInsightsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDiaryEntries(
+        self,
+        request: _agent_state_pb2.ListDiaryEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListDiaryEntriesResponse, _abc.Awaitable[_agent_state_pb2.ListDiaryEntriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _agent_state_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.ListNotificationsResponse, _abc.Awaitable[_agent_state_pb2.ListNotificationsResponse]]:
+        """Proactive notifications."""
+
+    @_abc_1.abstractmethod
+    def ConsumeNotification(
+        self,
+        request: _agent_state_pb2.ConsumeNotificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.Notification, _abc.Awaitable[_agent_state_pb2.Notification]]: ...
+
+    @_abc_1.abstractmethod
+    def RunNotificationChecks(
+        self,
+        request: _agent_state_pb2.RunNotificationChecksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.RunNotificationChecksResponse, _abc.Awaitable[_agent_state_pb2.RunNotificationChecksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetMemoryTree(
+        self,
+        request: _agent_state_pb2.GetMemoryTreeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.GetMemoryTreeResponse, _abc.Awaitable[_agent_state_pb2.GetMemoryTreeResponse]]:
+        """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+
+    @_abc_1.abstractmethod
+    def GetTimeline(
+        self,
+        request: _agent_state_pb2.GetTimelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.GetTimelineResponse, _abc.Awaitable[_agent_state_pb2.GetTimelineResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddFacts(
+        self,
+        request: _agent_state_pb2.AddFactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_state_pb2.AddFactsResponse, _abc.Awaitable[_agent_state_pb2.AddFactsResponse]]: ...
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

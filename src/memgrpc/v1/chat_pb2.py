@@ -23,47 +23,57 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from memgrpc.v1 import agent_state_pb2 as memgrpc_dot_v1_dot_agent__state__pb2
 from memgrpc.v1 import memory_pb2 as memgrpc_dot_v1_dot_memory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15memgrpc/v1/chat.proto\x12\nmemgrpc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\"\x89\x02\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x17\n\nuse_memory\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x15\n\rsystem_prompt\x18\x08 \x01(\t\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\tB\r\n\x0b_use_memoryB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokens\"\xa5\x02\n\tChatEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07started\x18\x03 \x01(\x0b\x32\x17.memgrpc.v1.ChatStartedH\x00\x12*\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.ChatContextH\x00\x12&\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32\x15.memgrpc.v1.ChatDeltaH\x00\x12$\n\x04\x64one\x18\x06 \x01(\x0b\x32\x14.memgrpc.v1.ChatDoneH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.memgrpc.v1.ChatErrorH\x00\x42\x07\n\x05\x65vent\":\n\x0b\x43hatStarted\x12\x17\n\x0fuser_message_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"9\n\x0b\x43hatContext\x12*\n\x08memories\x18\x01 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\"\x19\n\tChatDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"=\n\tChatUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"z\n\x08\x43hatDone\x12\x1c\n\x14\x61ssistant_message_id\x18\x01 \x01(\t\x12$\n\x05usage\x18\x02 \x01(\x0b\x32\x15.memgrpc.v1.ChatUsage\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\tChatError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"*\n\x11\x43hatAsyncResponse\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\"-\n\x14GetChatResultRequest\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\"\xa0\x02\n\nChatResult\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.memgrpc.v1.ChatStatus\x12\x10\n\x08response\x18\x03 \x01(\t\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.memgrpc.v1.ChatError\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x17\n\x0fuser_message_id\x18\x06 \x01(\t\x12\x1c\n\x14\x61ssistant_message_id\x18\x07 \x01(\t\x12$\n\x05usage\x18\x08 \x01(\x0b\x32\x15.memgrpc.v1.ChatUsage\x12*\n\x08memories\x18\t \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\"\x16\n\x14ListProvidersRequest\"f\n\x08Provider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x11\n\tavailable\x18\x05 \x01(\x08\"@\n\x15ListProvidersResponse\x12\'\n\tproviders\x18\x01 \x03(\x0b\x32\x14.memgrpc.v1.Provider*\x8c\x01\n\nChatStatus\x12\x1b\n\x17\x43HAT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HAT_STATUS_QUEUED\x10\x01\x12\x17\n\x13\x43HAT_STATUS_RUNNING\x10\x02\x12\x18\n\x14\x43HAT_STATUS_COMPLETE\x10\x03\x12\x16\n\x12\x43HAT_STATUS_FAILED\x10\x04\x32\xad\x02\n\x0b\x43hatService\x12\x38\n\x04\x43hat\x12\x17.memgrpc.v1.ChatRequest\x1a\x15.memgrpc.v1.ChatEvent0\x01\x12\x43\n\tChatAsync\x12\x17.memgrpc.v1.ChatRequest\x1a\x1d.memgrpc.v1.ChatAsyncResponse\x12I\n\rGetChatResult\x12 .memgrpc.v1.GetChatResultRequest\x1a\x16.memgrpc.v1.ChatResult\x12T\n\rListProviders\x12 .memgrpc.v1.ListProvidersRequest\x1a!.memgrpc.v1.ListProvidersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15memgrpc/v1/chat.proto\x12\nmemgrpc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmemgrpc/v1/agent_state.proto\x1a\x17memgrpc/v1/memory.proto\"\xeb\x03\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x17\n\nuse_memory\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x02H\x01\x88\x01\x01\x12\x15\n\rsystem_prompt\x18\x08 \x01(\t\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x10\n\x08\x61gent_id\x18\x0b \x01(\t\x12\x13\n\x0binstance_id\x18\x0c \x01(\t\x12)\n\x08messages\x18\r \x03(\x0b\x32\x17.memgrpc.v1.ChatMessage\x12\x19\n\x11user_display_name\x18\x0e \x01(\t\x12\x10\n\x08language\x18\x0f \x01(\t\x12\x10\n\x08timezone\x18\x10 \x01(\t\x12\x19\n\x11tool_capabilities\x18\x11 \x03(\t\x12\x34\n\x10tool_definitions\x18\x12 \x03(\x0b\x32\x1a.memgrpc.v1.ToolDefinitionB\r\n\x0b_use_memoryB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokens\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"`\n\x0eToolDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd4\x02\n\tChatEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07started\x18\x03 \x01(\x0b\x32\x17.memgrpc.v1.ChatStartedH\x00\x12*\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.ChatContextH\x00\x12&\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32\x15.memgrpc.v1.ChatDeltaH\x00\x12$\n\x04\x64one\x18\x06 \x01(\x0b\x32\x14.memgrpc.v1.ChatDoneH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.memgrpc.v1.ChatErrorH\x00\x12-\n\ttool_call\x18\x08 \x01(\x0b\x32\x18.memgrpc.v1.ChatToolCallH\x00\x42\x07\n\x05\x65vent\":\n\x0b\x43hatStarted\x12\x17\n\x0fuser_message_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"9\n\x0b\x43hatContext\x12*\n\x08memories\x18\x01 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\"\x19\n\tChatDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x0c\x43hatToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"=\n\tChatUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"z\n\x08\x43hatDone\x12\x1c\n\x14\x61ssistant_message_id\x18\x01 \x01(\t\x12$\n\x05usage\x18\x02 \x01(\x0b\x32\x15.memgrpc.v1.ChatUsage\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\tChatError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"*\n\x11\x43hatAsyncResponse\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\"-\n\x14GetChatResultRequest\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\"\x90\x03\n\nChatResult\x12\x15\n\rprocessing_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.memgrpc.v1.ChatStatus\x12\x10\n\x08response\x18\x03 \x01(\t\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.memgrpc.v1.ChatError\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x17\n\x0fuser_message_id\x18\x06 \x01(\t\x12\x1c\n\x14\x61ssistant_message_id\x18\x07 \x01(\t\x12$\n\x05usage\x18\x08 \x01(\x0b\x32\x15.memgrpc.v1.ChatUsage\x12*\n\x08memories\x18\t \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\x12\r\n\x05phase\x18\n \x01(\t\x12\x31\n\x0cside_effects\x18\x0b \x01(\x0b\x32\x1b.memgrpc.v1.ChatSideEffects\x12,\n\ntool_calls\x18\x0c \x03(\x0b\x32\x18.memgrpc.v1.ChatToolCall\"\x8b\x01\n\x0f\x43hatSideEffects\x12\x17\n\x0f\x66\x61\x63ts_extracted\x18\x01 \x01(\x05\x12\x12\n\nmemory_ids\x18\x02 \x03(\t\x12%\n\x0bmood_before\x18\x03 \x01(\x0b\x32\x10.memgrpc.v1.Mood\x12$\n\nmood_after\x18\x04 \x01(\x0b\x32\x10.memgrpc.v1.Mood\"\x16\n\x14ListProvidersRequest\"f\n\x08Provider\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06models\x18\x02 \x03(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12\x12\n\nis_default\x18\x04 \x01(\x08\x12\x11\n\tavailable\x18\x05 \x01(\x08\"@\n\x15ListProvidersResponse\x12\'\n\tproviders\x18\x01 \x03(\x0b\x32\x14.memgrpc.v1.Provider*\x8c\x01\n\nChatStatus\x12\x1b\n\x17\x43HAT_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HAT_STATUS_QUEUED\x10\x01\x12\x17\n\x13\x43HAT_STATUS_RUNNING\x10\x02\x12\x18\n\x14\x43HAT_STATUS_COMPLETE\x10\x03\x12\x16\n\x12\x43HAT_STATUS_FAILED\x10\x04\x32\xad\x02\n\x0b\x43hatService\x12\x38\n\x04\x43hat\x12\x17.memgrpc.v1.ChatRequest\x1a\x15.memgrpc.v1.ChatEvent0\x01\x12\x43\n\tChatAsync\x12\x17.memgrpc.v1.ChatRequest\x1a\x1d.memgrpc.v1.ChatAsyncResponse\x12I\n\rGetChatResult\x12 .memgrpc.v1.GetChatResultRequest\x1a\x16.memgrpc.v1.ChatResult\x12T\n\rListProviders\x12 .memgrpc.v1.ListProvidersRequest\x1a!.memgrpc.v1.ListProvidersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHATSTATUS']._serialized_start=1661
-  _globals['_CHATSTATUS']._serialized_end=1801
-  _globals['_CHATREQUEST']._serialized_start=128
-  _globals['_CHATREQUEST']._serialized_end=393
-  _globals['_CHATEVENT']._serialized_start=396
-  _globals['_CHATEVENT']._serialized_end=689
-  _globals['_CHATSTARTED']._serialized_start=691
-  _globals['_CHATSTARTED']._serialized_end=749
-  _globals['_CHATCONTEXT']._serialized_start=751
-  _globals['_CHATCONTEXT']._serialized_end=808
-  _globals['_CHATDELTA']._serialized_start=810
-  _globals['_CHATDELTA']._serialized_end=835
-  _globals['_CHATUSAGE']._serialized_start=837
-  _globals['_CHATUSAGE']._serialized_end=898
-  _globals['_CHATDONE']._serialized_start=900
-  _globals['_CHATDONE']._serialized_end=1022
-  _globals['_CHATERROR']._serialized_start=1024
-  _globals['_CHATERROR']._serialized_end=1082
-  _globals['_CHATASYNCRESPONSE']._serialized_start=1084
-  _globals['_CHATASYNCRESPONSE']._serialized_end=1126
-  _globals['_GETCHATRESULTREQUEST']._serialized_start=1128
-  _globals['_GETCHATRESULTREQUEST']._serialized_end=1173
-  _globals['_CHATRESULT']._serialized_start=1176
-  _globals['_CHATRESULT']._serialized_end=1464
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1466
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1488
-  _globals['_PROVIDER']._serialized_start=1490
-  _globals['_PROVIDER']._serialized_end=1592
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1594
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1658
-  _globals['_CHATSERVICE']._serialized_start=1804
-  _globals['_CHATSERVICE']._serialized_end=2105
+  _globals['_CHATSTATUS']._serialized_start=2467
+  _globals['_CHATSTATUS']._serialized_end=2607
+  _globals['_CHATREQUEST']._serialized_start=188
+  _globals['_CHATREQUEST']._serialized_end=679
+  _globals['_CHATMESSAGE']._serialized_start=681
+  _globals['_CHATMESSAGE']._serialized_end=739
+  _globals['_TOOLDEFINITION']._serialized_start=741
+  _globals['_TOOLDEFINITION']._serialized_end=837
+  _globals['_CHATEVENT']._serialized_start=840
+  _globals['_CHATEVENT']._serialized_end=1180
+  _globals['_CHATSTARTED']._serialized_start=1182
+  _globals['_CHATSTARTED']._serialized_end=1240
+  _globals['_CHATCONTEXT']._serialized_start=1242
+  _globals['_CHATCONTEXT']._serialized_end=1299
+  _globals['_CHATDELTA']._serialized_start=1301
+  _globals['_CHATDELTA']._serialized_end=1326
+  _globals['_CHATTOOLCALL']._serialized_start=1328
+  _globals['_CHATTOOLCALL']._serialized_end=1387
+  _globals['_CHATUSAGE']._serialized_start=1389
+  _globals['_CHATUSAGE']._serialized_end=1450
+  _globals['_CHATDONE']._serialized_start=1452
+  _globals['_CHATDONE']._serialized_end=1574
+  _globals['_CHATERROR']._serialized_start=1576
+  _globals['_CHATERROR']._serialized_end=1634
+  _globals['_CHATASYNCRESPONSE']._serialized_start=1636
+  _globals['_CHATASYNCRESPONSE']._serialized_end=1678
+  _globals['_GETCHATRESULTREQUEST']._serialized_start=1680
+  _globals['_GETCHATRESULTREQUEST']._serialized_end=1725
+  _globals['_CHATRESULT']._serialized_start=1728
+  _globals['_CHATRESULT']._serialized_end=2128
+  _globals['_CHATSIDEEFFECTS']._serialized_start=2131
+  _globals['_CHATSIDEEFFECTS']._serialized_end=2270
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=2272
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=2294
+  _globals['_PROVIDER']._serialized_start=2296
+  _globals['_PROVIDER']._serialized_end=2398
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=2400
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=2464
+  _globals['_CHATSERVICE']._serialized_start=2610
+  _globals['_CHATSERVICE']._serialized_end=2911
 # @@protoc_insertion_point(module_scope)

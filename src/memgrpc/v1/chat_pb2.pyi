@@ -7,9 +7,11 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from memgrpc.v1 import agent_state_pb2 as _agent_state_pb2
 from memgrpc.v1 import memory_pb2 as _memory_pb2
 import builtins as _builtins
 import sys
@@ -57,6 +59,14 @@ class ChatRequest(_message.Message):
     SYSTEM_PROMPT_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    USER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    TOOL_CAPABILITIES_FIELD_NUMBER: _builtins.int
+    TOOL_DEFINITIONS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The session to talk in; or leave it empty and give user_id: a session is created."""
     user_id: _builtins.str
@@ -80,6 +90,31 @@ class ChatRequest(_message.Message):
     still running on the same server, and fails FAILED_PRECONDITION (CHAT_TURN_IN_PROGRESS)
     otherwise; another request under the same id is INVALID_ARGUMENT (REQUEST_ID_REUSED).
     """
+    agent_id: _builtins.str
+    """Talk as this agent: its system prompt, personality and mood shape the reply, and recall is
+    scoped to its memories of the user. Empty = the session's agent, if any.
+    """
+    instance_id: _builtins.str
+    user_display_name: _builtins.str
+    """How the agent should address the user."""
+    language: _builtins.str
+    """BCP 47 (e.g. `de`): the language to answer in."""
+    timezone: _builtins.str
+    """IANA zone for dates in the prompt."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
+        """The conversation as Sonzai sends it: the last `user` message is the turn's message (when
+        `message` is empty); the ones before it are sent to the model as history, not stored.
+        """
+
+    @_builtins.property
+    def tool_capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities the client offers (e.g. `web_search`), told to the model."""
+
+    @_builtins.property
+    def tool_definitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolDefinition]:
+        """Tools the model may call (OpenAI function tools); calls stream back as tool_call events."""
+
     def __init__(
         self,
         *,
@@ -93,10 +128,18 @@ class ChatRequest(_message.Message):
         system_prompt: _builtins.str = ...,
         max_tokens: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+        messages: _abc.Iterable[Global___ChatMessage] | None = ...,
+        user_display_name: _builtins.str = ...,
+        language: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        tool_capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        tool_definitions: _abc.Iterable[Global___ToolDefinition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "_use_memory", b"_use_memory", "max_tokens", b"max_tokens", "temperature", b"temperature", "use_memory", b"use_memory"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "_use_memory", b"_use_memory", "max_tokens", b"max_tokens", "message", b"message", "model", b"model", "provider", b"provider", "request_id", b"request_id", "session_id", b"session_id", "system_prompt", b"system_prompt", "temperature", b"temperature", "use_memory", b"use_memory", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "_use_memory", b"_use_memory", "agent_id", b"agent_id", "instance_id", b"instance_id", "language", b"language", "max_tokens", b"max_tokens", "message", b"message", "messages", b"messages", "model", b"model", "provider", b"provider", "request_id", b"request_id", "session_id", b"session_id", "system_prompt", b"system_prompt", "temperature", b"temperature", "timezone", b"timezone", "tool_capabilities", b"tool_capabilities", "tool_definitions", b"tool_definitions", "use_memory", b"use_memory", "user_display_name", b"user_display_name", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -114,6 +157,61 @@ class ChatRequest(_message.Message):
 Global___ChatRequest: _TypeAlias = ChatRequest  # noqa: Y015
 
 @_typing.final
+class ChatMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """user, assistant, system, tool."""
+    content: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        content: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatMessage: _TypeAlias = ChatMessage  # noqa: Y015
+
+@_typing.final
+class ToolDefinition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """1-64 characters: letters, digits, `_`, `-`."""
+    description: _builtins.str
+    @_builtins.property
+    def parameters(self) -> _struct_pb2.Struct:
+        """JSON Schema of the arguments."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolDefinition: _TypeAlias = ToolDefinition  # noqa: Y015
+
+@_typing.final
 class ChatEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -124,6 +222,7 @@ class ChatEvent(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Increasing from 1 within the stream."""
     @_builtins.property
@@ -138,6 +237,8 @@ class ChatEvent(_message.Message):
     def done(self) -> Global___ChatDone: ...
     @_builtins.property
     def error(self) -> Global___ChatError: ...
+    @_builtins.property
+    def tool_call(self) -> Global___ChatToolCall: ...
     def __init__(
         self,
         *,
@@ -148,12 +249,13 @@ class ChatEvent(_message.Message):
         delta: Global___ChatDelta | None = ...,
         done: Global___ChatDone | None = ...,
         error: Global___ChatError | None = ...,
+        tool_call: Global___ChatToolCall | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "create_time", b"create_time", "delta", b"delta", "done", b"done", "error", b"error", "event", b"event", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "create_time", b"create_time", "delta", b"delta", "done", b"done", "error", b"error", "event", b"event", "started", b"started", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "create_time", b"create_time", "delta", b"delta", "done", b"done", "error", b"error", "event", b"event", "sequence", b"sequence", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "create_time", b"create_time", "delta", b"delta", "done", b"done", "error", b"error", "event", b"event", "sequence", b"sequence", "started", b"started", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "context", "delta", "done", "error"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["started", "context", "delta", "done", "error", "tool_call"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -222,6 +324,34 @@ class ChatDelta(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatDelta: _TypeAlias = ChatDelta  # noqa: Y015
+
+@_typing.final
+class ChatToolCall(_message.Message):
+    """The model asked to call a client tool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    arguments: _builtins.str
+    """The arguments as the model wrote them (JSON text)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatToolCall: _TypeAlias = ChatToolCall  # noqa: Y015
 
 @_typing.final
 class ChatUsage(_message.Message):
@@ -355,6 +485,9 @@ class ChatResult(_message.Message):
     ASSISTANT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     MEMORIES_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    SIDE_EFFECTS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     processing_id: _builtins.str
     status: Global___ChatStatus.ValueType
     response: _builtins.str
@@ -362,6 +495,8 @@ class ChatResult(_message.Message):
     session_id: _builtins.str
     user_message_id: _builtins.str
     assistant_message_id: _builtins.str
+    phase: _builtins.str
+    """While RUNNING: `recall`, `generating`, `storing`, `side_effects`."""
     @_builtins.property
     def error(self) -> Global___ChatError:
         """Why it failed."""
@@ -370,6 +505,12 @@ class ChatResult(_message.Message):
     def usage(self) -> Global___ChatUsage: ...
     @_builtins.property
     def memories(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.SearchResult]: ...
+    @_builtins.property
+    def side_effects(self) -> Global___ChatSideEffects:
+        """When COMPLETE: what the turn changed besides the reply."""
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatToolCall]: ...
     def __init__(
         self,
         *,
@@ -382,14 +523,51 @@ class ChatResult(_message.Message):
         assistant_message_id: _builtins.str = ...,
         usage: Global___ChatUsage | None = ...,
         memories: _abc.Iterable[_memory_pb2.SearchResult] | None = ...,
+        phase: _builtins.str = ...,
+        side_effects: Global___ChatSideEffects | None = ...,
+        tool_calls: _abc.Iterable[Global___ChatToolCall] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "side_effects", b"side_effects", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_message_id", b"assistant_message_id", "error", b"error", "memories", b"memories", "processing_id", b"processing_id", "response", b"response", "session_id", b"session_id", "status", b"status", "usage", b"usage", "user_message_id", b"user_message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_message_id", b"assistant_message_id", "error", b"error", "memories", b"memories", "phase", b"phase", "processing_id", b"processing_id", "response", b"response", "session_id", b"session_id", "side_effects", b"side_effects", "status", b"status", "tool_calls", b"tool_calls", "usage", b"usage", "user_message_id", b"user_message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatResult: _TypeAlias = ChatResult  # noqa: Y015
+
+@_typing.final
+class ChatSideEffects(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACTS_EXTRACTED_FIELD_NUMBER: _builtins.int
+    MEMORY_IDS_FIELD_NUMBER: _builtins.int
+    MOOD_BEFORE_FIELD_NUMBER: _builtins.int
+    MOOD_AFTER_FIELD_NUMBER: _builtins.int
+    facts_extracted: _builtins.int
+    """Facts extracted from the turn (added, reinforced or versioned)."""
+    @_builtins.property
+    def memory_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mood_before(self) -> _agent_state_pb2.Mood:
+        """The agent's mood before and after (unset without an agent)."""
+
+    @_builtins.property
+    def mood_after(self) -> _agent_state_pb2.Mood: ...
+    def __init__(
+        self,
+        *,
+        facts_extracted: _builtins.int = ...,
+        memory_ids: _abc.Iterable[_builtins.str] | None = ...,
+        mood_before: _agent_state_pb2.Mood | None = ...,
+        mood_after: _agent_state_pb2.Mood | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mood_after", b"mood_after", "mood_before", b"mood_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facts_extracted", b"facts_extracted", "memory_ids", b"memory_ids", "mood_after", b"mood_after", "mood_before", b"mood_before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatSideEffects: _TypeAlias = ChatSideEffects  # noqa: Y015
 
 @_typing.final
 class ListProvidersRequest(_message.Message):

@@ -29,21 +29,21 @@ from memgrpc.v1 import sessions_pb2 as memgrpc_dot_v1_dot_sessions__pb2
 from memgrpc.v1 import users_pb2 as memgrpc_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18memgrpc/v1/context.proto\x12\nmemgrpc.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\x1a\x19memgrpc/v1/sessions.proto\x1a\x16memgrpc/v1/users.proto\"\xee\x03\n\x11GetContextRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.memgrpc.v1.ContextStrategy\x12\x11\n\tmin_top_k\x18\x05 \x01(\x05\x12\x11\n\tmax_top_k\x18\x06 \x01(\x05\x12\x18\n\x10memory_threshold\x18\x07 \x01(\x02\x12\x19\n\x11summary_threshold\x18\x08 \x01(\x02\x12\x17\n\x0flast_n_messages\x18\t \x01(\x05\x12\x18\n\x10last_n_summaries\x18\n \x01(\x05\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x05types\x18\x0c \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\r \x01(\x05\x12\x10\n\x08timezone\x18\x0e \x01(\t\x12\"\n\x15include_system_prompt\x18\x0f \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0finclude_profile\x18\x10 \x01(\x08H\x01\x88\x01\x01\x42\x18\n\x16_include_system_promptB\x12\n\x10_include_profile\"u\n\x0e\x43ontextSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x04 \x01(\x02\"\xe9\x01\n\x12GetContextResponse\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12*\n\x08memories\x18\x02 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\x12,\n\x0frecent_messages\x18\x03 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12-\n\tsummaries\x18\x04 \x03(\x0b\x32\x1a.memgrpc.v1.ContextSummary\x12\x13\n\x0btoken_count\x18\x05 \x01(\x05\x12$\n\x07profile\x18\x06 \x01(\x0b\x32\x13.memgrpc.v1.Profile*\x8f\x01\n\x0f\x43ontextStrategy\x12 \n\x1c\x43ONTEXT_STRATEGY_UNSPECIFIED\x10\x00\x12 \n\x1c\x43ONTEXT_STRATEGY_LOW_LATENCY\x10\x01\x12\x1d\n\x19\x43ONTEXT_STRATEGY_BALANCED\x10\x02\x12\x19\n\x15\x43ONTEXT_STRATEGY_DEEP\x10\x03\x32]\n\x0e\x43ontextService\x12K\n\nGetContext\x12\x1d.memgrpc.v1.GetContextRequest\x1a\x1e.memgrpc.v1.GetContextResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18memgrpc/v1/context.proto\x12\nmemgrpc.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\x1a\x19memgrpc/v1/sessions.proto\x1a\x16memgrpc/v1/users.proto\"\x95\x04\n\x11GetContextRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12-\n\x08strategy\x18\x04 \x01(\x0e\x32\x1b.memgrpc.v1.ContextStrategy\x12\x11\n\tmin_top_k\x18\x05 \x01(\x05\x12\x11\n\tmax_top_k\x18\x06 \x01(\x05\x12\x18\n\x10memory_threshold\x18\x07 \x01(\x02\x12\x19\n\x11summary_threshold\x18\x08 \x01(\x02\x12\x17\n\x0flast_n_messages\x18\t \x01(\x05\x12\x18\n\x10last_n_summaries\x18\n \x01(\x05\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x05types\x18\x0c \x03(\x0e\x32\x16.memgrpc.v1.MemoryType\x12\x14\n\x0ctoken_budget\x18\r \x01(\x05\x12\x10\n\x08timezone\x18\x0e \x01(\t\x12\"\n\x15include_system_prompt\x18\x0f \x01(\x08H\x00\x88\x01\x01\x12\x1c\n\x0finclude_profile\x18\x10 \x01(\x08H\x01\x88\x01\x01\x12\x10\n\x08\x61gent_id\x18\x11 \x01(\t\x12\x13\n\x0binstance_id\x18\x12 \x01(\tB\x18\n\x16_include_system_promptB\x12\n\x10_include_profile\"u\n\x0e\x43ontextSummary\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x04 \x01(\x02\"\xe9\x01\n\x12GetContextResponse\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12*\n\x08memories\x18\x02 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\x12,\n\x0frecent_messages\x18\x03 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12-\n\tsummaries\x18\x04 \x03(\x0b\x32\x1a.memgrpc.v1.ContextSummary\x12\x13\n\x0btoken_count\x18\x05 \x01(\x05\x12$\n\x07profile\x18\x06 \x01(\x0b\x32\x13.memgrpc.v1.Profile*\x8f\x01\n\x0f\x43ontextStrategy\x12 \n\x1c\x43ONTEXT_STRATEGY_UNSPECIFIED\x10\x00\x12 \n\x1c\x43ONTEXT_STRATEGY_LOW_LATENCY\x10\x01\x12\x1d\n\x19\x43ONTEXT_STRATEGY_BALANCED\x10\x02\x12\x19\n\x15\x43ONTEXT_STRATEGY_DEEP\x10\x03\x32]\n\x0e\x43ontextService\x12K\n\nGetContext\x12\x1d.memgrpc.v1.GetContextRequest\x1a\x1e.memgrpc.v1.GetContextResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.context_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTEXTSTRATEGY']._serialized_start=1032
-  _globals['_CONTEXTSTRATEGY']._serialized_end=1175
+  _globals['_CONTEXTSTRATEGY']._serialized_start=1071
+  _globals['_CONTEXTSTRATEGY']._serialized_end=1214
   _globals['_GETCONTEXTREQUEST']._serialized_start=180
-  _globals['_GETCONTEXTREQUEST']._serialized_end=674
-  _globals['_CONTEXTSUMMARY']._serialized_start=676
-  _globals['_CONTEXTSUMMARY']._serialized_end=793
-  _globals['_GETCONTEXTRESPONSE']._serialized_start=796
-  _globals['_GETCONTEXTRESPONSE']._serialized_end=1029
-  _globals['_CONTEXTSERVICE']._serialized_start=1177
-  _globals['_CONTEXTSERVICE']._serialized_end=1270
+  _globals['_GETCONTEXTREQUEST']._serialized_end=713
+  _globals['_CONTEXTSUMMARY']._serialized_start=715
+  _globals['_CONTEXTSUMMARY']._serialized_end=832
+  _globals['_GETCONTEXTRESPONSE']._serialized_start=835
+  _globals['_GETCONTEXTRESPONSE']._serialized_end=1068
+  _globals['_CONTEXTSERVICE']._serialized_start=1216
+  _globals['_CONTEXTSERVICE']._serialized_end=1309
 # @@protoc_insertion_point(module_scope)

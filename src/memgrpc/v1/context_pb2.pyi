@@ -71,6 +71,8 @@ class GetContextRequest(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     INCLUDE_SYSTEM_PROMPT_FIELD_NUMBER: _builtins.int
     INCLUDE_PROFILE_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     session_id: _builtins.str
     """Optional: recent messages come from this session."""
@@ -96,6 +98,9 @@ class GetContextRequest(_message.Message):
     """Start the context with memgrpc's instructions for the model (default true)."""
     include_profile: _builtins.bool
     """Include the user's profile (UserService/GetProfile) ahead of the memories (default true)."""
+    agent_id: _builtins.str
+    """Recall only this agent's (and instance's) memories; empty = the session's agent, if any."""
+    instance_id: _builtins.str
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Exact key = value filters on memory metadata."""
@@ -121,10 +126,12 @@ class GetContextRequest(_message.Message):
         timezone: _builtins.str = ...,
         include_system_prompt: _builtins.bool | None = ...,
         include_profile: _builtins.bool | None = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile", "_include_system_prompt", b"_include_system_prompt", "include_profile", b"include_profile", "include_system_prompt", b"include_system_prompt", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile", "_include_system_prompt", b"_include_system_prompt", "include_profile", b"include_profile", "include_system_prompt", b"include_system_prompt", "last_n_messages", b"last_n_messages", "last_n_summaries", b"last_n_summaries", "max_top_k", b"max_top_k", "memory_threshold", b"memory_threshold", "metadata", b"metadata", "min_top_k", b"min_top_k", "query", b"query", "session_id", b"session_id", "strategy", b"strategy", "summary_threshold", b"summary_threshold", "timezone", b"timezone", "token_budget", b"token_budget", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile", "_include_system_prompt", b"_include_system_prompt", "agent_id", b"agent_id", "include_profile", b"include_profile", "include_system_prompt", b"include_system_prompt", "instance_id", b"instance_id", "last_n_messages", b"last_n_messages", "last_n_summaries", b"last_n_summaries", "max_top_k", b"max_top_k", "memory_threshold", b"memory_threshold", "metadata", b"metadata", "min_top_k", b"min_top_k", "query", b"query", "session_id", b"session_id", "strategy", b"strategy", "summary_threshold", b"summary_threshold", "timezone", b"timezone", "token_budget", b"token_budget", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__include_profile: _TypeAlias = _typing.Literal["include_profile"]  # noqa: Y015
     _WhichOneofArgType__include_profile: _TypeAlias = _typing.Literal["_include_profile", b"_include_profile"]  # noqa: Y015

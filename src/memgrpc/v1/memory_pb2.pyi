@@ -174,6 +174,8 @@ class Memory(_message.Message):
     ENTITIES_FIELD_NUMBER: _builtins.int
     PREVIOUS_VERSIONS_FIELD_NUMBER: _builtins.int
     CONNECTED_MEMORIES_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned, `mem_...`."""
     user_id: _builtins.str
@@ -203,6 +205,10 @@ class Memory(_message.Message):
     """
     merge_conflict_in_progress: _builtins.bool
     """Output only: a pending merge conflict involves this memory (ConflictService)."""
+    agent_id: _builtins.str
+    """The agent (`agt_...`) whose memory of the user this is; empty = not agent-scoped."""
+    instance_id: _builtins.str
+    """The agent instance (`ins_...`); requires agent_id."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -270,10 +276,12 @@ class Memory(_message.Message):
         entities: _abc.Iterable[_builtins.str] | None = ...,
         previous_versions: _abc.Iterable[Global___MemoryVersion] | None = ...,
         connected_memories: _abc.Iterable[Global___Memory] | None = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "create_time", b"create_time", "event_time", b"event_time", "importance", b"importance", "last_mentioned_time", b"last_mentioned_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "archived", b"archived", "categories", b"categories", "connected_memories", b"connected_memories", "content", b"content", "create_time", b"create_time", "entities", b"entities", "event_time", b"event_time", "id", b"id", "importance", b"importance", "last_mentioned_time", b"last_mentioned_time", "mention_count", b"mention_count", "merge_conflict_in_progress", b"merge_conflict_in_progress", "metadata", b"metadata", "origin", b"origin", "previous_versions", b"previous_versions", "profile_slot", b"profile_slot", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "speaker", b"speaker", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_importance", b"_importance", "agent_id", b"agent_id", "archived", b"archived", "categories", b"categories", "connected_memories", b"connected_memories", "content", b"content", "create_time", b"create_time", "entities", b"entities", "event_time", b"event_time", "id", b"id", "importance", b"importance", "instance_id", b"instance_id", "last_mentioned_time", b"last_mentioned_time", "mention_count", b"mention_count", "merge_conflict_in_progress", b"merge_conflict_in_progress", "metadata", b"metadata", "origin", b"origin", "previous_versions", b"previous_versions", "profile_slot", b"profile_slot", "session_id", b"session_id", "source_message_ids", b"source_message_ids", "speaker", b"speaker", "tags", b"tags", "type", b"type", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__importance: _TypeAlias = _typing.Literal["importance"]  # noqa: Y015
     _WhichOneofArgType__importance: _TypeAlias = _typing.Literal["_importance", b"_importance"]  # noqa: Y015
@@ -478,6 +486,8 @@ class ListMemoriesRequest(_message.Message):
     ORIGINS_FIELD_NUMBER: _builtins.int
     INCLUDE_PREVIOUS_VERSIONS_FIELD_NUMBER: _builtins.int
     INCLUDE_CONNECTED_MEMORIES_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Empty = every user of the project."""
     page_size: _builtins.int
@@ -494,6 +504,9 @@ class ListMemoriesRequest(_message.Message):
     """Fill each memory's previous_versions."""
     include_connected_memories: _builtins.bool
     """Fill each memory's connected_memories (at most 10 each)."""
+    agent_id: _builtins.str
+    """Only this agent's memories (and, with instance_id, that instance's); empty = any."""
+    instance_id: _builtins.str
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
     @_builtins.property
@@ -539,10 +552,12 @@ class ListMemoriesRequest(_message.Message):
         origins: _abc.Iterable[Global___MemoryOrigin.ValueType] | None = ...,
         include_previous_versions: _builtins.bool = ...,
         include_connected_memories: _builtins.bool = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "metadata", b"metadata", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "include_connected_memories", b"include_connected_memories", "include_previous_versions", b"include_previous_versions", "metadata", b"metadata", "order_by", b"order_by", "origins", b"origins", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "include_connected_memories", b"include_connected_memories", "include_previous_versions", b"include_previous_versions", "instance_id", b"instance_id", "metadata", b"metadata", "order_by", b"order_by", "origins", b"origins", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -595,6 +610,8 @@ class SearchMemoriesRequest(_message.Message):
     INCLUDE_ARCHIVED_FIELD_NUMBER: _builtins.int
     MIN_SCORE_FIELD_NUMBER: _builtins.int
     ORIGINS_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Empty = every user of the project."""
     query: _builtins.str
@@ -609,6 +626,9 @@ class SearchMemoriesRequest(_message.Message):
     include_archived: _builtins.bool
     min_score: _builtins.float
     """Drop hits scoring below this, in [0, 1]."""
+    agent_id: _builtins.str
+    """Only this agent's memories (and, with instance_id, that instance's); empty = any."""
+    instance_id: _builtins.str
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
     @_builtins.property
@@ -647,10 +667,12 @@ class SearchMemoriesRequest(_message.Message):
         include_archived: _builtins.bool = ...,
         min_score: _builtins.float = ...,
         origins: _abc.Iterable[Global___MemoryOrigin.ValueType] | None = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "metadata", b"metadata", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "limit", b"limit", "metadata", b"metadata", "min_score", b"min_score", "mode", b"mode", "origins", b"origins", "query", b"query", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "categories", b"categories", "end_time", b"end_time", "include_archived", b"include_archived", "instance_id", b"instance_id", "limit", b"limit", "metadata", b"metadata", "min_score", b"min_score", "mode", b"mode", "origins", b"origins", "query", b"query", "session_id", b"session_id", "start_time", b"start_time", "tag_match", b"tag_match", "tags", b"tags", "types", b"types", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,54 +27,65 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from memgrpc.v1 import agent_state_pb2 as memgrpc_dot_v1_dot_agent__state__pb2
 from memgrpc.v1 import memory_pb2 as memgrpc_dot_v1_dot_memory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19memgrpc/v1/sessions.proto\x12\nmemgrpc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\"\xbb\x02\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.memgrpc.v1.SessionStatus\x12\x35\n\x12\x61uto_process_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmessage_count\x18\t \x01(\x05\"\xeb\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmemory_id\x18\t \x01(\t\x12\x13\n\x0binterrupted\x18\n \x01(\x08\"P\n\x14\x43reateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Session\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x81\x01\n\x14UpdateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"6\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xe3\x01\n\x13ListSessionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x30\n\x0fmetadata_filter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x14user_metadata_filter\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08statuses\x18\x06 \x03(\x0e\x32\x19.memgrpc.v1.SessionStatus\"j\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"c\n\x12\x41\x64\x64MessagesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"<\n\x13\x41\x64\x64MessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\"P\n\x13ListMessagesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x14ListMessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xee\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.memgrpc.v1.JobState\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12#\n\x05stats\x18\x08 \x01(\x0b\x32\x14.memgrpc.v1.JobStats\"\x96\x01\n\x08JobStats\x12\x11\n\textractor\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x61\x63ts_extracted\x18\x02 \x01(\x05\x12\x13\n\x0b\x66\x61\x63ts_added\x18\x03 \x01(\x05\x12\x18\n\x10\x66\x61\x63ts_reinforced\x18\x04 \x01(\x05\x12\x15\n\rversions_made\x18\x05 \x01(\x05\x12\x18\n\x10\x63onflicts_opened\x18\x06 \x01(\x05\"\\\n\x15ProcessSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11LinkMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tmemory_id\x18\x02 \x01(\t*\xa2\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x1d\n\x19SESSION_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18SESSION_STATUS_PROCESSED\x10\x03\x12\x19\n\x15SESSION_STATUS_FAILED\x10\x04*|\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x12\n\x0eJOB_STATE_DONE\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x32\xe0\x05\n\x0eSessionService\x12\x46\n\rCreateSession\x12 .memgrpc.v1.CreateSessionRequest\x1a\x13.memgrpc.v1.Session\x12@\n\nGetSession\x12\x1d.memgrpc.v1.GetSessionRequest\x1a\x13.memgrpc.v1.Session\x12\x46\n\rUpdateSession\x12 .memgrpc.v1.UpdateSessionRequest\x1a\x13.memgrpc.v1.Session\x12I\n\rDeleteSession\x12 .memgrpc.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListSessions\x12\x1f.memgrpc.v1.ListSessionsRequest\x1a .memgrpc.v1.ListSessionsResponse\x12N\n\x0b\x41\x64\x64Messages\x12\x1e.memgrpc.v1.AddMessagesRequest\x1a\x1f.memgrpc.v1.AddMessagesResponse\x12Q\n\x0cListMessages\x12\x1f.memgrpc.v1.ListMessagesRequest\x1a .memgrpc.v1.ListMessagesResponse\x12\x44\n\x0eProcessSession\x12!.memgrpc.v1.ProcessSessionRequest\x1a\x0f.memgrpc.v1.Job\x12\x34\n\x06GetJob\x12\x19.memgrpc.v1.GetJobRequest\x1a\x0f.memgrpc.v1.Job\x12?\n\nLinkMemory\x12\x1d.memgrpc.v1.LinkMemoryRequest\x1a\x12.memgrpc.v1.Memoryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19memgrpc/v1/sessions.proto\x12\nmemgrpc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmemgrpc/v1/agent_state.proto\x1a\x17memgrpc/v1/memory.proto\"\x83\x03\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x06status\x18\x05 \x01(\x0e\x32\x19.memgrpc.v1.SessionStatus\x12\x35\n\x12\x61uto_process_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmessage_count\x18\t \x01(\x05\x12\x10\n\x08\x61gent_id\x18\n \x01(\t\x12\x13\n\x0binstance_id\x18\x0b \x01(\t\x12\x10\n\x08provider\x18\x0c \x01(\t\x12\r\n\x05model\x18\r \x01(\t\"\xeb\x01\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmemory_id\x18\t \x01(\t\x12\x13\n\x0binterrupted\x18\n \x01(\x08\"P\n\x14\x43reateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Session\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1f\n\x11GetSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x81\x01\n\x14UpdateSessionRequest\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"6\n\x14\x44\x65leteSessionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xe3\x01\n\x13ListSessionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x30\n\x0fmetadata_filter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x14user_metadata_filter\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08statuses\x18\x06 \x03(\x0e\x32\x19.memgrpc.v1.SessionStatus\"j\n\x14ListSessionsResponse\x12%\n\x08sessions\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"c\n\x12\x41\x64\x64MessagesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"<\n\x13\x41\x64\x64MessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\"P\n\x13ListMessagesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"j\n\x14ListMessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\xee\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.memgrpc.v1.JobState\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12#\n\x05stats\x18\x08 \x01(\x0b\x32\x14.memgrpc.v1.JobStats\"\x96\x01\n\x08JobStats\x12\x11\n\textractor\x18\x01 \x01(\t\x12\x17\n\x0f\x66\x61\x63ts_extracted\x18\x02 \x01(\x05\x12\x13\n\x0b\x66\x61\x63ts_added\x18\x03 \x01(\x05\x12\x18\n\x10\x66\x61\x63ts_reinforced\x18\x04 \x01(\x05\x12\x15\n\rversions_made\x18\x05 \x01(\x05\x12\x18\n\x10\x63onflicts_opened\x18\x06 \x01(\x05\"\\\n\x15ProcessSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\r\n\x05\x66orce\x18\x04 \x01(\x08\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x11LinkMemoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tmemory_id\x18\x02 \x01(\t\"\xb0\x01\n\x11SubmitTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x1a\n\x12\x66\x65tch_next_context\x18\x03 \x01(\x08\x12\x1a\n\x12next_context_query\x18\x04 \x01(\t\x12\x14\n\x0ctoken_budget\x18\x05 \x01(\x05\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"_\n\x0bNextContext\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12*\n\x08memories\x18\x02 \x03(\x0b\x32\x18.memgrpc.v1.SearchResult\x12\x13\n\x0btoken_count\x18\x03 \x01(\x05\"\xa5\x01\n\x12SubmitTurnResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\x12\x1e\n\x04mood\x18\x02 \x01(\x0b\x32\x10.memgrpc.v1.Mood\x12\x19\n\x11\x65xtraction_job_id\x18\x03 \x01(\t\x12-\n\x0cnext_context\x18\x04 \x01(\x0b\x32\x17.memgrpc.v1.NextContext\"\x8e\x01\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0etotal_messages\x18\x02 \x01(\x05\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04wait\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"X\n\x12\x45ndSessionResponse\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.memgrpc.v1.Session\x12\x1c\n\x03job\x18\x02 \x01(\x0b\x32\x0f.memgrpc.v1.Job*\xa2\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x1d\n\x19SESSION_STATUS_PROCESSING\x10\x02\x12\x1c\n\x18SESSION_STATUS_PROCESSED\x10\x03\x12\x19\n\x15SESSION_STATUS_FAILED\x10\x04*|\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x12\n\x0eJOB_STATE_DONE\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x32\xfa\x06\n\x0eSessionService\x12\x46\n\rCreateSession\x12 .memgrpc.v1.CreateSessionRequest\x1a\x13.memgrpc.v1.Session\x12@\n\nGetSession\x12\x1d.memgrpc.v1.GetSessionRequest\x1a\x13.memgrpc.v1.Session\x12\x46\n\rUpdateSession\x12 .memgrpc.v1.UpdateSessionRequest\x1a\x13.memgrpc.v1.Session\x12I\n\rDeleteSession\x12 .memgrpc.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\x12Q\n\x0cListSessions\x12\x1f.memgrpc.v1.ListSessionsRequest\x1a .memgrpc.v1.ListSessionsResponse\x12N\n\x0b\x41\x64\x64Messages\x12\x1e.memgrpc.v1.AddMessagesRequest\x1a\x1f.memgrpc.v1.AddMessagesResponse\x12Q\n\x0cListMessages\x12\x1f.memgrpc.v1.ListMessagesRequest\x1a .memgrpc.v1.ListMessagesResponse\x12\x44\n\x0eProcessSession\x12!.memgrpc.v1.ProcessSessionRequest\x1a\x0f.memgrpc.v1.Job\x12\x34\n\x06GetJob\x12\x19.memgrpc.v1.GetJobRequest\x1a\x0f.memgrpc.v1.Job\x12?\n\nLinkMemory\x12\x1d.memgrpc.v1.LinkMemoryRequest\x1a\x12.memgrpc.v1.Memory\x12K\n\nSubmitTurn\x12\x1d.memgrpc.v1.SubmitTurnRequest\x1a\x1e.memgrpc.v1.SubmitTurnResponse\x12K\n\nEndSession\x12\x1d.memgrpc.v1.EndSessionRequest\x1a\x1e.memgrpc.v1.EndSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'memgrpc.v1.sessions_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATUS']._serialized_start=2352
-  _globals['_SESSIONSTATUS']._serialized_end=2514
-  _globals['_JOBSTATE']._serialized_start=2516
-  _globals['_JOBSTATE']._serialized_end=2640
-  _globals['_SESSION']._serialized_start=225
-  _globals['_SESSION']._serialized_end=540
-  _globals['_MESSAGE']._serialized_start=543
-  _globals['_MESSAGE']._serialized_end=778
-  _globals['_CREATESESSIONREQUEST']._serialized_start=780
-  _globals['_CREATESESSIONREQUEST']._serialized_end=860
-  _globals['_GETSESSIONREQUEST']._serialized_start=862
-  _globals['_GETSESSIONREQUEST']._serialized_end=893
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=896
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=1025
-  _globals['_DELETESESSIONREQUEST']._serialized_start=1027
-  _globals['_DELETESESSIONREQUEST']._serialized_end=1081
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1084
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1311
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1313
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1419
-  _globals['_ADDMESSAGESREQUEST']._serialized_start=1421
-  _globals['_ADDMESSAGESREQUEST']._serialized_end=1520
-  _globals['_ADDMESSAGESRESPONSE']._serialized_start=1522
-  _globals['_ADDMESSAGESRESPONSE']._serialized_end=1582
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=1584
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=1664
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=1666
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1772
-  _globals['_JOB']._serialized_start=1775
-  _globals['_JOB']._serialized_end=2013
-  _globals['_JOBSTATS']._serialized_start=2016
-  _globals['_JOBSTATS']._serialized_end=2166
-  _globals['_PROCESSSESSIONREQUEST']._serialized_start=2168
-  _globals['_PROCESSSESSIONREQUEST']._serialized_end=2260
-  _globals['_GETJOBREQUEST']._serialized_start=2262
-  _globals['_GETJOBREQUEST']._serialized_end=2289
-  _globals['_LINKMEMORYREQUEST']._serialized_start=2291
-  _globals['_LINKMEMORYREQUEST']._serialized_end=2349
-  _globals['_SESSIONSERVICE']._serialized_start=2643
-  _globals['_SESSIONSERVICE']._serialized_end=3379
+  _globals['_SESSIONSTATUS']._serialized_start=3133
+  _globals['_SESSIONSTATUS']._serialized_end=3295
+  _globals['_JOBSTATE']._serialized_start=3297
+  _globals['_JOBSTATE']._serialized_end=3421
+  _globals['_SESSION']._serialized_start=255
+  _globals['_SESSION']._serialized_end=642
+  _globals['_MESSAGE']._serialized_start=645
+  _globals['_MESSAGE']._serialized_end=880
+  _globals['_CREATESESSIONREQUEST']._serialized_start=882
+  _globals['_CREATESESSIONREQUEST']._serialized_end=962
+  _globals['_GETSESSIONREQUEST']._serialized_start=964
+  _globals['_GETSESSIONREQUEST']._serialized_end=995
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=998
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=1127
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1129
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1183
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1186
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1413
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1415
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1521
+  _globals['_ADDMESSAGESREQUEST']._serialized_start=1523
+  _globals['_ADDMESSAGESREQUEST']._serialized_end=1622
+  _globals['_ADDMESSAGESRESPONSE']._serialized_start=1624
+  _globals['_ADDMESSAGESRESPONSE']._serialized_end=1684
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=1686
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=1766
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=1768
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1874
+  _globals['_JOB']._serialized_start=1877
+  _globals['_JOB']._serialized_end=2115
+  _globals['_JOBSTATS']._serialized_start=2118
+  _globals['_JOBSTATS']._serialized_end=2268
+  _globals['_PROCESSSESSIONREQUEST']._serialized_start=2270
+  _globals['_PROCESSSESSIONREQUEST']._serialized_end=2362
+  _globals['_GETJOBREQUEST']._serialized_start=2364
+  _globals['_GETJOBREQUEST']._serialized_end=2391
+  _globals['_LINKMEMORYREQUEST']._serialized_start=2393
+  _globals['_LINKMEMORYREQUEST']._serialized_end=2451
+  _globals['_SUBMITTURNREQUEST']._serialized_start=2454
+  _globals['_SUBMITTURNREQUEST']._serialized_end=2630
+  _globals['_NEXTCONTEXT']._serialized_start=2632
+  _globals['_NEXTCONTEXT']._serialized_end=2727
+  _globals['_SUBMITTURNRESPONSE']._serialized_start=2730
+  _globals['_SUBMITTURNRESPONSE']._serialized_end=2895
+  _globals['_ENDSESSIONREQUEST']._serialized_start=2898
+  _globals['_ENDSESSIONREQUEST']._serialized_end=3040
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=3042
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=3130
+  _globals['_SESSIONSERVICE']._serialized_start=3424
+  _globals['_SESSIONSERVICE']._serialized_end=4314
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,8 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from memgrpc.v1 import agent_state_pb2 as _agent_state_pb2
+from memgrpc.v1 import memory_pb2 as _memory_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -82,6 +84,10 @@ class Session(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned, `ses_...`."""
     user_id: _builtins.str
@@ -89,6 +95,15 @@ class Session(_message.Message):
     title: _builtins.str
     status: Global___SessionStatus.ValueType
     message_count: _builtins.int
+    agent_id: _builtins.str
+    """The agent the user talks to (`agt_...`); its memories, mood and relationship are scoped to
+    it. Set on create only.
+    """
+    instance_id: _builtins.str
+    """The agent instance (`ins_...`); requires agent_id. Set on create only."""
+    provider: _builtins.str
+    """Defaults for chat turns in this session (provider name and model)."""
+    model: _builtins.str
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -111,10 +126,14 @@ class Session(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         message_count: _builtins.int = ...,
+        agent_id: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auto_process_after", b"auto_process_after", "create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_process_after", b"auto_process_after", "create_time", b"create_time", "id", b"id", "message_count", b"message_count", "metadata", b"metadata", "status", b"status", "title", b"title", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "auto_process_after", b"auto_process_after", "create_time", b"create_time", "id", b"id", "instance_id", b"instance_id", "message_count", b"message_count", "metadata", b"metadata", "model", b"model", "provider", b"provider", "status", b"status", "title", b"title", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -603,3 +622,167 @@ class LinkMemoryRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LinkMemoryRequest: _TypeAlias = LinkMemoryRequest  # noqa: Y015
+
+@_typing.final
+class SubmitTurnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    FETCH_NEXT_CONTEXT_FIELD_NUMBER: _builtins.int
+    NEXT_CONTEXT_QUERY_FIELD_NUMBER: _builtins.int
+    TOKEN_BUDGET_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    fetch_next_context: _builtins.bool
+    """Return the context for the next turn."""
+    next_context_query: _builtins.str
+    """What the next context recalls for; empty = the last user message of the turn."""
+    token_budget: _builtins.int
+    """Token budget of the next context; 0 = no limit."""
+    request_id: _builtins.str
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
+        """The turn's messages (usually the user's and the agent's), 1-100."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        messages: _abc.Iterable[Global___Message] | None = ...,
+        fetch_next_context: _builtins.bool = ...,
+        next_context_query: _builtins.str = ...,
+        token_budget: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fetch_next_context", b"fetch_next_context", "messages", b"messages", "next_context_query", b"next_context_query", "request_id", b"request_id", "session_id", b"session_id", "token_budget", b"token_budget"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTurnRequest: _TypeAlias = SubmitTurnRequest  # noqa: Y015
+
+@_typing.final
+class NextContext(_message.Message):
+    """What the next LLM call should know (as GetContext renders it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    MEMORIES_FIELD_NUMBER: _builtins.int
+    TOKEN_COUNT_FIELD_NUMBER: _builtins.int
+    context: _builtins.str
+    token_count: _builtins.int
+    @_builtins.property
+    def memories(self) -> _containers.RepeatedCompositeFieldContainer[_memory_pb2.SearchResult]: ...
+    def __init__(
+        self,
+        *,
+        context: _builtins.str = ...,
+        memories: _abc.Iterable[_memory_pb2.SearchResult] | None = ...,
+        token_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "memories", b"memories", "token_count", b"token_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NextContext: _TypeAlias = NextContext  # noqa: Y015
+
+@_typing.final
+class SubmitTurnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    MOOD_FIELD_NUMBER: _builtins.int
+    EXTRACTION_JOB_ID_FIELD_NUMBER: _builtins.int
+    NEXT_CONTEXT_FIELD_NUMBER: _builtins.int
+    extraction_job_id: _builtins.str
+    """The extraction job for this turn (poll GetJob); empty when extraction is off."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
+    @_builtins.property
+    def mood(self) -> _agent_state_pb2.Mood:
+        """The agent's mood after the turn (unset when the session has no agent)."""
+
+    @_builtins.property
+    def next_context(self) -> Global___NextContext:
+        """Set when fetch_next_context was."""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___Message] | None = ...,
+        mood: _agent_state_pb2.Mood | None = ...,
+        extraction_job_id: _builtins.str = ...,
+        next_context: Global___NextContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mood", b"mood", "next_context", b"next_context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["extraction_job_id", b"extraction_job_id", "messages", b"messages", "mood", b"mood", "next_context", b"next_context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTurnResponse: _TypeAlias = SubmitTurnResponse  # noqa: Y015
+
+@_typing.final
+class EndSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    TOTAL_MESSAGES_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    total_messages: _builtins.int
+    """As the client counted them (recorded; the stored count is authoritative)."""
+    wait: _builtins.bool
+    """Return only once processing is DONE or FAILED."""
+    request_id: _builtins.str
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        total_messages: _builtins.int = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        wait: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "request_id", b"request_id", "session_id", b"session_id", "total_messages", b"total_messages", "wait", b"wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndSessionRequest: _TypeAlias = EndSessionRequest  # noqa: Y015
+
+@_typing.final
+class EndSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The processing job (summary, facts, diary)."""
+
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndSessionResponse: _TypeAlias = EndSessionResponse  # noqa: Y015

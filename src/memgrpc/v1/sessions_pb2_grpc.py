@@ -87,6 +87,16 @@ class SessionServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_sessions__pb2.LinkMemoryRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_memory__pb2.Memory.FromString,
                 _registered_method=True)
+        self.SubmitTurn = channel.unary_unary(
+                '/memgrpc.v1.SessionService/SubmitTurn',
+                request_serializer=memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/memgrpc.v1.SessionService/EndSession',
+                request_serializer=memgrpc_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_sessions__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -157,6 +167,21 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTurn(self, request, context):
+        """One turn of an agent session (Sonzai sessions.turn): stores the turn's messages, moves the
+        agent's mood, schedules extraction and returns the next context, in one round-trip.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Ends a session (Sonzai sessions.end): processes it (summary, facts, the agent's diary).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +234,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.LinkMemory,
                     request_deserializer=memgrpc_dot_v1_dot_sessions__pb2.LinkMemoryRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_memory__pb2.Memory.SerializeToString,
+            ),
+            'SubmitTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTurn,
+                    request_deserializer=memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=memgrpc_dot_v1_dot_sessions__pb2.EndSessionRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_sessions__pb2.EndSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -482,6 +517,60 @@ class SessionService:
             '/memgrpc.v1.SessionService/LinkMemory',
             memgrpc_dot_v1_dot_sessions__pb2.LinkMemoryRequest.SerializeToString,
             memgrpc_dot_v1_dot_memory__pb2.Memory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.SessionService/SubmitTurn',
+            memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnRequest.SerializeToString,
+            memgrpc_dot_v1_dot_sessions__pb2.SubmitTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/memgrpc.v1.SessionService/EndSession',
+            memgrpc_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
+            memgrpc_dot_v1_dot_sessions__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

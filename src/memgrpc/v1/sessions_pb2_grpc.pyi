@@ -49,6 +49,12 @@ class SessionServiceStub:
     GetJob: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetJobRequest, _sessions_pb2.Job]
     LinkMemory: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.LinkMemoryRequest, _memory_pb2.Memory]
     """Attaches an existing memory to the session (a Sovant thread)."""
+    SubmitTurn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SubmitTurnRequest, _sessions_pb2.SubmitTurnResponse]
+    """One turn of an agent session (Sonzai sessions.turn): stores the turn's messages, moves the
+    agent's mood, schedules extraction and returns the next context, in one round-trip.
+    """
+    EndSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.EndSessionRequest, _sessions_pb2.EndSessionResponse]
+    """Ends a session (Sonzai sessions.end): processes it (summary, facts, the agent's diary)."""
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -69,6 +75,12 @@ class SessionServiceAsyncStub(SessionServiceStub):
     GetJob: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetJobRequest, _sessions_pb2.Job]  # type: ignore[assignment]
     LinkMemory: _aio.UnaryUnaryMultiCallable[_sessions_pb2.LinkMemoryRequest, _memory_pb2.Memory]  # type: ignore[assignment]
     """Attaches an existing memory to the session (a Sovant thread)."""
+    SubmitTurn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SubmitTurnRequest, _sessions_pb2.SubmitTurnResponse]  # type: ignore[assignment]
+    """One turn of an agent session (Sonzai sessions.turn): stores the turn's messages, moves the
+    agent's mood, schedules extraction and returns the next context, in one round-trip.
+    """
+    EndSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.EndSessionRequest, _sessions_pb2.EndSessionResponse]  # type: ignore[assignment]
+    """Ends a session (Sonzai sessions.end): processes it (summary, facts, the agent's diary)."""
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionService keeps conversations: sessions, their messages, and their processing."""
@@ -146,5 +158,23 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_memory_pb2.Memory, _abc.Awaitable[_memory_pb2.Memory]]:
         """Attaches an existing memory to the session (a Sovant thread)."""
+
+    @_abc_1.abstractmethod
+    def SubmitTurn(
+        self,
+        request: _sessions_pb2.SubmitTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.SubmitTurnResponse, _abc.Awaitable[_sessions_pb2.SubmitTurnResponse]]:
+        """One turn of an agent session (Sonzai sessions.turn): stores the turn's messages, moves the
+        agent's mood, schedules extraction and returns the next context, in one round-trip.
+        """
+
+    @_abc_1.abstractmethod
+    def EndSession(
+        self,
+        request: _sessions_pb2.EndSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.EndSessionResponse, _abc.Awaitable[_sessions_pb2.EndSessionResponse]]:
+        """Ends a session (Sonzai sessions.end): processes it (summary, facts, the agent's diary)."""
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

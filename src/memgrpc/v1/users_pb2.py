@@ -30,7 +30,7 @@ from memgrpc.v1 import memory_pb2 as memgrpc_dot_v1_dot_memory__pb2
 from memgrpc.v1 import sessions_pb2 as memgrpc_dot_v1_dot_sessions__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/users.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\x1a\x19memgrpc/v1/sessions.proto\"\xa4\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x11\x43reateUserRequest\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.memgrpc.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x88\x01\n\x11UpdateUserRequest\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.memgrpc.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0e\n\x06new_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"3\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"k\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\x0fmetadata_filter\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x11ListUsersResponse\x12\x1f\n\x05users\x18\x01 \x03(\x0b\x32\x10.memgrpc.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"7\n\x19ListRecentMessagesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x05\"C\n\x1aListRecentMessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\"\x81\x01\n\x0bProfileFact\x12\r\n\x05value\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\x12\x11\n\tmemory_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\x05\x66\x61\x63ts\x18\x02 \x03(\x0b\x32\x1e.memgrpc.v1.Profile.FactsEntry\x1a\x45\n\nFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.memgrpc.v1.ProfileFact:\x02\x38\x01\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x15\x45xtractProfileRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"D\n\x16\x45xtractProfileResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"Z\n\x16SaveProfileFactRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x9e\x03\n\x13RecordActionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0e\n\x06log_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0b\n\x03\x61pp\x18\x07 \x01(\t\x12\x10\n\x08platform\x18\x08 \x01(\t\x12\x12\n\nevent_type\x18\t \x01(\t\x12\x0c\n\x04page\x18\n \x01(\t\x12=\n\x07\x61nchors\x18\x0b \x03(\x0b\x32,.memgrpc.v1.RecordActionRequest.AnchorsEntry\x12)\n\x08metadata\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08\x65ntities\x18\r \x03(\t\x12\x12\n\nrequest_id\x18\x0e \x01(\t\x1a.\n\x0c\x41nchorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x14RecordActionResponse\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32\xf6\x05\n\x0bUserService\x12=\n\nCreateUser\x12\x1d.memgrpc.v1.CreateUserRequest\x1a\x10.memgrpc.v1.User\x12\x37\n\x07GetUser\x12\x1a.memgrpc.v1.GetUserRequest\x1a\x10.memgrpc.v1.User\x12=\n\nUpdateUser\x12\x1d.memgrpc.v1.UpdateUserRequest\x1a\x10.memgrpc.v1.User\x12\x43\n\nDeleteUser\x12\x1d.memgrpc.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12H\n\tListUsers\x12\x1c.memgrpc.v1.ListUsersRequest\x1a\x1d.memgrpc.v1.ListUsersResponse\x12\x63\n\x12ListRecentMessages\x12%.memgrpc.v1.ListRecentMessagesRequest\x1a&.memgrpc.v1.ListRecentMessagesResponse\x12@\n\nGetProfile\x12\x1d.memgrpc.v1.GetProfileRequest\x1a\x13.memgrpc.v1.Profile\x12W\n\x0e\x45xtractProfile\x12!.memgrpc.v1.ExtractProfileRequest\x1a\".memgrpc.v1.ExtractProfileResponse\x12N\n\x0fSaveProfileFact\x12\".memgrpc.v1.SaveProfileFactRequest\x1a\x17.memgrpc.v1.ProfileFact\x12Q\n\x0cRecordAction\x12\x1f.memgrpc.v1.RecordActionRequest\x1a .memgrpc.v1.RecordActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16memgrpc/v1/users.proto\x12\nmemgrpc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17memgrpc/v1/memory.proto\x1a\x19memgrpc/v1/sessions.proto\"\xa4\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x08metadata\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x11\x43reateUserRequest\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.memgrpc.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x88\x01\n\x11UpdateUserRequest\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.memgrpc.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0e\n\x06new_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"3\n\x11\x44\x65leteUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"}\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\x0fmetadata_filter\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\"a\n\x11ListUsersResponse\x12\x1f\n\x05users\x18\x01 \x03(\x0b\x32\x10.memgrpc.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"7\n\x19ListRecentMessagesRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01n\x18\x02 \x01(\x05\"C\n\x1aListRecentMessagesResponse\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.memgrpc.v1.Message\"\x81\x01\n\x0bProfileFact\x12\r\n\x05value\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\x12\x11\n\tmemory_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\x05\x66\x61\x63ts\x18\x02 \x03(\x0b\x32\x1e.memgrpc.v1.Profile.FactsEntry\x1a\x45\n\nFactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.memgrpc.v1.ProfileFact:\x02\x38\x01\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x15\x45xtractProfileRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"D\n\x16\x45xtractProfileResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"Z\n\x16SaveProfileFactRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04slot\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x9e\x03\n\x13RecordActionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0e\n\x06log_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x11\n\tdevice_id\x18\x06 \x01(\t\x12\x0b\n\x03\x61pp\x18\x07 \x01(\t\x12\x10\n\x08platform\x18\x08 \x01(\t\x12\x12\n\nevent_type\x18\t \x01(\t\x12\x0c\n\x04page\x18\n \x01(\t\x12=\n\x07\x61nchors\x18\x0b \x03(\x0b\x32,.memgrpc.v1.RecordActionRequest.AnchorsEntry\x12)\n\x08metadata\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08\x65ntities\x18\r \x03(\t\x12\x12\n\nrequest_id\x18\x0e \x01(\t\x1a.\n\x0c\x41nchorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x14RecordActionResponse\x12\"\n\x06memory\x18\x01 \x01(\x0b\x32\x12.memgrpc.v1.Memory\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32\xf6\x05\n\x0bUserService\x12=\n\nCreateUser\x12\x1d.memgrpc.v1.CreateUserRequest\x1a\x10.memgrpc.v1.User\x12\x37\n\x07GetUser\x12\x1a.memgrpc.v1.GetUserRequest\x1a\x10.memgrpc.v1.User\x12=\n\nUpdateUser\x12\x1d.memgrpc.v1.UpdateUserRequest\x1a\x10.memgrpc.v1.User\x12\x43\n\nDeleteUser\x12\x1d.memgrpc.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\x12H\n\tListUsers\x12\x1c.memgrpc.v1.ListUsersRequest\x1a\x1d.memgrpc.v1.ListUsersResponse\x12\x63\n\x12ListRecentMessages\x12%.memgrpc.v1.ListRecentMessagesRequest\x1a&.memgrpc.v1.ListRecentMessagesResponse\x12@\n\nGetProfile\x12\x1d.memgrpc.v1.GetProfileRequest\x1a\x13.memgrpc.v1.Profile\x12W\n\x0e\x45xtractProfile\x12!.memgrpc.v1.ExtractProfileRequest\x1a\".memgrpc.v1.ExtractProfileResponse\x12N\n\x0fSaveProfileFact\x12\".memgrpc.v1.SaveProfileFactRequest\x1a\x17.memgrpc.v1.ProfileFact\x12Q\n\x0cRecordAction\x12\x1f.memgrpc.v1.RecordActionRequest\x1a .memgrpc.v1.RecordActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,33 +52,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEUSERREQUEST']._serialized_start=625
   _globals['_DELETEUSERREQUEST']._serialized_end=676
   _globals['_LISTUSERSREQUEST']._serialized_start=678
-  _globals['_LISTUSERSREQUEST']._serialized_end=785
-  _globals['_LISTUSERSRESPONSE']._serialized_start=787
-  _globals['_LISTUSERSRESPONSE']._serialized_end=884
-  _globals['_LISTRECENTMESSAGESREQUEST']._serialized_start=886
-  _globals['_LISTRECENTMESSAGESREQUEST']._serialized_end=941
-  _globals['_LISTRECENTMESSAGESRESPONSE']._serialized_start=943
-  _globals['_LISTRECENTMESSAGESRESPONSE']._serialized_end=1010
-  _globals['_PROFILEFACT']._serialized_start=1013
-  _globals['_PROFILEFACT']._serialized_end=1142
-  _globals['_PROFILE']._serialized_start=1145
-  _globals['_PROFILE']._serialized_end=1289
-  _globals['_PROFILE_FACTSENTRY']._serialized_start=1220
-  _globals['_PROFILE_FACTSENTRY']._serialized_end=1289
-  _globals['_GETPROFILEREQUEST']._serialized_start=1291
-  _globals['_GETPROFILEREQUEST']._serialized_end=1327
-  _globals['_EXTRACTPROFILEREQUEST']._serialized_start=1329
-  _globals['_EXTRACTPROFILEREQUEST']._serialized_end=1366
-  _globals['_EXTRACTPROFILERESPONSE']._serialized_start=1368
-  _globals['_EXTRACTPROFILERESPONSE']._serialized_end=1436
-  _globals['_SAVEPROFILEFACTREQUEST']._serialized_start=1438
-  _globals['_SAVEPROFILEFACTREQUEST']._serialized_end=1528
-  _globals['_RECORDACTIONREQUEST']._serialized_start=1531
-  _globals['_RECORDACTIONREQUEST']._serialized_end=1945
-  _globals['_RECORDACTIONREQUEST_ANCHORSENTRY']._serialized_start=1899
-  _globals['_RECORDACTIONREQUEST_ANCHORSENTRY']._serialized_end=1945
-  _globals['_RECORDACTIONRESPONSE']._serialized_start=1947
-  _globals['_RECORDACTIONRESPONSE']._serialized_end=2024
-  _globals['_USERSERVICE']._serialized_start=2027
-  _globals['_USERSERVICE']._serialized_end=2785
+  _globals['_LISTUSERSREQUEST']._serialized_end=803
+  _globals['_LISTUSERSRESPONSE']._serialized_start=805
+  _globals['_LISTUSERSRESPONSE']._serialized_end=902
+  _globals['_LISTRECENTMESSAGESREQUEST']._serialized_start=904
+  _globals['_LISTRECENTMESSAGESREQUEST']._serialized_end=959
+  _globals['_LISTRECENTMESSAGESRESPONSE']._serialized_start=961
+  _globals['_LISTRECENTMESSAGESRESPONSE']._serialized_end=1028
+  _globals['_PROFILEFACT']._serialized_start=1031
+  _globals['_PROFILEFACT']._serialized_end=1160
+  _globals['_PROFILE']._serialized_start=1163
+  _globals['_PROFILE']._serialized_end=1307
+  _globals['_PROFILE_FACTSENTRY']._serialized_start=1238
+  _globals['_PROFILE_FACTSENTRY']._serialized_end=1307
+  _globals['_GETPROFILEREQUEST']._serialized_start=1309
+  _globals['_GETPROFILEREQUEST']._serialized_end=1345
+  _globals['_EXTRACTPROFILEREQUEST']._serialized_start=1347
+  _globals['_EXTRACTPROFILEREQUEST']._serialized_end=1384
+  _globals['_EXTRACTPROFILERESPONSE']._serialized_start=1386
+  _globals['_EXTRACTPROFILERESPONSE']._serialized_end=1454
+  _globals['_SAVEPROFILEFACTREQUEST']._serialized_start=1456
+  _globals['_SAVEPROFILEFACTREQUEST']._serialized_end=1546
+  _globals['_RECORDACTIONREQUEST']._serialized_start=1549
+  _globals['_RECORDACTIONREQUEST']._serialized_end=1963
+  _globals['_RECORDACTIONREQUEST_ANCHORSENTRY']._serialized_start=1917
+  _globals['_RECORDACTIONREQUEST_ANCHORSENTRY']._serialized_end=1963
+  _globals['_RECORDACTIONRESPONSE']._serialized_start=1965
+  _globals['_RECORDACTIONRESPONSE']._serialized_end=2042
+  _globals['_USERSERVICE']._serialized_start=2045
+  _globals['_USERSERVICE']._serialized_end=2803
 # @@protoc_insertion_point(module_scope)

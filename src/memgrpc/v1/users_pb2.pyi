@@ -163,11 +163,14 @@ class ListUsersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     METADATA_FILTER_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Items per page: 0 = 50; above 1000 is treated as 1000 (the page then holds at most 1000,
     AIP-158); negative is INVALID_ARGUMENT.
     """
     page_token: _builtins.str
+    agent_id: _builtins.str
+    """Only users who have a session with this agent."""
     @_builtins.property
     def metadata_filter(self) -> _struct_pb2.Struct:
         """Exact key = value matches on top-level user metadata keys."""
@@ -178,10 +181,11 @@ class ListUsersRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         metadata_filter: _struct_pb2.Struct | None = ...,
+        agent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata_filter", b"metadata_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_filter", b"metadata_filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "metadata_filter", b"metadata_filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

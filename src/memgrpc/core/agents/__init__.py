@@ -1,6 +1,7 @@
 """Agents: the personas a project's users talk to (Sonzai agents), each with a system prompt,
 a personality (Big Five scores and named dimensions) and capabilities. This package owns their
-rows and input rules; per-user state (instances, moods, custom states) will hang off them."""
+rows and input rules, and the per-user state that hangs off them (instances, custom states,
+the context engine's mood and relationship, notifications)."""
 
 from memgrpc.core.agents.model import (
     BIG_FIVE,
@@ -13,6 +14,7 @@ from memgrpc.core.agents.model import (
     Personality,
 )
 from memgrpc.core.agents.service import UPDATABLE, AgentService
+from memgrpc.core.agents.turns import Mood, Scope, TurnHook
 
 __all__ = [
     "BIG_FIVE",
@@ -24,5 +26,8 @@ __all__ = [
     "Capabilities",
     "CapabilitiesPatch",
     "MemoryMode",
+    "Mood",
     "Personality",
+    "Scope",
+    "TurnHook",
 ]

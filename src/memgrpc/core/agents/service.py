@@ -47,6 +47,14 @@ class AgentService:
             )
         return agent_from_row(row)
 
+    async def check_scope(self, project_id: str, agent_id: str, instance_id: str) -> None:
+        """NOT_FOUND unless the agent exists in the project (sessions and memories name it)."""
+        row = await self._table.first(self._where(project_id, agent_id))
+        if row is None:
+            raise NotFound(
+                f"agent {agent_id} not found", reason="AGENT_NOT_FOUND", metadata={"id": agent_id}
+            )
+
     async def create(self, project_id: str, a: Agent) -> Agent:
         v = Violations()
         check_agent(v, "agent", a, set(UPDATABLE))

@@ -42,6 +42,12 @@ class Session:
     message_count: int = 0
     # the job processing (or that last processed) the session
     job_id: str = ""
+    # the agent (and instance) the user talks to; fixed at creation
+    agent_id: str = ""
+    instance_id: str = ""
+    # chat defaults for the session's turns
+    provider: str = ""
+    model: str = ""
 
 
 @dataclass
@@ -147,6 +153,10 @@ def session_row(project_id: str, s: Session, active_time: datetime | None) -> di
         "message_count": s.message_count,
         "create_time": s.create_time,
         "update_time": s.update_time,
+        "agent_id": s.agent_id or None,
+        "instance_id": s.instance_id or None,
+        "provider": s.provider or None,
+        "model": s.model or None,
     }
 
 
@@ -163,6 +173,10 @@ def session_from_row(row: dict[str, Any]) -> Session:
         update_time=row.get("update_time"),
         message_count=int(row.get("message_count") or 0),
         job_id=row.get("job_id") or "",
+        agent_id=row.get("agent_id") or "",
+        instance_id=row.get("instance_id") or "",
+        provider=row.get("provider") or "",
+        model=row.get("model") or "",
     )
 
 

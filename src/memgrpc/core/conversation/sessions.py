@@ -37,6 +37,17 @@ UPDATABLE = ("title", "metadata", "auto_process_after")
 _SESSION_MADE = ("message", "summary")
 # deletes what another package made of a session: (project_id, session_id)
 SessionCleanup = Callable[[str, str], Awaitable[None]]
+# (project_id, agent_id, instance_id) -> raises NotFound when the scope does not exist
+ScopeCheck = Callable[[str, str, str], Awaitable[None]]
+MAX_NAME_CHARS = 200
+
+
+def check_scope(v: Violations, prefix: str, agent_id: str, instance_id: str) -> None:
+    """An agent scope is well formed: ids shaped as ids, an instance only with its agent."""
+    validation.check_id(v, f"{prefix}.agent_id", agent_id, required=False)
+    validation.check_id(v, f"{prefix}.instance_id", instance_id, required=False)
+    if instance_id and not agent_id:
+        v.add(f"{prefix}.instance_id", "requires agent_id")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,12 @@ class SessionService:
         self._jobs = jobs
         self._memories = memories
         self._cleanups: builtins.list[SessionCleanup] = []
+        self._scope_check: ScopeCheck | None = None
+
+    def check_scope_with(self, check: ScopeCheck) -> None:
+        """Have `check` confirm a new session's agent (and instance) exist in its project; the
+        agents package owns them, so it plugs this in rather than being imported here."""
+        self._scope_check = check
 
     def on_delete(self, cleanup: SessionCleanup) -> None:
         """Have `cleanup` delete what its package made of a session when the session is
@@ -88,7 +105,13 @@ class SessionService:
         v = Violations()
         validation.check_id(v, "session.user_id", s.user_id, required=True)
         check_session(v, s, "session", set(UPDATABLE))
+        check_scope(v, "session", s.agent_id, s.instance_id)
+        for name, value in (("provider", s.provider), ("model", s.model)):
+            if len(value) > MAX_NAME_CHARS:
+                v.add(f"session.{name}", f"must be at most {MAX_NAME_CHARS} characters")
         v.raise_if_any()
+        if s.agent_id and self._scope_check is not None:
+            await self._scope_check(project_id, s.agent_id, s.instance_id)
         now = datetime.now(UTC)
         made = Session(
             id=new_id("ses"),
@@ -99,6 +122,10 @@ class SessionService:
             auto_process_after=s.auto_process_after,
             create_time=now,
             update_time=now,
+            agent_id=s.agent_id,
+            instance_id=s.instance_id,
+            provider=s.provider,
+            model=s.model,
         )
         await self._memories.users.ensure(project_id, {s.user_id}, active=False)
         await self._store.insert(project_id, made, now)
