@@ -45,6 +45,7 @@ _TIMESTAMP = timestamp_pb2.Timestamp.DESCRIPTOR.full_name
 _DURATION = duration_pb2.Duration.DESCRIPTOR.full_name
 _STRUCT = struct_pb2.Struct.DESCRIPTOR.full_name
 _FIELD_MASK = field_mask_pb2.FieldMask.DESCRIPTOR.full_name
+_VALUE = struct_pb2.Value.DESCRIPTOR.full_name
 
 # Names the seeds' SDKs use for our fields, per message (alias -> field).
 _SEARCH_ALIASES = {
@@ -302,6 +303,8 @@ def _set_message(target: Message, value: object, where: str) -> None:
         _set_struct(target, value, where)  # type: ignore[arg-type]
     elif kind == _FIELD_MASK:
         _set_field_mask(target, value, where)  # type: ignore[arg-type]
+    elif kind == _VALUE:  # any JSON value
+        json_format.ParseDict(value, target)  # type: ignore[arg-type]
     elif isinstance(value, Mapping):
         target.SetInParent()
         fill(target, value, where)
@@ -365,6 +368,8 @@ def message_value(value: Message) -> Any:
         return struct_dict(value)  # type: ignore[arg-type]
     if kind == _FIELD_MASK:
         return list(value.paths)  # type: ignore[attr-defined]
+    if kind == _VALUE:
+        return _json_number(json_format.MessageToDict(value))
     return to_dict(value)
 
 

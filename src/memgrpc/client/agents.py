@@ -9,7 +9,7 @@ Agents are plain dicts: `{"id": "agt_...", "display_name", "system_prompt", "per
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -17,6 +17,13 @@ from google.protobuf import empty_pb2
 from memgrpc.client import _convert as cv
 from memgrpc.client._channel import Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
+from memgrpc.client.agent_state import (
+    AgentMemory,
+    CustomStates,
+    EngineReads,
+    Instances,
+    Notifications,
+)
 from memgrpc.client.errors import invalid_argument
 from memgrpc.v1 import agents_pb2 as pb
 
@@ -94,11 +101,16 @@ class Calls:
         return Unary(_path("UpdateCapabilities"), request, pb.Capabilities, cv.to_dict, rid)
 
 
-class AgentsResource:
-    """`client.agents`."""
+class AgentsResource(EngineReads[dict[str, Any]]):
+    """`client.agents`, with `instances`, `custom_states`, `notifications` and `memory`."""
 
     def __init__(self, caller: Caller) -> None:
         self._c = caller
+        self._run = caller.unary
+        self.instances = Instances(caller.unary)
+        self.custom_states = CustomStates(caller.unary)
+        self.notifications = Notifications(caller.unary)
+        self.memory = AgentMemory(caller.unary)
 
     def create(self, params: Params = None, /, **fields: Any) -> dict[str, Any]:
         """`create(display_name="Ava", system_prompt=..., personality={"big_five": {...},
@@ -152,11 +164,16 @@ class AgentsResource:
         return self._c.unary(Calls.update_capabilities(agent_id, data, request_id))
 
 
-class AsyncAgentsResource:
+class AsyncAgentsResource(EngineReads[Awaitable[dict[str, Any]]]):
     """`client.agents` of the async client."""
 
     def __init__(self, caller: AsyncCaller) -> None:
         self._c = caller
+        self._run = caller.unary
+        self.instances = Instances(caller.unary)
+        self.custom_states = CustomStates(caller.unary)
+        self.notifications = Notifications(caller.unary)
+        self.memory = AgentMemory(caller.unary)
 
     async def create(self, params: Params = None, /, **fields: Any) -> dict[str, Any]:
         return await self._c.unary(Calls.create(cv.params(params, fields, "agent")))
