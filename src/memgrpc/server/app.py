@@ -30,6 +30,7 @@ from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.access import AdminService, Authenticator
 from memgrpc.core.agents import AgentService
+from memgrpc.core.agents.states import StateService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
 from memgrpc.core.chat.replay import ChatReplays
@@ -252,6 +253,7 @@ class App:
     chat: Chats
     intelligence: Intelligence
     agents: AgentService
+    states: StateService
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -346,6 +348,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
+    agents = AgentService(store)
     app = App(
         config=config,
         store=store,
@@ -360,7 +363,8 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             config, store, memories, conversations, batching, providers, intel.profiles
         ),
         intelligence=intel,
-        agents=AgentService(store),
+        agents=agents,
+        states=StateService(store, agents.check_scope),
     )
     conversations.sessions.check_scope_with(app.agents.check_scope)
     try:
@@ -432,7 +436,7 @@ async def start(
             ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(app.agents, conv.idempotency),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            AgentServicer(app.agents, conv.idempotency, states=app.states),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

@@ -268,3 +268,24 @@ AGENTS = pa.schema(
         _f("update_time", TS),
     ]
 )
+
+AGENT_STATES = pa.schema(
+    [
+        # a hash of the composite key (project, agent, instance, scope, user, key)
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        # null = the agent's default state
+        _f("instance_id", pa.string()),
+        # global | user
+        _f("scope", pa.string()),
+        # null for global states
+        _f("user_id", pa.string()),
+        _f("key", pa.string()),
+        # application/json (value is JSON text) | text/plain (value is the text)
+        _f("content_type", pa.string()),
+        _f("value", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)
