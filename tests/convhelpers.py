@@ -25,6 +25,7 @@ USER_TABLES = (
     "requests",
     "chat_results",
     "conflicts",
+    "agent_states",
 )
 
 

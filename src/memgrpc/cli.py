@@ -1,6 +1,6 @@
 """`memgrpc` command line. Flags override MEMGRPC_* env vars, which override defaults.
 
-Secrets (MEMGRPC_ADMIN_KEY, MEMGRPC_EMBED_API_KEY) are env-only: a flag would show up in `ps`.
+Secrets (MEMGRPC_ADMIN_KEY, MEMGRPC_EMBED_API_KEY, MEMGRPC_MASTER_KEY) are env-only: a flag would show up in `ps`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--extractor-fallback": ("extractor_fallback", "rules: use it when the llm extractor fails"),
     "--job-stale-after": ("job_stale_after_s", "seconds before a dead replica's job fails (600)"),
+    "--provider-base-urls": (
+        "provider_base_urls",
+        'JSON object of BYOK provider base URLs, e.g. {"openai": "https://proxy/v1"}',
+    ),
 }
 
 

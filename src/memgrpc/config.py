@@ -6,6 +6,8 @@ instead of surfacing later as an odd runtime error.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
@@ -56,10 +58,27 @@ ENV: Mapping[str, str] = {
     "extractor": "MEMGRPC_EXTRACTOR",
     "extractor_fallback": "MEMGRPC_EXTRACTOR_FALLBACK",
     "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
+    "master_key": "MEMGRPC_MASTER_KEY",
+    "provider_base_urls": "MEMGRPC_PROVIDER_BASE_URLS",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
-_SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key"})
+_SECRET_SETTINGS = frozenset({"admin_key", "embed_api_key", "openai_api_key", "master_key"})
+# BYOK providers (all OpenAI-compatible endpoints) and their default base URLs
+BYOK_BASE_URLS: Mapping[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
+    "xai": "https://api.x.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+}
+# the model a BYOK key chats with when it names none
+BYOK_MODELS: Mapping[str, str] = {
+    "openai": "gpt-4o-mini",
+    "gemini": "gemini-2.0-flash",
+    "xai": "grok-3-mini",
+    "openrouter": "openai/gpt-4o-mini",
+}
+MASTER_KEY_BYTES = 32
 CHAT_PROVIDERS = ("local", "openai")
 EXTRACTORS = ("rules", "llm", "none")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # auto: uvloop where installed
@@ -120,6 +139,11 @@ class ServerConfig:
     # a processing job whose session stayed PROCESSING this long while no replica ran it (its
     # server died) is failed by the sweeper, so the session can be processed again
     job_stale_after_s: float = 600.0
+    # BYOK (core/providers): the AES-256-GCM key provider keys are encrypted with, 32 bytes as
+    # 64 hex digits or base64; unset = a key generated into `master.key` next to admin.key
+    master_key: str | None = None
+    # provider -> base URL, overriding BYOK_BASE_URLS (JSON object, e.g. for a proxy)
+    provider_base_urls: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -163,6 +187,20 @@ class ServerConfig:
             raise ConfigError(f"{_label('otel')}: must be true or false")
         _check_chat(self)
         _check_extractor(self)
+        if self.master_key is not None:
+            decode_master_key(self.master_key)
+        for name, url in self.provider_base_urls.items():
+            if name not in BYOK_BASE_URLS:
+                raise ConfigError(
+                    f"{_label('provider_base_urls')}: {name!r} is not one of {sorted(BYOK_BASE_URLS)}"
+                )
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"{_label('provider_base_urls')}: {name} must start with http:// or https://"
+                )
+
+    def byok_base_urls(self) -> dict[str, str]:
+        return {**BYOK_BASE_URLS, **self.provider_base_urls}
 
     @property
     def host(self) -> str:
@@ -227,6 +265,8 @@ def _parse(name: str, value: Any) -> Any:
         return value
     if name == "storage_options":
         return parse_storage_options(value)
+    if name == "provider_base_urls":
+        return parse_storage_options(value, name)
     if name in ("log_level", "embedder", "event_loop"):
         return value.strip().lower()
     if name == "max_message_bytes":
@@ -266,9 +306,29 @@ def _parse(name: str, value: Any) -> Any:
     return value
 
 
-def parse_storage_options(text: str) -> dict[str, str]:
+def decode_master_key(text: str) -> bytes:
+    """MEMGRPC_MASTER_KEY: 32 bytes as 64 hex digits or as base64 (standard or URL-safe)."""
+    raw = text.strip()
+    try:
+        key = bytes.fromhex(raw) if len(raw) == 2 * MASTER_KEY_BYTES else b""
+    except ValueError:
+        key = b""
+    if not key:
+        try:
+            key = base64.b64decode(raw.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if len(key) != MASTER_KEY_BYTES:
+        raise ConfigError(
+            f"{_label('master_key')}: must be {MASTER_KEY_BYTES} bytes as 64 hex digits or base64 "
+            "(e.g. `openssl rand -base64 32`)"
+        )
+    return key
+
+
+def parse_storage_options(text: str, setting: str = "storage_options") -> dict[str, str]:
     """JSON object -> str->str dict (LanceDB's storage_options are all strings)."""
-    var = _label("storage_options")
+    var = _label(setting)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -8,8 +8,9 @@ import grpc
 import pytest
 
 from memgrpc.store.owned import USER_COLUMNS
+from memgrpc.v1 import agent_state_pb2 as apb
+from memgrpc.v1 import agents_pb2, agents_pb2_grpc, chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import chat_pb2 as cpb
-from memgrpc.v1 import chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
 from memgrpc.v1 import users_pb2 as upb
@@ -58,6 +59,18 @@ async def _populate(
         cpb.ChatRequest(user_id=user, message="hello", request_id=f"ch-{user}"), metadata=md(key)
     )
     assert [ev async for ev in events][-1].HasField("done")
+    agents = agents_pb2_grpc.AgentServiceStub(channel)  # a USER-scoped custom state
+    agent = await agents.CreateAgent(
+        agents_pb2.CreateAgentRequest(agent=agents_pb2.Agent(display_name="Ava")), metadata=md(key)
+    )
+    await agents.CreateState(
+        apb.CreateStateRequest(
+            state=apb.CustomState(
+                agent_id=agent.id, scope=apb.STATE_SCOPE_USER, user_id=user, key="k", text="x"
+            )
+        ),
+        metadata=md(key),
+    )
     return s.id, m.id, job.id
 
 

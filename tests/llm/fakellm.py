@@ -14,6 +14,9 @@ connection mid-stream. The `model` of a request picks the behaviour:
   broken     500
   garbage    a data line that is not JSON
   inband     an {"error": ...} chunk after one delta
+
+`GET /models` lists the models. With `keys` set (BYOK tests), every request must carry
+`Authorization: Bearer <one of them>`, else 401.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class FakeLLM:
     def __init__(self, slow_interval_s: float = 0.1) -> None:
         self.slow_interval_s = slow_interval_s
         self.seen: list[Seen] = []
+        self.keys: set[str] | None = None  # accepted bearer keys; None = any (or none)
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
 
@@ -104,6 +108,17 @@ class FakeLLM:
     ) -> bool:
         """Answer one request; False when the connection is done."""
         model = seen.body.get("model", "")
+        if self.keys is not None:
+            auth = seen.headers.get("authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in self.keys:
+                await self._plain(
+                    writer, "401 Unauthorized", {"error": {"message": "Incorrect API key provided"}}
+                )
+                return True
+        if seen.path.endswith("/models"):
+            models = [{"id": m, "object": "model"} for m in ("fast", "slow")]
+            await self._plain(writer, "200 OK", {"object": "list", "data": models})
+            return True
         if not seen.path.endswith("/chat/completions"):
             await self._plain(writer, "404 Not Found", {"error": {"message": "no such route"}})
             return True

@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable, Iterable
 import grpc
 
 from memgrpc.api.convert import to_ts
+from memgrpc.api.provider_keys import ProviderKeyRpcs
 from memgrpc.core.access import AdminService, ApiKey, Project, Scope, principal
 from memgrpc.core.kernel.errors import AlreadyExists, Violations
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.categories import Category
+from memgrpc.core.providers import ProviderKeys
 from memgrpc.v1 import admin_pb2 as pb
 from memgrpc.v1 import admin_pb2_grpc
 
@@ -18,6 +20,8 @@ _SCOPES: dict[pb.ApiKeyScope.ValueType, Scope] = {
     pb.API_KEY_SCOPE_READ: Scope.READ,
     pb.API_KEY_SCOPE_WRITE: Scope.WRITE,
     pb.API_KEY_SCOPE_ADMIN: Scope.ADMIN,
+    pb.API_KEY_SCOPE_BYOK_READ: Scope.BYOK_READ,
+    pb.API_KEY_SCOPE_BYOK_WRITE: Scope.BYOK_WRITE,
 }
 _SCOPE_PB = {scope: number for number, scope in _SCOPES.items()}
 _KEY_FIELDS = frozenset({"name", "scopes"})
@@ -79,10 +83,13 @@ def _update_fields(v: Violations, request: pb.UpdateApiKeyRequest) -> frozenset[
     return frozenset(paths) & _KEY_FIELDS
 
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, service: AdminService, idempotency: Idempotency) -> None:
+class AdminServicer(ProviderKeyRpcs, admin_pb2_grpc.AdminServiceServicer):
+    def __init__(
+        self, service: AdminService, idempotency: Idempotency, *, provider_keys: ProviderKeys
+    ) -> None:
         self._svc = service
         self._idem = idempotency
+        self._provider_keys = provider_keys
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

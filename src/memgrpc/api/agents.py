@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
+from memgrpc.api.agent_states import StateRpcs
 from memgrpc.core.access import principal
 from memgrpc.core.agents import (
     BIG_FIVE,
@@ -20,6 +21,7 @@ from memgrpc.core.agents import (
     MemoryMode,
     Personality,
 )
+from memgrpc.core.agents.states import StateService
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import agents_pb2 as pb
 from memgrpc.v1 import agents_pb2_grpc
@@ -92,10 +94,13 @@ def set_fields(a: pb.Agent) -> frozenset[str]:
     return frozenset(out)
 
 
-class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agents: AgentService, idempotency: Idempotency) -> None:
+class AgentServicer(StateRpcs, agents_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self, agents: AgentService, idempotency: Idempotency, *, states: StateService
+    ) -> None:
         self._agents = agents
         self._idem = idempotency
+        self._states = states
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

@@ -18,7 +18,7 @@ from memgrpc.llm.base import (
     Usage,
 )
 from memgrpc.llm.local import LocalProvider
-from memgrpc.llm.openai import OpenAIProvider
+from memgrpc.llm.openai import OpenAIProvider, check_key
 
 __all__ = [
     "ChatMessage",
@@ -32,6 +32,7 @@ __all__ = [
     "Providers",
     "Usage",
     "build_providers",
+    "check_key",
 ]
 
 PROVIDER_NAMES = ("local", "openai")

@@ -89,7 +89,9 @@ class OpenAIProvider:
         timeout_s: float = 60.0,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "openai",
     ) -> None:
+        self.name = name  # a project's own key (BYOK) names its provider: gemini, xai, ...
         self.available = bool(base_url)
         self.default_model = model or DEFAULT_MODEL
         self.models: tuple[str, ...] = (self.default_model,)
@@ -220,3 +222,40 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def check_key(
+    base_url: str,
+    api_key: str,
+    *,
+    provider: str,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """Ask `GET {base_url}/models` with the key: returns when the provider accepts it, raises
+    a ProviderError (kind `auth` when it refuses the key) otherwise. The key is never part of
+    the error's message."""
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, _CONNECT_TIMEOUT_S)),
+            transport=transport,
+        ) as client:
+            resp = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+    except httpx.TimeoutException as exc:
+        raise ProviderError(
+            "timeout", f"no response in time ({type(exc).__name__})", provider=provider
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(
+            "unavailable", f"{type(exc).__name__}: {exc}".replace(api_key, "***"), provider=provider
+        ) from None
+    if resp.status_code == 200:
+        return
+    text = _error_text(resp.content).replace(api_key, "***")
+    raise ProviderError(
+        _kind(resp.status_code),
+        f"HTTP {resp.status_code}: {text}" if text else f"HTTP {resp.status_code}",
+        provider=provider,
+        status=resp.status_code,
+    )

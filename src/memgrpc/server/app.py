@@ -27,9 +27,10 @@ from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
-from memgrpc.config import ServerConfig
+from memgrpc.config import BYOK_MODELS, ServerConfig, decode_master_key
 from memgrpc.core.access import AdminService, Authenticator
 from memgrpc.core.agents import AgentService
+from memgrpc.core.agents.states import StateService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
 from memgrpc.core.chat.replay import ChatReplays
@@ -54,9 +55,17 @@ from memgrpc.core.intelligence.reconcile import Reconciler
 from memgrpc.core.intelligence.step import ExtractFacts
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.service import MemoryService
+from memgrpc.core.providers import (
+    MASTER_KEY_FILE,
+    ActiveKey,
+    ProjectProviders,
+    ProviderKeys,
+    Sealer,
+    load_or_create,
+)
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.embed.shared import SharingEmbedder
-from memgrpc.llm import LLMConfig, Providers, build_providers
+from memgrpc.llm import LLMConfig, OpenAIProvider, Provider, Providers, build_providers, check_key
 from memgrpc.server import ratelimit, reflection, tls
 from memgrpc.server.interceptors import interceptors
 from memgrpc.server.telemetry import Telemetry, require_sdk
@@ -123,6 +132,32 @@ def key_file_path(config: ServerConfig) -> Path:
     return Path(local) / KEY_FILE if local is not None else Path(KEY_FILE)
 
 
+def master_key(config: ServerConfig) -> bytes:
+    """MEMGRPC_MASTER_KEY, else `master.key` next to admin.key (generated on first start)."""
+    if config.master_key is not None:
+        return decode_master_key(config.master_key)
+    return load_or_create(key_file_path(config).with_name(MASTER_KEY_FILE))
+
+
+def build_provider_keys(config: ServerConfig, store: Store, sealer: Sealer) -> ProviderKeys:
+    async def check(provider: str, base_url: str, api_key: str) -> None:
+        await check_key(
+            base_url, api_key, provider=provider, timeout_s=min(config.openai_timeout_s, 15.0)
+        )
+
+    return ProviderKeys(store, sealer, check, config.byok_base_urls())
+
+
+def build_project_providers(config: ServerConfig, keys: ProviderKeys) -> ProjectProviders:
+    def provider(k: ActiveKey) -> Provider:
+        model = k.default_model or BYOK_MODELS.get(k.provider, "")
+        return OpenAIProvider(
+            k.base_url, k.api_key, model, config.openai_timeout_s, name=k.provider
+        )
+
+    return ProjectProviders(keys, provider)
+
+
 @dataclass
 class Conversations:
     """Users, sessions, messages and their processing jobs (plus their background loops)."""
@@ -176,6 +211,7 @@ class Chats:
     background: BackgroundChats
     replays: ChatReplays
     providers: Providers
+    own: ProjectProviders  # a project's BYOK provider (its chat, extraction, context engine)
 
     @classmethod
     def build(
@@ -187,34 +223,49 @@ class Chats:
         embedder: BatchingEmbedder,
         providers: Providers,
         profiles: Profiles,
+        own: ProjectProviders,
     ) -> Chats:
         context = ContextService(
             memories, SessionMessages(conv.sessions, conv.messages), embedder, profiles
         )
-        service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
+        service = ChatService(
+            conv.sessions,
+            conv.messages,
+            context,
+            providers,
+            embedder,
+            own_provider=own.provider_for,
+        )
         background = BackgroundChats(store, service, memories)
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
         replays = ChatReplays(store, service, conv.sessions, memories)
-        return cls(context, service, background, replays, providers)
+        return cls(context, service, background, replays, providers, own)
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
         await self.background.stop()
         await self.service.stop()
         await self.providers.aclose()
+        await self.own.aclose()
 
 
 def build_extract_step(
-    config: ServerConfig, providers: Providers, reconciler: Reconciler
+    config: ServerConfig, providers: Providers, reconciler: Reconciler, own: ProjectProviders
 ) -> ExtractFacts | None:
     """The extraction step with the extractor MEMGRPC_EXTRACTOR names (config has checked that
-    llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback."""
+    llm has its endpoint) and MEMGRPC_EXTRACTOR_FALLBACK's fallback; a project with an active
+    BYOK key extracts with its LLM (rules or the fallback when that fails)."""
     if config.extractor == "none":
         return None
+
+    async def own_extractor(project_id: str) -> LlmExtractor | None:
+        provider = await own.provider_for(project_id)
+        return LlmExtractor(provider, provider.default_model) if provider is not None else None
+
     rules = RulesExtractor()
     if config.extractor != "llm":
-        return ExtractFacts(rules, reconciler, actions=session_actions)
+        return ExtractFacts(rules, reconciler, actions=session_actions, own_extractor=own_extractor)
     provider = providers.get("openai")
     if provider is None:
         raise ValueError("the llm extractor needs the openai provider")
@@ -224,6 +275,7 @@ def build_extract_step(
         reconciler,
         fallback=fallback,
         actions=session_actions,
+        own_extractor=own_extractor,
     )
 
 
@@ -252,6 +304,8 @@ class App:
     chat: Chats
     intelligence: Intelligence
     agents: AgentService
+    states: StateService
+    provider_keys: ProviderKeys
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -337,15 +391,18 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             openai_timeout_s=config.openai_timeout_s,
         )
     )
+    provider_keys = build_provider_keys(config, store, Sealer(master_key(config)))
+    own = build_project_providers(config, provider_keys)
     conflicts = ConflictService(store, memories)
     reconciler = Reconciler(memories, conflicts)
-    extract = build_extract_step(config, providers, reconciler)
+    extract = build_extract_step(config, providers, reconciler, own)
     conversations = Conversations.build(config, store, memories, batching, extract, conflicts)
     intel = Intelligence(
         reconciler,
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
+    agents = AgentService(store)
     app = App(
         config=config,
         store=store,
@@ -357,10 +414,12 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         maintainer=maintainer,
         conversations=conversations,
         chat=Chats.build(
-            config, store, memories, conversations, batching, providers, intel.profiles
+            config, store, memories, conversations, batching, providers, intel.profiles, own
         ),
+        provider_keys=provider_keys,
         intelligence=intel,
-        agents=AgentService(store),
+        agents=agents,
+        states=StateService(store, agents.check_scope),
     )
     conversations.sessions.check_scope_with(app.agents.check_scope)
     try:
@@ -403,7 +462,7 @@ async def start(
             MemoryServicer(app.memories, app.conversations.idempotency), server
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(app.admin, Idempotency(app.store)),  # type: ignore[abstract]  # BYOK RPCs: issue 20 in progress
+            AdminServicer(app.admin, Idempotency(app.store), provider_keys=app.provider_keys),
             server,
         )
         conv = app.conversations
@@ -432,7 +491,7 @@ async def start(
             ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(app.agents, conv.idempotency),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            AgentServicer(app.agents, conv.idempotency, states=app.states),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

@@ -113,11 +113,11 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _ADMIN + "UpdateApiKey": Scope.ADMIN,
     _ADMIN + "RevokeApiKey": Scope.ADMIN,
     _ADMIN + "ListCategories": Scope.READ,
-    _ADMIN + "SetProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
-    _ADMIN + "ListProviderKeys": Scope.ADMIN,  # BYOK scopes come with the BYOK work
-    _ADMIN + "SetActiveProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
-    _ADMIN + "TestProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
-    _ADMIN + "DeleteProviderKey": Scope.ADMIN,  # BYOK scopes come with the BYOK work
+    _ADMIN + "SetProviderKey": Scope.BYOK_WRITE,
+    _ADMIN + "ListProviderKeys": Scope.BYOK_READ,
+    _ADMIN + "SetActiveProviderKey": Scope.BYOK_WRITE,
+    _ADMIN + "TestProviderKey": Scope.BYOK_READ,  # writes only the key's health
+    _ADMIN + "DeleteProviderKey": Scope.BYOK_WRITE,
     _ADMIN + "SetCategories": Scope.ADMIN,
 }
 

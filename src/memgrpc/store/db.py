@@ -77,6 +77,10 @@ def _specs(dim: int) -> dict[str, _Spec]:
             schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
         ),
         "agents": _Spec(schemas.AGENTS, "id", btree=("id", "project_id")),
+        "provider_keys": _Spec(schemas.PROVIDER_KEYS, "id", btree=("project_id",)),
+        "agent_states": _Spec(
+            schemas.AGENT_STATES, "pk", btree=("pk", "project_id", "agent_id", "user_id")
+        ),
     }
 
 

@@ -268,3 +268,48 @@ AGENTS = pa.schema(
         _f("update_time", TS),
     ]
 )
+
+AGENT_STATES = pa.schema(
+    [
+        # a hash of the composite key (project, agent, instance, scope, user, key)
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        # null = the agent's default state
+        _f("instance_id", pa.string()),
+        # global | user
+        _f("scope", pa.string()),
+        # null for global states
+        _f("user_id", pa.string()),
+        _f("key", pa.string()),
+        # application/json (value is JSON text) | text/plain (value is the text)
+        _f("content_type", pa.string()),
+        _f("value", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)
+
+PROVIDER_KEYS = pa.schema(
+    [
+        # `pvk_...`
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        # openai | gemini | xai | openrouter
+        _f("provider", pa.string()),
+        # the first characters of the key, to recognise it; the key itself only sealed
+        _f("key_prefix", pa.string()),
+        # AES-256-GCM (core/providers/crypto.py) of the key, bound to (project_id, id)
+        _f("nonce", pa.binary()),
+        _f("ciphertext", pa.binary()),
+        _f("base_url", pa.string()),
+        _f("default_model", pa.string()),
+        _f("is_active", pa.bool_()),
+        # healthy | unhealthy | null (never checked)
+        _f("health", pa.string()),
+        _f("last_check_time", TS),
+        _f("last_error", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)

@@ -16,7 +16,6 @@ from memgrpc.core.access import bootstrap
 from memgrpc.core.access.authenticator import Authenticator
 from memgrpc.core.access.principal import Principal, Scope
 from memgrpc.core.access.records import (
-    ALL_SCOPES,
     ApiKey,
     CreatedApiKey,
     Project,
@@ -64,8 +63,8 @@ def _check_id(v: Violations, field: str, value: str, *, required: bool = True) -
 
 def _check_scopes(v: Violations, field: str, scopes: tuple[Scope, ...]) -> tuple[Scope, ...]:
     if not scopes:
-        v.add(field, "must name at least one scope (read, write, admin)")
-    return tuple(s for s in ALL_SCOPES if s in scopes)  # canonical order, no duplicates
+        v.add(field, "must name at least one scope (read, write, admin, byok_read, byok_write)")
+    return tuple(s for s in Scope if s in scopes)  # canonical order, no duplicates
 
 
 def _project_not_found(project_id: str) -> NotFound:

@@ -13,6 +13,9 @@ class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    # provider keys (BYOK): list and test / set, activate and delete; admin implies both
+    BYOK_READ = "byok_read"
+    BYOK_WRITE = "byok_write"
 
 
 @dataclass(frozen=True)

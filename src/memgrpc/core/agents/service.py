@@ -21,6 +21,7 @@ from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.owned import delete_agent_rows
 from memgrpc.store.tables import Row, Table
 
 UPDATABLE = ("display_name", "system_prompt", "personality", "capabilities", "metadata")
@@ -28,6 +29,7 @@ UPDATABLE = ("display_name", "system_prompt", "personality", "capabilities", "me
 
 class AgentService:
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._table = Table(store, "agents")
         self._locks = KeyedLocks()
 
@@ -115,11 +117,11 @@ class AgentService:
             return changed.capabilities
 
     async def delete(self, project_id: str, agent_id: str) -> None:
-        """The agent's row. (Instances, custom states, notifications and agent-scoped memories
-        do not exist yet; when they do, they go here too, before the row, so a failure part-way
-        leaves the delete retryable.)"""
+        """The agent's rows in every AGENT_TABLES table, then its own row (last, so a failure
+        part-way leaves the delete retryable)."""
         async with self._locks.hold(f"{project_id}/{agent_id}"):
             await self._require(project_id, agent_id, "id")
+            await delete_agent_rows(self._store, project_id, agent_id)
             await self._table.writer.delete(str(self._where(project_id, agent_id)))
 
     async def list(self, project_id: str, page: PageRequest) -> Page[Agent]:

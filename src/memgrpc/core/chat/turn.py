@@ -23,7 +23,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -50,6 +50,8 @@ from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, U
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# project id -> its own provider (a BYOK key, core/providers), None = the server's
+OwnProvider = Callable[[str], Awaitable[Provider | None]]
 
 MAX_TEMPERATURE = 2.0
 MAX_MODEL_CHARS = 256
@@ -303,11 +305,14 @@ class ChatService:
         context: ContextService,
         providers: Providers,
         embedder: TurnEmbedder,
+        *,
+        own_provider: OwnProvider | None = None,
     ) -> None:
         self._sessions = sessions
         self._messages = messages
         self._context = context
         self._providers = providers
+        self._own_provider = own_provider
         self._embedder = embedder
         self._tasks: set[asyncio.Future[Any]] = set()
         # called once per turn at its first delta (benchmarks read the provider's share)
@@ -327,7 +332,9 @@ class ChatService:
         ]
 
     # -- plan: validate, pick the provider, resolve the session ------------------------------
-    def _validate(self, r: ChatRequest) -> Provider:
+    def _validate(self, r: ChatRequest, own: Provider | None = None) -> Provider:
+        """The checked request's provider: the project's own (`own`, BYOK) when the request
+        names none or names it, else the server's provider of that name."""
         v = Violations()
         validation.check_content(v, "message", r.message)
         validation.check_id(v, "session_id", r.session_id, required=False)
@@ -346,7 +353,8 @@ class ChatService:
             v.add("system_prompt", "must not contain NUL characters")
         if len(r.model) > MAX_MODEL_CHARS or any(c.isspace() for c in r.model):
             v.add("model", f"must be at most {MAX_MODEL_CHARS} characters without whitespace")
-        provider = self._providers.get(r.provider)
+        use_own = own is not None and r.provider in ("", own.name)
+        provider = own if use_own else self._providers.get(r.provider)
         if provider is None:
             names = ", ".join(p.name for p in self._providers.all())
             v.add("provider", f"unknown provider {r.provider!r} (configured: {names})")
@@ -358,7 +366,8 @@ class ChatService:
         """Check everything that can fail before anything is stored; `look_up=False` leaves an
         existing session's checks to the store of the user message (one read less up front)."""
         started = time.perf_counter()
-        provider = self._validate(r)
+        own = await self._own_provider(project_id) if self._own_provider is not None else None
+        provider = self._validate(r, own)
         if not provider.available:
             raise FailedPrecondition(
                 f"LLM provider {provider.name!r} is not configured on this server",

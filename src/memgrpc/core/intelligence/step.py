@@ -33,6 +33,8 @@ PAUSE_ENV = "MEMGRPC_TEST_EXTRACT_PAUSE_S"
 
 # the user actions recorded in a session, as messages (core/intelligence/actions.py)
 ActionSource = Callable[[MemoryService, str, str, str], Awaitable[list[Message]]]
+# project id -> the extractor of its own LLM key (BYOK), None = the server's extractor
+OwnExtractor = Callable[[str], Awaitable[Extractor | None]]
 
 
 class ExtractFacts:
@@ -45,8 +47,10 @@ class ExtractFacts:
         *,
         fallback: Extractor | None = None,
         actions: ActionSource | None = None,
+        own_extractor: OwnExtractor | None = None,
     ) -> None:
         self._extractor = extractor
+        self._own_extractor = own_extractor
         self._fallback = fallback
         self._reconciler = reconciler
         self._actions = actions
@@ -57,7 +61,7 @@ class ExtractFacts:
         if self._actions is not None:
             messages += await self._actions(work.memories, project, user, work.session.id)
         known = [known_fact(m) for m in await self._reconciler.current(project, user)]
-        facts, ran = await self._extract(messages, known) if messages else ([], "")
+        facts, ran = await self._extract(project, messages, known) if messages else ([], "")
         async with self._reconciler.lock(project, user):
             plan = await self._reconciler.plan(project, user, work.session.id, facts)
             await self._reconciler.apply(project, plan, between=_pause_hook())
@@ -75,9 +79,15 @@ class ExtractFacts:
         )
 
     async def _extract(
-        self, messages: list[Message], known: list[KnownFact]
+        self, project_id: str, messages: list[Message], known: list[KnownFact]
     ) -> tuple[list[Fact], str]:
-        return await extract_named(self._extractor, self._fallback, messages, known)
+        """With the project's own key, its LLM extracts; should that fail, the server's own
+        extractor takes over when it is not an LLM too (rules), else the configured fallback."""
+        own = await self._own_extractor(project_id) if self._own_extractor is not None else None
+        if own is None:
+            return await extract_named(self._extractor, self._fallback, messages, known)
+        fallback = self._fallback if self._extractor.name == own.name else self._extractor
+        return await extract_named(own, fallback, messages, known)
 
 
 def _pause_hook() -> Callable[[], Awaitable[None]] | None:
