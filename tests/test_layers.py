@@ -16,8 +16,21 @@ MAY_IMPORT = {
     "store": {"tracing"},
     "embed": {"tracing"},
     "llm": {"tracing"},
+    "mcp": {"client"},  # a client-side layer: memgrpc only through its Python client
 }
-LAYERS = {"server", "api", "core", "store", "embed", "llm", "client", "v1", "cli", "transfer_cli"}
+LAYERS = {
+    "server",
+    "api",
+    "core",
+    "store",
+    "embed",
+    "llm",
+    "client",
+    "v1",
+    "cli",
+    "transfer_cli",
+    "mcp",
+}
 
 
 def _imports(source: str, package: tuple[str, ...]) -> set[str]:

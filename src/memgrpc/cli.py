@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from memgrpc import transfer_cli
 
     transfer_cli.add_commands(commands)
+    from memgrpc.mcp import cli as mcp_cli
+
+    mcp_cli.add_command(commands)
     return parser
 
 
@@ -140,4 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from memgrpc import transfer_cli
 
         return transfer_cli.run(args)
+    if args.command == "mcp":
+        from memgrpc.mcp import cli as mcp_cli
+
+        return mcp_cli.run(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
