@@ -25,6 +25,9 @@ USER_TABLES = (
     "requests",
     "chat_results",
     "conflicts",
+    "agent_relations",
+    "agent_diary",
+    "notifications",
 )
 
 

@@ -48,6 +48,8 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--extractor-fallback": ("extractor_fallback", "rules: use it when the llm extractor fails"),
     "--job-stale-after": ("job_stale_after_s", "seconds before a dead replica's job fails (600)"),
+    "--notify-interval": ("notify_interval_s", "seconds between notification sweeps (60)"),
+    "--inactivity-days": ("inactivity_days", "idle days before an inactivity check-in (7)"),
 }
 
 

@@ -56,6 +56,8 @@ ENV: Mapping[str, str] = {
     "extractor": "MEMGRPC_EXTRACTOR",
     "extractor_fallback": "MEMGRPC_EXTRACTOR_FALLBACK",
     "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
+    "notify_interval_s": "MEMGRPC_NOTIFY_INTERVAL",
+    "inactivity_days": "MEMGRPC_INACTIVITY_DAYS",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -120,6 +122,10 @@ class ServerConfig:
     # a processing job whose session stayed PROCESSING this long while no replica ran it (its
     # server died) is failed by the sweeper, so the session can be processed again
     job_stale_after_s: float = 600.0
+    # the agents' proactive notifications (core/agents/engine/notifications.py): how often the
+    # background sweep runs their checks, and the idle days before an inactivity check-in
+    notify_interval_s: float = 60.0
+    inactivity_days: float = 7.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -163,6 +169,10 @@ class ServerConfig:
             raise ConfigError(f"{_label('otel')}: must be true or false")
         _check_chat(self)
         _check_extractor(self)
+        if not 0.01 <= self.notify_interval_s <= 86400:
+            raise ConfigError(f"{_label('notify_interval_s')}: must be between 0.01 and 86400 s")
+        if not 0 < self.inactivity_days <= 3650:
+            raise ConfigError(f"{_label('inactivity_days')}: must be between 0 and 3650 days")
 
     @property
     def host(self) -> str:

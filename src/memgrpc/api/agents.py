@@ -8,6 +8,8 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
+from memgrpc.api.agent_engine import EngineRpcs
+from memgrpc.api.agent_notifications import NotificationRpcs
 from memgrpc.core.access import principal
 from memgrpc.core.agents import (
     BIG_FIVE,
@@ -20,6 +22,7 @@ from memgrpc.core.agents import (
     MemoryMode,
     Personality,
 )
+from memgrpc.core.agents.engine import ContextEngine, Diary, Notifications
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import agents_pb2 as pb
 from memgrpc.v1 import agents_pb2_grpc
@@ -92,10 +95,21 @@ def set_fields(a: pb.Agent) -> frozenset[str]:
     return frozenset(out)
 
 
-class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agents: AgentService, idempotency: Idempotency) -> None:
+class AgentServicer(EngineRpcs, NotificationRpcs, agents_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        agents: AgentService,
+        idempotency: Idempotency,
+        *,
+        engine: ContextEngine,
+        diary: Diary,
+        notifications: Notifications,
+    ) -> None:
         self._agents = agents
         self._idem = idempotency
+        self._engine = engine
+        self._diary = diary
+        self._notifications = notifications
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

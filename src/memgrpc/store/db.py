@@ -77,6 +77,13 @@ def _specs(dim: int) -> dict[str, _Spec]:
             schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
         ),
         "agents": _Spec(schemas.AGENTS, "id", btree=("id", "project_id")),
+        "agent_relations": _Spec(
+            schemas.AGENT_RELATIONS, "pk", btree=("pk", "project_id", "agent_id", "user_id")
+        ),
+        "agent_diary": _Spec(schemas.AGENT_DIARY, "pk", btree=("project_id", "agent_id")),
+        "notifications": _Spec(
+            schemas.NOTIFICATIONS, "id", btree=("id", "project_id", "agent_id", "user_id")
+        ),
     }
 
 
