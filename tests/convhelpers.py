@@ -26,6 +26,9 @@ USER_TABLES = (
     "chat_results",
     "conflicts",
     "agent_states",
+    "agent_relations",
+    "agent_diary",
+    "notifications",
 )
 
 

@@ -52,6 +52,8 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "provider_base_urls",
         'JSON object of BYOK provider base URLs, e.g. {"openai": "https://proxy/v1"}',
     ),
+    "--notify-interval": ("notify_interval_s", "seconds between notification sweeps (60)"),
+    "--inactivity-days": ("inactivity_days", "idle days before an inactivity check-in (7)"),
 }
 
 

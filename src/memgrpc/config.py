@@ -60,6 +60,8 @@ ENV: Mapping[str, str] = {
     "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
     "master_key": "MEMGRPC_MASTER_KEY",
     "provider_base_urls": "MEMGRPC_PROVIDER_BASE_URLS",
+    "notify_interval_s": "MEMGRPC_NOTIFY_INTERVAL",
+    "inactivity_days": "MEMGRPC_INACTIVITY_DAYS",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -144,6 +146,10 @@ class ServerConfig:
     master_key: str | None = None
     # provider -> base URL, overriding BYOK_BASE_URLS (JSON object, e.g. for a proxy)
     provider_base_urls: Mapping[str, str] = field(default_factory=dict)
+    # the agents' proactive notifications (core/agents/engine/notifications.py): how often the
+    # background sweep runs their checks, and the idle days before an inactivity check-in
+    notify_interval_s: float = 60.0
+    inactivity_days: float = 7.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -198,6 +204,11 @@ class ServerConfig:
                 raise ConfigError(
                     f"{_label('provider_base_urls')}: {name} must start with http:// or https://"
                 )
+
+        if not 0.01 <= self.notify_interval_s <= 86400:
+            raise ConfigError(f"{_label('notify_interval_s')}: must be between 0.01 and 86400 s")
+        if not 0 < self.inactivity_days <= 3650:
+            raise ConfigError(f"{_label('inactivity_days')}: must be between 0 and 3650 days")
 
     def byok_base_urls(self) -> dict[str, str]:
         return {**BYOK_BASE_URLS, **self.provider_base_urls}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 
 from memgrpc.store.owned import USER_COLUMNS
-from memgrpc.v1 import agent_state_pb2 as apb
-from memgrpc.v1 import agents_pb2, agents_pb2_grpc, chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
+from memgrpc.v1 import agent_state_pb2 as sapb
+from memgrpc.v1 import agents_pb2 as apb
+from memgrpc.v1 import agents_pb2_grpc, chat_pb2_grpc, sessions_pb2_grpc, users_pb2_grpc
 from memgrpc.v1 import chat_pb2 as cpb
 from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as spb
@@ -59,19 +61,35 @@ async def _populate(
         cpb.ChatRequest(user_id=user, message="hello", request_id=f"ch-{user}"), metadata=md(key)
     )
     assert [ev async for ev in events][-1].HasField("done")
-    agents = agents_pb2_grpc.AgentServiceStub(channel)  # a USER-scoped custom state
+    await _agent_state(channel, sessions, key, user)
+    return s.id, m.id, job.id
+
+
+async def _agent_state(channel, sessions, key: str, user: str) -> None:
+    """Rows in the agent tables: a past-dated agent session (relation, events), processed
+    (a diary row), and its notification checks run (notifications)."""
+    agents = agents_pb2_grpc.AgentServiceStub(channel)
     agent = await agents.CreateAgent(
-        agents_pb2.CreateAgentRequest(agent=agents_pb2.Agent(display_name="Ava")), metadata=md(key)
+        apb.CreateAgentRequest(agent=apb.Agent(display_name="Ava")), metadata=md(key)
     )
-    await agents.CreateState(
-        apb.CreateStateRequest(
-            state=apb.CustomState(
-                agent_id=agent.id, scope=apb.STATE_SCOPE_USER, user_id=user, key="k", text="x"
+    s = await sessions.CreateSession(new_session(user, agent_id=agent.id), metadata=md(key))
+    said = msg("My exam is tomorrow.")
+    said.create_time.FromDatetime(datetime.now(UTC) - timedelta(days=30))
+    await sessions.AddMessages(add(s.id, said), metadata=md(key))
+    await sessions.ProcessSession(
+        spb.ProcessSessionRequest(session_id=s.id, wait=True), metadata=md(key)
+    )
+    await agents.RunNotificationChecks(
+        sapb.RunNotificationChecksRequest(agent_id=agent.id), metadata=md(key)
+    )
+    await agents.CreateState(  # a USER-scoped custom state
+        sapb.CreateStateRequest(
+            state=sapb.CustomState(
+                agent_id=agent.id, scope=sapb.STATE_SCOPE_USER, user_id=user, key="k", text="x"
             )
         ),
         metadata=md(key),
     )
-    return s.id, m.id, job.id
 
 
 async def test_purge_removes_every_row(

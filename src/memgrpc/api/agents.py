@@ -8,6 +8,8 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
+from memgrpc.api.agent_engine import EngineRpcs
+from memgrpc.api.agent_notifications import NotificationRpcs
 from memgrpc.api.agent_states import StateRpcs
 from memgrpc.core.access import principal
 from memgrpc.core.agents import (
@@ -21,6 +23,7 @@ from memgrpc.core.agents import (
     MemoryMode,
     Personality,
 )
+from memgrpc.core.agents.engine import ContextEngine, Diary, Notifications
 from memgrpc.core.agents.states import StateService
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import agents_pb2 as pb
@@ -94,13 +97,23 @@ def set_fields(a: pb.Agent) -> frozenset[str]:
     return frozenset(out)
 
 
-class AgentServicer(StateRpcs, agents_pb2_grpc.AgentServiceServicer):
+class AgentServicer(StateRpcs, EngineRpcs, NotificationRpcs, agents_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, agents: AgentService, idempotency: Idempotency, *, states: StateService
+        self,
+        agents: AgentService,
+        idempotency: Idempotency,
+        *,
+        states: StateService,
+        engine: ContextEngine,
+        diary: Diary,
+        notifications: Notifications,
     ) -> None:
         self._agents = agents
         self._idem = idempotency
         self._states = states
+        self._engine = engine
+        self._diary = diary
+        self._notifications = notifications
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ from memgrpc.api.users import UserServicer
 from memgrpc.config import BYOK_MODELS, ServerConfig, decode_master_key
 from memgrpc.core.access import AdminService, Authenticator
 from memgrpc.core.agents import AgentService
+from memgrpc.core.agents.engine import (
+    ContextEngine,
+    Diary,
+    EngineLlm,
+    Notifications,
+    NotificationSweeper,
+)
 from memgrpc.core.agents.states import StateService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
@@ -289,6 +297,44 @@ class Intelligence:
 
 
 @dataclass
+class AgentEngine:
+    """The agents' context engine: mood and relationship (moved by every stored turn), the
+    diary (a processing step), the notifications and their background sweep."""
+
+    engine: ContextEngine
+    diary: Diary
+    notifications: Notifications
+    sweeper: NotificationSweeper
+
+    @classmethod
+    def build(
+        cls,
+        config: ServerConfig,
+        store: Store,
+        memories: MemoryService,
+        providers: Providers,
+        agents: AgentService,
+        conversations: Conversations,
+    ) -> AgentEngine:
+        """With MEMGRPC_EXTRACTOR=llm the engine asks the same OpenAI-compatible model."""
+        provider = providers.get("openai") if config.extractor == "llm" else None
+        llm = EngineLlm(provider, config.openai_model or "") if provider is not None else None
+        engine = ContextEngine(
+            store,
+            memories,
+            llm=llm,
+            check_scope=agents.check_scope,
+            inactivity=timedelta(days=config.inactivity_days),
+        )
+        diary = Diary(store, engine, llm=llm)
+        notifications = Notifications(store, engine, llm=llm)
+        conversations.messages.observers.append(engine.observe_turn)
+        conversations.jobs.steps.append(diary)  # after extraction: the day's facts exist
+        sweeper = NotificationSweeper(engine, notifications, interval_s=config.notify_interval_s)
+        return cls(engine, diary, notifications, sweeper)
+
+
+@dataclass
 class App:
     """Everything one server process holds; tests reach in through `RunningServer.app`."""
 
@@ -306,6 +352,7 @@ class App:
     agents: AgentService
     states: StateService
     provider_keys: ProviderKeys
+    agent_engine: AgentEngine
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -347,6 +394,7 @@ async def _close(app: App) -> None:
     await app.chat.stop()
     await app.maintainer.stop()
     await app.conversations.sweeper.stop()
+    await app.agent_engine.sweeper.stop()
     await app.conversations.jobs.stop()
     await app.memories.users.stop()  # flushes pending last_active_time
     await app.conversations.session_store.stop()  # and sessions' counters
@@ -403,6 +451,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
     agents = AgentService(store)
+    agent_engine = AgentEngine.build(config, store, memories, providers, agents, conversations)
     app = App(
         config=config,
         store=store,
@@ -420,6 +469,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         intelligence=intel,
         agents=agents,
         states=StateService(store, agents.check_scope),
+        agent_engine=agent_engine,
     )
     conversations.sessions.check_scope_with(app.agents.check_scope)
     try:
@@ -491,7 +541,14 @@ async def start(
             ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(app.agents, conv.idempotency, states=app.states),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            AgentServicer(  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+                app.agents,
+                conv.idempotency,
+                states=app.states,
+                engine=app.agent_engine.engine,
+                diary=app.agent_engine.diary,
+                notifications=app.agent_engine.notifications,
+            ),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)
@@ -511,6 +568,7 @@ async def start(
     app.maintainer.start()
     app.memories.users.start()
     app.conversations.sweeper.start()
+    app.agent_engine.sweeper.start()
     log.info(
         "server_started",
         address=running.address,

@@ -81,6 +81,13 @@ def _specs(dim: int) -> dict[str, _Spec]:
         "agent_states": _Spec(
             schemas.AGENT_STATES, "pk", btree=("pk", "project_id", "agent_id", "user_id")
         ),
+        "agent_relations": _Spec(
+            schemas.AGENT_RELATIONS, "pk", btree=("pk", "project_id", "agent_id", "user_id")
+        ),
+        "agent_diary": _Spec(schemas.AGENT_DIARY, "pk", btree=("project_id", "agent_id")),
+        "notifications": _Spec(
+            schemas.NOTIFICATIONS, "id", btree=("id", "project_id", "agent_id", "user_id")
+        ),
     }
 
 

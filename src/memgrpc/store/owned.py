@@ -24,6 +24,9 @@ USER_COLUMNS: Mapping[str, str] = {
     "chat_results": "user_id",
     "conflicts": "user_id",
     "agent_states": "user_id",
+    "agent_relations": "user_id",
+    "agent_diary": "user_id",
+    "notifications": "user_id",
 }
 
 
@@ -63,7 +66,13 @@ async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[s
 # Tables that hold an agent's per-user state; each has `project_id`, `agent_id`, `instance_id`
 # (null = the agent's default state) and `user_id` (null = not per user) columns. DeleteAgent,
 # DeleteInstance and ResetInstance cover every table listed here with no further change.
-AGENT_TABLES: tuple[str, ...] = ("sessions", "agent_states")
+AGENT_TABLES: tuple[str, ...] = (
+    "sessions",
+    "agent_states",
+    "agent_relations",
+    "agent_diary",
+    "notifications",
+)
 
 
 def agent_where(project_id: str, agent_id: str, instance_id: str = "", user_id: str = "") -> Where:

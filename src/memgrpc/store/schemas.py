@@ -313,3 +313,84 @@ PROVIDER_KEYS = pa.schema(
         _f("update_time", TS),
     ]
 )
+
+AGENT_RELATIONS = pa.schema(
+    [
+        # project, agent, instance, user (core/agents/engine/relations.py relation_pk)
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        # null = the agent's default state
+        _f("instance_id", pa.string()),
+        _f("user_id", pa.string(), False),
+        _f("mood_label", pa.string()),
+        _f("valence", pa.float64()),
+        _f("arousal", pa.float64()),
+        _f("mood_turns", pa.int32()),
+        # lexicon | llm
+        _f("mood_source", pa.string()),
+        _f("mood_time", TS),
+        _f("familiarity", pa.float64()),
+        _f("affinity", pa.float64()),
+        _f("description", pa.string()),
+        _f("relation_source", pa.string()),
+        _f("sessions", pa.int32()),
+        _f("messages", pa.int32()),
+        # extracted facts learned in the agent's sessions (familiarity grows with them)
+        _f("facts", pa.int32()),
+        # the latest message time seen (message times, so past conversations stay past)
+        _f("last_interaction_time", TS),
+        # JSON: the last message keys observed (observe_turn is idempotent by message) and
+        # session ids counted
+        _f("seen", pa.string()),
+        _f("session_ids", pa.string()),
+        # JSON: dated events / tasks the user mentioned (core/agents/engine/dates.py)
+        _f("events", pa.string()),
+        # the last_interaction_time an inactivity notification was made for
+        _f("inactivity_noticed", TS),
+        # when the notification sweep should look at this row next (null = nothing to check)
+        _f("next_check_time", TS),
+        _f("update_time", TS),
+    ]
+)
+
+AGENT_DIARY = pa.schema(
+    [
+        # project, agent, instance, day, user: one row per user met that day; an entry is a day
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        _f("instance_id", pa.string()),
+        _f("user_id", pa.string(), False),
+        # YYYY-MM-DD (UTC, from the message times)
+        _f("day", pa.string(), False),
+        # JSON {session_id: {"messages": n, "facts": [text, ...], "names": [...]}}
+        _f("sessions", pa.string()),
+        # this user's paragraph of the day's entry
+        _f("text", pa.string()),
+        # template | llm
+        _f("source", pa.string()),
+        _f("update_time", TS),
+    ]
+)
+
+NOTIFICATIONS = pa.schema(
+    [
+        # `ntf_...`, derived from the cause: a check never makes the same notification twice
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        _f("instance_id", pa.string()),
+        _f("user_id", pa.string(), False),
+        # follow_up | inactivity | due_task
+        _f("check_type", pa.string()),
+        _f("generated_message", pa.string()),
+        # pending | consumed
+        _f("status", pa.string()),
+        _f("due_time", TS),
+        _f("create_time", TS),
+        _f("consume_time", TS),
+        _f("source_id", pa.string()),
+        _f("metadata", pa.string()),
+    ]
+)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -56,6 +56,9 @@ DEFAULT_RECENT = 10
 TAIL = 32  # the last messages of a session kept by the tail cache
 MAX_RECENT = 100
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+# told about the messages stored in a session that talks to an agent (the context engine's
+# TurnHook.observe_turn); it must be idempotent per message
+TurnObserver = Callable[[str, Session, Sequence[Message]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class MessageService:
         self._tails: OwnWritesCache[Tail] = OwnWritesCache(
             self._msgs, store.config.read_consistency_s
         )
+        # every path that stores messages (AddMessages, chat turns, SubmitTurn) comes through
+        # `add`, so observing here moves an agent's mood exactly once per message
+        self.observers: builtins.list[TurnObserver] = []
 
     @staticmethod
     def _in_session(project_id: str, session_id: str) -> Where:
@@ -193,7 +199,18 @@ class MessageService:
                 self._next_seq.pop(key, None)  # the next call re-counts and heals
                 raise
             self._remember(key, base + len(ready))
+        if s.agent_id and any(m.role == DEFAULT_ROLE for m in ready):
+            await self._observe(project_id, s, ready)
         return ready
+
+    async def _observe(self, project_id: str, s: Session, ready: Sequence[Message]) -> None:
+        """After the commit and outside the session's lock; a failing observer is logged, never
+        fails the add (the messages are stored)."""
+        for observe in self.observers:
+            try:
+                await observe(project_id, s, ready)
+            except Exception as exc:
+                log.warning("turn_observer_failed", session_id=s.id, error=str(exc))
 
     async def _write(
         self,
