@@ -8,6 +8,8 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
+from memgrpc.api.agent_instances import InstanceRpcs
+from memgrpc.api.agent_memory import MemoryRpcs
 from memgrpc.core.access import principal
 from memgrpc.core.agents import (
     BIG_FIVE,
@@ -20,6 +22,8 @@ from memgrpc.core.agents import (
     MemoryMode,
     Personality,
 )
+from memgrpc.core.agents.instances import InstanceService
+from memgrpc.core.agents.memory import AgentMemory
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import agents_pb2 as pb
 from memgrpc.v1 import agents_pb2_grpc
@@ -92,10 +96,19 @@ def set_fields(a: pb.Agent) -> frozenset[str]:
     return frozenset(out)
 
 
-class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agents: AgentService, idempotency: Idempotency) -> None:
+class AgentServicer(InstanceRpcs, MemoryRpcs, agents_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        agents: AgentService,
+        idempotency: Idempotency,
+        *,
+        instances: InstanceService,
+        agent_memory: AgentMemory,
+    ) -> None:
         self._agents = agents
         self._idem = idempotency
+        self._instances = instances
+        self._agent_memory = agent_memory
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

@@ -30,6 +30,8 @@ from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.access import AdminService, Authenticator
 from memgrpc.core.agents import AgentService
+from memgrpc.core.agents.instances import InstanceService
+from memgrpc.core.agents.memory import AgentMemory
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
 from memgrpc.core.chat.replay import ChatReplays
@@ -252,6 +254,8 @@ class App:
     chat: Chats
     intelligence: Intelligence
     agents: AgentService
+    instances: InstanceService
+    agent_memory: AgentMemory
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -341,6 +345,15 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     reconciler = Reconciler(memories, conflicts)
     extract = build_extract_step(config, providers, reconciler)
     conversations = Conversations.build(config, store, memories, batching, extract, conflicts)
+    agents = AgentService(store)
+
+    def forget(project_id: str, user_id: str) -> None:
+        """Caches of rows an agent purge deleted behind them ("" = every user's)."""
+        memories.cache.forget(project_id, user_id)
+        conversations.session_store.forget_user(project_id, user_id)
+        conversations.messages.forget_user(project_id, user_id)
+
+    instances = InstanceService(store, agents, forget)
     intel = Intelligence(
         reconciler,
         extract,
@@ -360,9 +373,13 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
             config, store, memories, conversations, batching, providers, intel.profiles
         ),
         intelligence=intel,
-        agents=AgentService(store),
+        agents=agents,
+        instances=instances,
+        agent_memory=AgentMemory(memories, agents),
     )
-    conversations.sessions.check_scope_with(app.agents.check_scope)
+    conversations.sessions.check_scope_with(agents.check_scope)
+    memories.check_scope_with(agents.check_scope)
+    agents.purge_with(instances.purge_agent)
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
     except BaseException:
@@ -432,7 +449,12 @@ async def start(
             ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(app.agents, conv.idempotency),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            AgentServicer(  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+                app.agents,
+                conv.idempotency,
+                instances=app.instances,
+                agent_memory=app.agent_memory,
+            ),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

@@ -77,6 +77,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
             schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
         ),
         "agents": _Spec(schemas.AGENTS, "id", btree=("id", "project_id")),
+        "agent_instances": _Spec(schemas.AGENT_INSTANCES, "id", btree=("id", "agent_id")),
     }
 
 

@@ -62,7 +62,7 @@ async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[s
 # Tables that hold an agent's per-user state; each has `project_id`, `agent_id`, `instance_id`
 # (null = the agent's default state) and `user_id` (null = not per user) columns. DeleteAgent,
 # DeleteInstance and ResetInstance cover every table listed here with no further change.
-AGENT_TABLES: tuple[str, ...] = ("sessions",)
+AGENT_TABLES: tuple[str, ...] = ("sessions", "messages", "memories", "memory_versions")
 
 
 def agent_where(project_id: str, agent_id: str, instance_id: str = "", user_id: str = "") -> Where:
