@@ -233,6 +233,7 @@ async def test_agent_sessions_scope_messages_facts_and_recall(
     w = world
     s_a = await session_with(w, "u1", "I live in Glasgow.", agent_id=w.a)
     s_ins = await session_with(w, "u1", "I love kayaking.", agent_id=w.a, instance_id=w.ins)
+    s_chat_early = await session_with(w, "u1", agent_id=w.a, instance_id=w.ins)
     # the message rows and their MESSAGE memories carry the session's scope
     tbl = server.app.store.table("messages")
     rows = (await tbl.query().where(str(Where().eq("session_id", s_ins.id))).to_arrow()).to_pylist()
@@ -244,6 +245,22 @@ async def test_agent_sessions_scope_messages_facts_and_recall(
     assert [(m.agent_id, m.instance_id) for m in turns.memories] == [(w.a, "")]
     await process(w, s_a.id)
     await process(w, s_ins.id)
+    summaries = await w.memories.ListMemories(
+        pb.ListMemoriesRequest(session_id=s_ins.id, types=[pb.MEMORY_TYPE_SUMMARY]),
+        metadata=md(w.key),
+    )
+    assert [(m.agent_id, m.instance_id) for m in summaries.memories] == [(w.a, w.ins)]
+    # an action recorded in an agent session is that agent's too
+    act = await w.users.RecordAction(
+        upb.RecordActionRequest(
+            user_id="u1",
+            session_id=s_chat_early.id,
+            content="User opened the kayak shop page",
+            timestamp=ts(datetime.now(UTC)),
+        ),
+        metadata=md(w.key),
+    )
+    assert (act.memory.agent_id, act.memory.instance_id) == (w.a, w.ins)
     facts_a = await extracted(w, "u1", agent_id=w.a)
     assert facts_a and {(m.agent_id, m.instance_id) for m in facts_a} == {(w.a, "")}
     assert any("Glasgow" in m.content for m in facts_a)
