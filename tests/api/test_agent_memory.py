@@ -106,15 +106,16 @@ GENERAL, OF_A, OF_INS, OF_B = (
     "Coffee: the user told Ava's instance they like espresso.",
     "Coffee: the user told Bo they quit coffee.",
 )
+COFFEE = ["coffee"]
 
 
 async def test_agent_scoped_recall(world: World) -> None:
     w = world
     made = {
-        GENERAL: await w.remember("u1", GENERAL),
-        OF_A: await w.remember("u1", OF_A, agent_id=w.a),
-        OF_INS: await w.remember("u1", OF_INS, agent_id=w.a, instance_id=w.ins),
-        OF_B: await w.remember("u1", OF_B, agent_id=w.b),
+        GENERAL: await w.remember("u1", GENERAL, entities=COFFEE),
+        OF_A: await w.remember("u1", OF_A, agent_id=w.a, entities=COFFEE),
+        OF_INS: await w.remember("u1", OF_INS, agent_id=w.a, instance_id=w.ins, entities=COFFEE),
+        OF_B: await w.remember("u1", OF_B, agent_id=w.b, entities=COFFEE),
     }
     assert (made[OF_INS].agent_id, made[OF_INS].instance_id) == (w.a, w.ins)
     got = await w.memories.GetMemory(pb.GetMemoryRequest(id=made[OF_A].id), metadata=md(w.key))
@@ -132,6 +133,15 @@ async def test_agent_scoped_recall(world: World) -> None:
         assert await w.searched("u1", "coffee", **scope) == want, scope
         assert await w.searched("u1", "coffee", **scope) == want, scope
         assert await w.searched("", "coffee", mode=pb.SEARCH_MODE_KEYWORD, **scope) == want
+    # connected memories (a shared entity) stay within the scope too
+    linked = await w.memories.ListMemories(
+        pb.ListMemoriesRequest(
+            user_id="u1", agent_id=w.a, include_connected_memories=True, page_size=10
+        ),
+        metadata=md(w.key),
+    )
+    for m in linked.memories:
+        assert {c.content for c in m.connected_memories} == {GENERAL, OF_A} - {m.content}
     # an unknown instance of A sees only the general memories; an update keeps the scope
     assert await w.listed("u1", agent_id=w.a, instance_id="ins_other") == {GENERAL}
     updated = await w.memories.UpdateMemory(

@@ -337,11 +337,24 @@ class MemoryService:
         return await links.previous_versions(self._versions_tbl, project_id, page)
 
     async def connected(
-        self, project_id: str, page: Sequence[Memory], limit: int = links.MAX_CONNECTED
+        self,
+        project_id: str,
+        page: Sequence[Memory],
+        limit: int = links.MAX_CONNECTED,
+        *,
+        scope: MemoryQuery | None = None,
     ) -> dict[str, builtins.list[Memory]]:
         """Memory id -> current memories of its user sharing an entity with it (see
-        core.memory.links)."""
-        return await links.connected(self._keys_tbl, self._table, project_id, page, limit)
+        core.memory.links), within `scope`'s agent scope when given."""
+        return await links.connected(
+            self._keys_tbl,
+            self._table,
+            project_id,
+            page,
+            limit,
+            agent_id=scope.agent_id if scope else "",
+            instance_id=scope.instance_id if scope else "",
+        )
 
     async def search(
         self,
