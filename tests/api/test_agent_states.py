@@ -246,10 +246,14 @@ async def test_list_filters_and_pages_by_key(agents: Stub, new_key: NewKey) -> N
             spb.CreateStateRequest(state=state(agent, "a", USER, user_id=user, text=user)),
             metadata=md(key),
         )
+    ins = await agents.CreateInstance(
+        spb.CreateInstanceRequest(agent_id=agent, instance=spb.Instance(display_name="i")),
+        metadata=md(key),
+    )
     await agents.CreateState(
         spb.CreateStateRequest(
             state=spb.CustomState(
-                agent_id=agent, instance_id="ins_1", scope=GLOBAL, key="a", text="i"
+                agent_id=agent, instance_id=ins.id, scope=GLOBAL, key="a", text="i"
             )
         ),
         metadata=md(key),
@@ -276,7 +280,7 @@ async def test_list_filters_and_pages_by_key(agents: Stub, new_key: NewKey) -> N
     assert sorted(await listed(scope=USER)) == [("a", "u1"), ("a", "u2")]
     assert await listed(scope=USER, user_id="u1") == [("a", "u1")]
     assert sorted(await listed(user_id="u2")) == [("a", ""), ("a", "u2"), ("b", ""), ("c", "")]
-    assert await listed(instance_id="ins_1") == [("a", "")]
+    assert await listed(instance_id=ins.id) == [("a", "")]
     page = await agents.ListStates(
         spb.ListStatesRequest(agent_id=agent, page_size=2), metadata=md(key)
     )

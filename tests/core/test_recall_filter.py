@@ -45,6 +45,8 @@ T0 = datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)
 INSTANTS = [T0 + timedelta(microseconds=d) for d in (-1, 0, 1)] + [
     T0 + timedelta(days=d) for d in (-400, -1, 1, 30)
 ]
+AGENTS = ("agt_a", "agt_b", "it's")
+INSTANCES = ("ins_1", "ins_2")
 ZONES = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
 
 
@@ -79,7 +81,16 @@ def _memory(draw: st.DrawFn, i: int) -> Memory:
         origin=draw(st.sampled_from(("", *ORIGINS))),
         profile_slot=draw(st.sampled_from(("", *SLOTS))),
         entities=draw(st.lists(st.sampled_from(ENTITIES), max_size=2)),
+        **draw(_scope()),
     )
+
+
+@st.composite
+def _scope(draw: st.DrawFn) -> dict[str, str]:
+    """An agent scope: none (general), an agent's default state, or one of its instances."""
+    agent = draw(st.sampled_from(("", *AGENTS)))
+    instance = draw(st.sampled_from(("", *INSTANCES))) if agent else ""
+    return {"agent_id": agent, "instance_id": instance}
 
 
 @st.composite
@@ -106,12 +117,19 @@ def _filter(draw: st.DrawFn, ids: list[str]) -> MemoryFilter:
         "profile_slots": some(SLOTS),
         "entities": some(ENTITIES, 2),
     }
-    chosen = draw(st.sets(st.sampled_from(sorted(fields)), max_size=3))
+    chosen = draw(st.sets(st.sampled_from(sorted([*fields, "scope"])), max_size=3))
+    # an agent-scoped recall, or an exact scope (reconciliation's), general ones included
+    scope = (
+        draw(_scope()) | {"scope_mode": draw(st.sampled_from(("recall", "exact")))}
+        if "scope" in chosen
+        else {}
+    )
     return MemoryFilter(
         project_id="",  # set per example
         tags_all=draw(st.booleans()),
         include_archived=draw(st.booleans()),
-        **{name: draw(fields[name]) for name in sorted(chosen)},
+        **{name: draw(fields[name]) for name in sorted(chosen - {"scope"})},
+        **scope,
     )
 
 
@@ -139,6 +157,9 @@ EDGES = (
         _m(2, user_id="u2", tags=["b"], archived=True, metadata={"k": 1}),
         _m(3, type="message"),  # no origin: reads as "message"
         _m(4, type="summary", origin="extracted"),
+        _m(5, agent_id="agt_a"),
+        _m(6, agent_id="agt_a", instance_id="ins_1"),
+        _m(7, agent_id="agt_b", instance_id="ins_1"),
     ],
     1,
     {"u1"},
@@ -152,6 +173,12 @@ EDGES = (
         MemoryFilter("", user_id="u2", metadata_kv=("k=1.0", "k=1"), include_archived=True),
         MemoryFilter("", origins=("client",), include_archived=True),
         MemoryFilter("", origins=("message", "extracted"), include_archived=True),
+        # the agent's default state + general; an instance + general; exact scopes
+        MemoryFilter("", agent_id="agt_a"),
+        MemoryFilter("", agent_id="agt_a", instance_id="ins_1"),
+        MemoryFilter("", agent_id="agt_a", scope_mode="exact"),
+        MemoryFilter("", agent_id="agt_b", instance_id="ins_1", scope_mode="exact"),
+        MemoryFilter("", scope_mode="exact"),
     ],
 )
 

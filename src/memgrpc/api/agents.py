@@ -9,6 +9,8 @@ from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
 from memgrpc.api.agent_engine import EngineRpcs
+from memgrpc.api.agent_instances import InstanceRpcs
+from memgrpc.api.agent_memory import MemoryRpcs
 from memgrpc.api.agent_notifications import NotificationRpcs
 from memgrpc.api.agent_states import StateRpcs
 from memgrpc.core.access import principal
@@ -24,6 +26,8 @@ from memgrpc.core.agents import (
     Personality,
 )
 from memgrpc.core.agents.engine import ContextEngine, Diary, Notifications
+from memgrpc.core.agents.instances import InstanceService
+from memgrpc.core.agents.memory import AgentMemory
 from memgrpc.core.agents.states import StateService
 from memgrpc.core.kernel import Idempotency, PageRequest, Violations
 from memgrpc.v1 import agents_pb2 as pb
@@ -97,7 +101,14 @@ def set_fields(a: pb.Agent) -> frozenset[str]:
     return frozenset(out)
 
 
-class AgentServicer(StateRpcs, EngineRpcs, NotificationRpcs, agents_pb2_grpc.AgentServiceServicer):
+class AgentServicer(
+    StateRpcs,
+    EngineRpcs,
+    NotificationRpcs,
+    InstanceRpcs,
+    MemoryRpcs,
+    agents_pb2_grpc.AgentServiceServicer,
+):
     def __init__(
         self,
         agents: AgentService,
@@ -107,6 +118,8 @@ class AgentServicer(StateRpcs, EngineRpcs, NotificationRpcs, agents_pb2_grpc.Age
         engine: ContextEngine,
         diary: Diary,
         notifications: Notifications,
+        instances: InstanceService,
+        agent_memory: AgentMemory,
     ) -> None:
         self._agents = agents
         self._idem = idempotency
@@ -114,6 +127,8 @@ class AgentServicer(StateRpcs, EngineRpcs, NotificationRpcs, agents_pb2_grpc.Age
         self._engine = engine
         self._diary = diary
         self._notifications = notifications
+        self._instances = instances
+        self._agent_memory = agent_memory
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[bytes]]

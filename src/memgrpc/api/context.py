@@ -37,6 +37,8 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
         r = ContextRequest(
             user_id=request.user_id,
             session_id=request.session_id,
+            agent_id=request.agent_id,
+            instance_id=request.instance_id,
             query=request.query,
             strategy=strategy or "balanced",
             min_top_k=request.min_top_k,

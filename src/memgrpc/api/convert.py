@@ -41,7 +41,8 @@ _NAME_TO_ORIGIN = {name: i for i, name in _ORIGIN_TO_NAME.items()}
 _OUTPUT_ONLY = frozenset(
     {
         "id", "user_id", "version", "create_time", "update_time", "origin", "profile_slot",
-        "mention_count", "last_mentioned_time", "merge_conflict_in_progress",
+        "mention_count", "last_mentioned_time", "merge_conflict_in_progress", "agent_id",
+        "instance_id",
         "previous_versions", "connected_memories",
     }
 )  # fmt: skip
@@ -130,6 +131,8 @@ def memory_from_pb(v: Violations, m: pb.Memory, prefix: str = "memory") -> Memor
         event_time=opt_timestamp(v, f"{prefix}.event_time", m, "event_time"),
         speaker=m.speaker,
         entities=list(m.entities),
+        agent_id=m.agent_id,
+        instance_id=m.instance_id,
     )
 
 
@@ -160,6 +163,8 @@ def memory_to_pb(m: Memory) -> pb.Memory:
         last_mentioned_time=to_ts(m.last_mentioned_time),
         merge_conflict_in_progress=bool(m.conflict_id),
         entities=m.entities,
+        agent_id=m.agent_id,
+        instance_id=m.instance_id,
     )
     if m.importance is not None:
         out.importance = m.importance
@@ -188,6 +193,7 @@ def query_from_pb(
     v: Violations,
     r: pb.ListMemoriesRequest | pb.SearchMemoriesRequest | pb.ExportMemoriesRequest,
 ) -> MemoryQuery:
+    scoped = isinstance(r, pb.ListMemoriesRequest | pb.SearchMemoriesRequest)
     return MemoryQuery(
         user_id=r.user_id,
         session_id=r.session_id,
@@ -204,6 +210,8 @@ def query_from_pb(
             if isinstance(r, pb.ListMemoriesRequest | pb.SearchMemoriesRequest)
             else ()
         ),
+        agent_id=r.agent_id if scoped else "",  # type: ignore[union-attr]
+        instance_id=r.instance_id if scoped else "",  # type: ignore[union-attr]
     )
 
 

@@ -125,7 +125,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             self._svc.previous_versions(project, page.items)
             if request.include_previous_versions
             else _nothing(),
-            self._svc.connected(project, page.items)
+            self._svc.connected(project, page.items, scope=q)
             if request.include_connected_memories
             else _nothing(),
         )

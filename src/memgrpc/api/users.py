@@ -98,6 +98,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             principal.current().project_id,
             convert.struct_to_dict(request.metadata_filter),
             PageRequest(size=request.page_size, token=request.page_token),
+            agent_id=request.agent_id,
         )
         return pb.ListUsersResponse(
             users=[convert.user_to_pb(u) for u in listing.items],

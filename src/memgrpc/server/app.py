@@ -38,6 +38,8 @@ from memgrpc.core.agents.engine import (
     Notifications,
     NotificationSweeper,
 )
+from memgrpc.core.agents.instances import InstanceService
+from memgrpc.core.agents.memory import AgentMemory
 from memgrpc.core.agents.states import StateService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
@@ -353,6 +355,8 @@ class App:
     states: StateService
     provider_keys: ProviderKeys
     agent_engine: AgentEngine
+    instances: InstanceService
+    agent_memory: AgentMemory
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -445,12 +449,20 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     reconciler = Reconciler(memories, conflicts)
     extract = build_extract_step(config, providers, reconciler, own)
     conversations = Conversations.build(config, store, memories, batching, extract, conflicts)
+    agents = AgentService(store)
+
+    def forget(project_id: str, user_id: str) -> None:
+        """Caches of rows an agent purge deleted behind them ("" = every user's)."""
+        memories.cache.forget(project_id, user_id)
+        conversations.session_store.forget_user(project_id, user_id)
+        conversations.messages.forget_user(project_id, user_id)
+
+    instances = InstanceService(store, agents, forget)
     intel = Intelligence(
         reconciler,
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
-    agents = AgentService(store)
     agent_engine = AgentEngine.build(config, store, memories, providers, agents, conversations)
     app = App(
         config=config,
@@ -470,8 +482,12 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         agents=agents,
         states=StateService(store, agents.check_scope),
         agent_engine=agent_engine,
+        instances=instances,
+        agent_memory=AgentMemory(memories, agents),
     )
-    conversations.sessions.check_scope_with(app.agents.check_scope)
+    conversations.sessions.check_scope_with(agents.check_scope)
+    memories.check_scope_with(agents.check_scope)
+    agents.purge_with(instances.purge_agent)
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
     except BaseException:
@@ -541,13 +557,15 @@ async def start(
             ConflictServicer(conv.conflicts, conv.idempotency), server
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            AgentServicer(
                 app.agents,
                 conv.idempotency,
                 states=app.states,
                 engine=app.agent_engine.engine,
                 diary=app.agent_engine.diary,
                 notifications=app.agent_engine.notifications,
+                instances=app.instances,
+                agent_memory=app.agent_memory,
             ),
             server,
         )

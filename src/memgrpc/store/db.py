@@ -88,6 +88,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
         "notifications": _Spec(
             schemas.NOTIFICATIONS, "id", btree=("id", "project_id", "agent_id", "user_id")
         ),
+        "agent_instances": _Spec(schemas.AGENT_INSTANCES, "id", btree=("id", "agent_id")),
     }
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +21,7 @@ ROW_COLUMNS = [
     "id", "project_id", "user_id", "session_id", "content", "type", "tags", "categories",
     "metadata", "importance", "archived", "source_message_ids", "version", "event_time",
     "create_time", "update_time", "version_time", "speaker", "seq", "origin", "profile_slot",
-    "mention_count", "last_mentioned_time", "entities", "conflict_id",
+    "mention_count", "last_mentioned_time", "entities", "conflict_id", "agent_id", "instance_id",
 ]  # fmt: skip
 ORDER_COLUMNS = ("create_time", "update_time", "event_time")
 # ROW_COLUMNS again, as one JSON document per row: what reads and search legs select. Lance reads
@@ -62,6 +62,12 @@ def decode_doc(doc: str) -> dict[str, Any]:
     return row
 
 
+# "recall": an agent's memories of the user in that instance (or its default state) plus the
+# user's general memories (no agent); with no agent_id, no condition. "exact": only memories of
+# exactly that scope (no agent_id = only general memories): reconciliation never crosses scopes.
+ScopeMode = Literal["recall", "exact"]
+
+
 @dataclass(frozen=True)
 class MemoryFilter:
     """Deterministic filters, as plain values; turned into SQL only here."""
@@ -82,6 +88,10 @@ class MemoryFilter:
     origins: tuple[str, ...] = ()
     profile_slots: tuple[str, ...] = ()
     entities: tuple[str, ...] = ()
+    # the agent scope (see ScopeMode): empty agent_id with mode "recall" = any scope
+    agent_id: str = ""
+    instance_id: str = ""
+    scope_mode: ScopeMode = "recall"
 
     def where(self) -> Where:
         w = Where().eq("project_id", self.project_id)
@@ -113,7 +123,33 @@ class MemoryFilter:
             w.cmp("event_time", ">=", self.start_time)
         if self.end_time is not None:
             w.cmp("event_time", "<", self.end_time)
+        scope = self.scope()
+        if scope is not None:
+            w.either(*scope)
         return w
+
+    def scope(self) -> tuple[Where, ...] | None:
+        """The scope condition's alternatives (OR-ed), or None when the filter has none."""
+        return scope_alternatives(self.agent_id, self.instance_id, self.scope_mode)
+
+
+def scope_alternatives(
+    agent_id: str, instance_id: str, mode: ScopeMode = "recall"
+) -> tuple[Where, ...] | None:
+    """The agent-scope condition of a table with agent_id / instance_id columns (memories,
+    messages) as alternatives to OR (Where.either); None when there is no condition."""
+    if mode == "recall" and not agent_id:
+        return None
+    own = _own_scope(agent_id, instance_id)
+    return (own, Where().is_null("agent_id")) if mode == "recall" else (own,)
+
+
+def _own_scope(agent_id: str, instance_id: str) -> Where:
+    """Exactly this scope: the agent's instance, its default state, or (no agent) general."""
+    if not agent_id:
+        return Where().is_null("agent_id")
+    w = Where().eq("agent_id", agent_id)
+    return w.eq("instance_id", instance_id) if instance_id else w.is_null("instance_id")
 
 
 def _legacy_origin(origins: tuple[str, ...]) -> Where:

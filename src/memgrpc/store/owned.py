@@ -68,6 +68,9 @@ async def count_user_rows(store: Store, project_id: str, user_id: str) -> dict[s
 # DeleteInstance and ResetInstance cover every table listed here with no further change.
 AGENT_TABLES: tuple[str, ...] = (
     "sessions",
+    "messages",
+    "memories",
+    "memory_versions",
     "agent_states",
     "agent_relations",
     "agent_diary",

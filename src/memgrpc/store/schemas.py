@@ -81,6 +81,10 @@ def memories(dim: int) -> pa.Schema:
             _f("entities", STRS),
             # the pending merge conflict it is part of
             _f("conflict_id", pa.string()),
+            # the agent (and instance) whose memory of the user it is; null = the user's general
+            # memory, seen by every agent (core/memory/model.MemoryQuery)
+            _f("agent_id", pa.string()),
+            _f("instance_id", pa.string()),
             _f("vector", pa.list_(pa.float32(), dim)),
             # the other columns but metadata_kv and the vector, as JSON: what reads select
             # (store/memories.py)
@@ -103,6 +107,9 @@ MEMORY_VERSIONS = pa.schema(
         _f("create_time", TS),
         _f("expire_time", TS),
         _f("expire_reason", pa.string()),
+        # the memory's agent scope (purged with the agent or instance)
+        _f("agent_id", pa.string()),
+        _f("instance_id", pa.string()),
     ]
 )
 
@@ -175,6 +182,9 @@ MESSAGES = pa.schema(
         _f("create_time", TS),
         _f("memory_id", pa.string()),
         _f("interrupted", pa.bool_()),
+        # the session's agent / instance (null = none)
+        _f("agent_id", pa.string()),
+        _f("instance_id", pa.string()),
     ]
 )
 
@@ -266,6 +276,20 @@ AGENTS = pa.schema(
         _f("metadata", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+    ]
+)
+
+AGENT_INSTANCES = pa.schema(
+    [
+        # `ins_...`
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string(), False),
+        _f("display_name", pa.string()),
+        _f("metadata", pa.string()),
+        _f("create_time", TS),
+        # the last ResetInstance (null = never reset)
+        _f("reset_time", TS),
     ]
 )
 

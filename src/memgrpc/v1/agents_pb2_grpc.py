@@ -353,7 +353,9 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetMemoryTree(self, request, context):
-        """The agent's memory of a user: categories -> facts, a time range, bulk facts.
+        """The agent's memory of a user: categories -> facts, a time range, bulk facts. Each reads
+        the agent-scoped recall (the agent's memories of the user in that instance, or its default
+        state, plus the user's general ones); search is MemoryService.SearchMemories with agent_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

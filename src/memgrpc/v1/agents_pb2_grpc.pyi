@@ -72,7 +72,10 @@ class AgentServiceStub:
     ConsumeNotification: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.ConsumeNotificationRequest, _agent_state_pb2.Notification]
     RunNotificationChecks: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.RunNotificationChecksRequest, _agent_state_pb2.RunNotificationChecksResponse]
     GetMemoryTree: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.GetMemoryTreeRequest, _agent_state_pb2.GetMemoryTreeResponse]
-    """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+    """The agent's memory of a user: categories -> facts, a time range, bulk facts. Each reads
+    the agent-scoped recall (the agent's memories of the user in that instance, or its default
+    state, plus the user's general ones); search is MemoryService.SearchMemories with agent_id.
+    """
     GetTimeline: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.GetTimelineRequest, _agent_state_pb2.GetTimelineResponse]
     AddFacts: _grpc.UnaryUnaryMultiCallable[_agent_state_pb2.AddFactsRequest, _agent_state_pb2.AddFactsResponse]
 
@@ -118,7 +121,10 @@ class AgentServiceAsyncStub(AgentServiceStub):
     ConsumeNotification: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.ConsumeNotificationRequest, _agent_state_pb2.Notification]  # type: ignore[assignment]
     RunNotificationChecks: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.RunNotificationChecksRequest, _agent_state_pb2.RunNotificationChecksResponse]  # type: ignore[assignment]
     GetMemoryTree: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.GetMemoryTreeRequest, _agent_state_pb2.GetMemoryTreeResponse]  # type: ignore[assignment]
-    """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+    """The agent's memory of a user: categories -> facts, a time range, bulk facts. Each reads
+    the agent-scoped recall (the agent's memories of the user in that instance, or its default
+    state, plus the user's general ones); search is MemoryService.SearchMemories with agent_id.
+    """
     GetTimeline: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.GetTimelineRequest, _agent_state_pb2.GetTimelineResponse]  # type: ignore[assignment]
     AddFacts: _aio.UnaryUnaryMultiCallable[_agent_state_pb2.AddFactsRequest, _agent_state_pb2.AddFactsResponse]  # type: ignore[assignment]
 
@@ -323,7 +329,10 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_state_pb2.GetMemoryTreeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_state_pb2.GetMemoryTreeResponse, _abc.Awaitable[_agent_state_pb2.GetMemoryTreeResponse]]:
-        """The agent's memory of a user: categories -> facts, a time range, bulk facts."""
+        """The agent's memory of a user: categories -> facts, a time range, bulk facts. Each reads
+        the agent-scoped recall (the agent's memories of the user in that instance, or its default
+        state, plus the user's general ones); search is MemoryService.SearchMemories with agent_id.
+        """
 
     @_abc_1.abstractmethod
     def GetTimeline(

@@ -206,7 +206,10 @@ class Memory(_message.Message):
     merge_conflict_in_progress: _builtins.bool
     """Output only: a pending merge conflict involves this memory (ConflictService)."""
     agent_id: _builtins.str
-    """The agent (`agt_...`) whose memory of the user this is; empty = not agent-scoped."""
+    """The agent (`agt_...`) whose memory of the user this is; empty = the user's general memory,
+    seen by every agent. Set on create only (it must exist in the project: NOT_FOUND); memories
+    made from an agent session's messages and facts extracted from it carry the session's.
+    """
     instance_id: _builtins.str
     """The agent instance (`ins_...`); requires agent_id."""
     @_builtins.property
@@ -505,7 +508,10 @@ class ListMemoriesRequest(_message.Message):
     include_connected_memories: _builtins.bool
     """Fill each memory's connected_memories (at most 10 each)."""
     agent_id: _builtins.str
-    """Only this agent's memories (and, with instance_id, that instance's); empty = any."""
+    """An agent-scoped recall: the agent's memories of the user in instance_id (or, without one,
+    in the agent's default state) plus the user's general memories (no agent_id); never
+    another agent's or another instance's. Empty = every memory. instance_id requires agent_id.
+    """
     instance_id: _builtins.str
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...
@@ -627,7 +633,10 @@ class SearchMemoriesRequest(_message.Message):
     min_score: _builtins.float
     """Drop hits scoring below this, in [0, 1]."""
     agent_id: _builtins.str
-    """Only this agent's memories (and, with instance_id, that instance's); empty = any."""
+    """An agent-scoped search, as ListMemoriesRequest.agent_id: this is the agent memory search
+    (Sonzai memory.search): the agent's memories of the user in instance_id (or its default
+    state) plus the user's general memories. Empty = every memory.
+    """
     instance_id: _builtins.str
     @_builtins.property
     def types(self) -> _containers.RepeatedScalarFieldContainer[Global___MemoryType.ValueType]: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -21,8 +22,10 @@ from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.owned import delete_agent_rows
 from memgrpc.store.tables import Row, Table
+
+# (project_id, agent_id) -> delete everything of the agent but its row
+Purge = Callable[[str, str], Awaitable[None]]
 
 UPDATABLE = ("display_name", "system_prompt", "personality", "capabilities", "metadata")
 
@@ -31,7 +34,9 @@ class AgentService:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._table = Table(store, "agents")
+        self._instances = Table(store, "agent_instances")
         self._locks = KeyedLocks()
+        self._purge: Purge | None = None
 
     @staticmethod
     def _where(project_id: str, agent_id: str) -> Where:
@@ -50,12 +55,26 @@ class AgentService:
         return agent_from_row(row)
 
     async def check_scope(self, project_id: str, agent_id: str, instance_id: str) -> None:
-        """NOT_FOUND unless the agent exists in the project (sessions and memories name it)."""
+        """NOT_FOUND unless the agent exists in the project and, when given, the instance is
+        one of its (sessions and memories name them)."""
         row = await self._table.first(self._where(project_id, agent_id))
         if row is None:
             raise NotFound(
                 f"agent {agent_id} not found", reason="AGENT_NOT_FOUND", metadata={"id": agent_id}
             )
+        if instance_id:
+            where = Where().eq("project_id", project_id).eq("agent_id", agent_id)
+            if await self._instances.first(where.eq("id", instance_id)) is None:
+                raise NotFound(
+                    f"instance {instance_id} of agent {agent_id} not found",
+                    reason="INSTANCE_NOT_FOUND",
+                    metadata={"id": instance_id, "agent_id": agent_id},
+                )
+
+    def purge_with(self, purge: Purge) -> None:
+        """Have `purge` delete the agent's state (instances, agent-scoped rows) on DeleteAgent,
+        before its row: core.agents.instances plugs it in."""
+        self._purge = purge
 
     async def create(self, project_id: str, a: Agent) -> Agent:
         v = Violations()
@@ -117,11 +136,12 @@ class AgentService:
             return changed.capabilities
 
     async def delete(self, project_id: str, agent_id: str) -> None:
-        """The agent's rows in every AGENT_TABLES table, then its own row (last, so a failure
-        part-way leaves the delete retryable)."""
+        """The agent's state (every AGENT_TABLES row, its instances: see `purge_with`), then its
+        row: a failure part-way leaves the agent, and the delete retryable."""
         async with self._locks.hold(f"{project_id}/{agent_id}"):
             await self._require(project_id, agent_id, "id")
-            await delete_agent_rows(self._store, project_id, agent_id)
+            if self._purge is not None:
+                await self._purge(project_id, agent_id)
             await self._table.writer.delete(str(self._where(project_id, agent_id)))
 
     async def list(self, project_id: str, page: PageRequest) -> Page[Agent]:

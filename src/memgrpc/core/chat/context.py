@@ -26,6 +26,7 @@ from memgrpc.core.memory.service import MemoryService
 from memgrpc.embed.shared import Row, shared_embeddings
 
 Strategy = Literal["low_latency", "balanced", "deep"]
+AgentScope = tuple[str, str]  # (agent_id, instance_id)
 DEFAULT_MIN_K, DEFAULT_MAX_K, MAX_K = 5, 20, 100
 # memory_threshold when the request leaves it 0: below it a memory is unrelated to the query
 # (a stored memory with nothing in common with it scores about 0.01)
@@ -61,6 +62,10 @@ class ContextRequest:
     # messages to leave out of memories and recent messages (a chat turn's own, and the turns
     # it sends to the model as they are)
     exclude_message_ids: tuple[str, ...] = ()
+    # an agent-scoped recall (core.memory.model.MemoryQuery); empty with a session_id = the
+    # session's agent and instance
+    agent_id: str = ""
+    instance_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,12 @@ def _counted(n: int) -> Callable[[str], int]:
 
 class MessageSource(Protocol):
     async def recent(
-        self, project_id: str, user_id: str, session_id: str, n: int
+        self, project_id: str, user_id: str, session_id: str, n: int, scope: AgentScope
     ) -> list[RecentMessage]: ...
+
+    async def scope(self, project_id: str, user_id: str, session_id: str) -> AgentScope:
+        """The session's (agent_id, instance_id); NOT_FOUND / INVALID_ARGUMENT as `recent`."""
+        ...
 
 
 class TokenCounter(Protocol):
@@ -108,7 +117,9 @@ class TokenCounter(Protocol):
 
 
 class ProfileSource(Protocol):
-    async def facts(self, project_id: str, user_id: str) -> dict[str, ProfileFact]: ...
+    async def facts(
+        self, project_id: str, user_id: str, scope: AgentScope = ("", "")
+    ) -> dict[str, ProfileFact]: ...
 
 
 class ContextService:
@@ -129,6 +140,7 @@ class ContextService:
         v = Violations()
         validation.check_id(v, "user_id", r.user_id, required=True)
         validation.check_id(v, "session_id", r.session_id, required=False)
+        checks.check_scope(v, "", r.agent_id, r.instance_id)
         checks.check_types(v, "types", r.types)
         validation.check_metadata(v, "metadata", r.metadata)
         if len(r.query.encode("utf-8")) > validation.MAX_CONTENT_BYTES:
@@ -166,13 +178,22 @@ class ContextService:
         """`query_vector`: the embedding to search with instead of the query's (a chat turn has
         its message embedded as stored already); the keyword legs still search `query`."""
         lo, hi, zone = self._validate(r)
+        if r.session_id and not r.agent_id:
+            agent_id, instance_id = await self._messages.scope(project_id, r.user_id, r.session_id)
+            r = replace(r, agent_id=agent_id, instance_id=instance_id)
         recent_n = r.last_n_messages or (10 if r.session_id else 0)
         excluded = set(r.exclude_message_ids)
         with shared_embeddings():  # both searches embed the query: once
             memories, summaries, recent, profile = await asyncio.gather(
                 self._recall(project_id, r, lo, hi, query_vector),
                 self._summaries(project_id, r, query_vector),
-                self._messages.recent(project_id, r.user_id, r.session_id, recent_n + len(excluded))
+                self._messages.recent(
+                    project_id,
+                    r.user_id,
+                    r.session_id,
+                    recent_n + len(excluded),
+                    (r.agent_id, r.instance_id),
+                )
                 if recent_n
                 else _none(),
                 self._profile(project_id, r),
@@ -192,7 +213,7 @@ class ContextService:
     async def _profile(self, project_id: str, r: ContextRequest) -> dict[str, ProfileFact]:
         if self._profiles is None or not r.include_profile:
             return {}
-        return await self._profiles.facts(project_id, r.user_id)
+        return await self._profiles.facts(project_id, r.user_id, (r.agent_id, r.instance_id))
 
     async def _recall(
         self,
@@ -204,7 +225,13 @@ class ContextService:
     ) -> list[SearchHit]:
         if not r.query.strip():
             return []
-        q = MemoryQuery(user_id=r.user_id, types=r.types, metadata=r.metadata)
+        q = MemoryQuery(
+            user_id=r.user_id,
+            types=r.types,
+            metadata=r.metadata,
+            agent_id=r.agent_id,
+            instance_id=r.instance_id,
+        )
         mode: SearchMode = "hybrid"
         k = hi
         if r.strategy == "low_latency":  # one leg, small k, nothing else
@@ -227,7 +254,12 @@ class ContextService:
         if r.strategy == "low_latency":
             return []
         n = r.last_n_summaries or 3
-        q = MemoryQuery(user_id=r.user_id, types=("summary",))
+        q = MemoryQuery(
+            user_id=r.user_id,
+            types=("summary",),
+            agent_id=r.agent_id,
+            instance_id=r.instance_id,
+        )
         if r.query.strip():
             hits = await self._memories.search(project_id, q, r.query, limit=n, vector=vector)
             return [h for h in hits if h.score >= r.summary_threshold]
@@ -368,16 +400,26 @@ class SessionMessages:
         self._sessions = sessions  # core.conversation.sessions.SessionService
         self._messages = messages  # core.conversation.messages.MessageService
 
+    async def _session(self, project_id: str, user_id: str, session_id: str) -> Any:
+        s = await self._sessions.get(project_id, session_id)  # NOT_FOUND across projects
+        if s.user_id != user_id:
+            raise InvalidArgument.field("session_id", "belongs to another user")
+        return s
+
+    async def scope(self, project_id: str, user_id: str, session_id: str) -> AgentScope:
+        s = await self._session(project_id, user_id, session_id)
+        return s.agent_id, s.instance_id
+
     async def recent(
-        self, project_id: str, user_id: str, session_id: str, n: int
+        self, project_id: str, user_id: str, session_id: str, n: int, scope: AgentScope
     ) -> list[RecentMessage]:
         if session_id:
-            s = await self._sessions.get(project_id, session_id)  # NOT_FOUND across projects
-            if s.user_id != user_id:
-                raise InvalidArgument.field("session_id", "belongs to another user")
+            await self._session(project_id, user_id, session_id)
             found = (await self._messages.all_in_session(project_id, session_id))[-n:]
         else:
-            found = await self._messages.recent(project_id, user_id, n)
+            found = await self._messages.recent(
+                project_id, user_id, n, agent_id=scope[0], instance_id=scope[1]
+            )
         return [
             RecentMessage(m.id, m.session_id, m.role, m.name, m.content, m.create_time, m)
             for m in found

@@ -486,6 +486,9 @@ class ChatService:
             plan.project_id,
             ContextRequest(
                 user_id=s.user_id,
+                # an agent session recalls in its agent scope
+                agent_id=s.agent_id,
+                instance_id=s.instance_id,
                 query=r.message,
                 include_system_prompt=not r.system_prompt,
                 # what the model sees as turns is not repeated as a memory

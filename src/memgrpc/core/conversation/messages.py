@@ -45,6 +45,7 @@ from memgrpc.core.memory.model import Memory
 from memgrpc.core.memory.service import MemoryService, embed_text
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
+from memgrpc.store.memories import scope_alternatives
 from memgrpc.store.tables import Row, Table, chunks
 
 log = structlog.get_logger(__name__)
@@ -190,7 +191,14 @@ class MessageService:
                     metadata={"field": f"messages[{i}].id", "id": ready[i].id},
                 )
             ready = [
-                replace(m, session_id=s.id, user_id=s.user_id, seq=base + i)
+                replace(
+                    m,
+                    session_id=s.id,
+                    user_id=s.user_id,
+                    agent_id=s.agent_id,
+                    instance_id=s.instance_id,
+                    seq=base + i,
+                )
                 for i, m in enumerate(ready)
             ]
             try:
@@ -343,9 +351,15 @@ class MessageService:
             size, page.token, fp, read, order=("seq", "id"), kind=int, item=message_from_row
         )
 
-    async def recent(self, project_id: str, user_id: str, n: int) -> builtins.list[Message]:
-        """The last `n` messages of the user across sessions, newest last."""
+    async def recent(
+        self, project_id: str, user_id: str, n: int, *, agent_id: str = "", instance_id: str = ""
+    ) -> builtins.list[Message]:
+        """The last `n` messages of the user across sessions, newest last; with `agent_id`, only
+        those of sessions with that agent (instance, or its default state) or with no agent."""
         where = Where().eq("project_id", project_id).eq("user_id", user_id)
+        scope = scope_alternatives(agent_id, instance_id)
+        if scope is not None:
+            where.either(*scope)
         order = [("create_time", True), ("seq", True), ("pk", True)]
         pks = await self._msgs.sorted_keys(where, order, "pk", n)
         found = await self._msgs.by_keys(where, "pk", pks)
@@ -373,9 +387,12 @@ class MessageService:
         return [m for m in tail.messages if m.seq >= seq]
 
     def forget_user(self, project_id: str, user_id: str) -> None:
-        """The user's messages were rewritten behind the cache (purge, rename)."""
+        """The user's messages were rewritten behind the cache (purge, rename; "" = every
+        user's: an agent purge)."""
         self._tails.forget(
-            lambda key, tail: key.startswith(f"{project_id}/") and (tail.user_id in ("", user_id))
+            lambda key, tail: (
+                key.startswith(f"{project_id}/") and (not user_id or tail.user_id in ("", user_id))
+            )
         )
 
     async def all_in_session(self, project_id: str, session_id: str) -> builtins.list[Message]:
@@ -412,4 +429,6 @@ def _as_memory(m: Message) -> Memory:
         event_time=m.create_time,
         speaker=m.speaker,
         seq=m.seq,
+        agent_id=m.agent_id,
+        instance_id=m.instance_id,
     )

@@ -63,6 +63,9 @@ class Message:
     memory_id: str = ""
     interrupted: bool = False
     seq: int = 0
+    # the session's agent scope, copied to every message of it (and its memory)
+    agent_id: str = ""
+    instance_id: str = ""
 
     @property
     def speaker(self) -> str:
@@ -200,6 +203,8 @@ def message_row(project_id: str, m: Message) -> dict[str, Any]:
         "create_time": m.create_time,
         "memory_id": m.memory_id or None,
         "interrupted": m.interrupted,
+        "agent_id": m.agent_id or None,
+        "instance_id": m.instance_id or None,
     }
 
 
@@ -216,6 +221,8 @@ def message_from_row(row: dict[str, Any]) -> Message:
         memory_id=row.get("memory_id") or "",
         interrupted=bool(row.get("interrupted")),
         seq=int(row.get("seq") or 0),
+        agent_id=row.get("agent_id") or "",
+        instance_id=row.get("instance_id") or "",
     )
 
 

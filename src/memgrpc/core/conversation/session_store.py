@@ -185,9 +185,12 @@ class SessionStore:
             log.warning("session_counters_flush_failed", error=str(exc))
 
     def forget_user(self, project_id: str, user_id: str) -> None:
-        """The user's sessions were rewritten behind the cache (purge, rename)."""
+        """The user's sessions were rewritten behind the cache (purge, rename; "" = every
+        user's: an agent purge)."""
         self._cache.forget(
-            lambda key, row: row["project_id"] == project_id and row["user_id"] == user_id
+            lambda key, row: (
+                row["project_id"] == project_id and (not user_id or row["user_id"] == user_id)
+            )
         )
 
     # -- the sweeper's queries span every project: it acts on each row's own project ---------

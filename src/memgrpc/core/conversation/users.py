@@ -46,6 +46,7 @@ def _taken(user_id: str) -> AlreadyExists:
 class UserService:
     def __init__(self, store: Store, data: UserData, messages: MessageService) -> None:
         self._users = Table(store, "users")
+        self._sessions = Table(store, "sessions")
         self._data = data
         self._messages = messages
         self._locks = KeyedLocks()
@@ -147,16 +148,23 @@ class UserService:
             await self._data.purge(project_id, user_id)
 
     async def list(
-        self, project_id: str, metadata: dict[str, Any], page: PageRequest
+        self, project_id: str, metadata: dict[str, Any], page: PageRequest, agent_id: str = ""
     ) -> Page[User]:
-        """Oldest first, keyset-paged by (create_time, id), with the total count."""
+        """Oldest first, keyset-paged by (create_time, id), with the total count; with
+        `agent_id`, only users with a session with that agent (any instance)."""
         v = Violations()
         validation.check_metadata(v, "metadata_filter", metadata)
+        validation.check_id(v, "agent_id", agent_id, required=False)
         size = paging.page_size(v, page.size)
         v.raise_if_any()
         where = Where().eq("project_id", project_id)
         if metadata:
             where.has_all("metadata_kv", validation.metadata_pairs(metadata))
+        if agent_id:
+            # the agent's users, from its sessions (one read of one column)
+            talked = Where().eq("project_id", project_id).eq("agent_id", agent_id)
+            rows = await self._sessions.rows(talked, ["user_id"])
+            where.is_in("id", sorted({r["user_id"] for r in rows}))
 
         async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
             return await asyncio.gather(
@@ -164,7 +172,7 @@ class UserService:
                 self._users.count(where),
             )
 
-        fp = paging.fingerprint(project_id, "users", metadata)
+        fp = paging.fingerprint(project_id, "users", metadata, *([agent_id] if agent_id else []))
         return await paging.fetch(
             size,
             page.token,

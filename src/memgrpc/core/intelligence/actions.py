@@ -141,6 +141,8 @@ class Actions:
                     metadata={"session_id": a.session_id},
                     violations=[FieldViolation("session_id", "is a session of another user")],
                 )
+            # an action in an agent session is part of that agent's memory of the user
+            memory = replace(memory, agent_id=s.agent_id, instance_id=s.instance_id)
         if not a.log_id:
             return Recorded(await self._memories.create(project_id, memory), False)
         memory_id = derived_id("mem", project_id, a.user_id, a.log_id)

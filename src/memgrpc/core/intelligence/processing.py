@@ -174,6 +174,9 @@ class ExtractiveSummary:
                 origin="summary",
                 source_message_ids=sources,
                 event_time=msgs[-1].create_time,
+                # an agent session's summary is that agent's memory of the user
+                agent_id=work.session.agent_id,
+                instance_id=work.session.instance_id,
             ),
         )
         work.written.append(summary)

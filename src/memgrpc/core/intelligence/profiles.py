@@ -114,10 +114,14 @@ class Profiles:
         await self._require_user(project_id, user_id)
         return profile_facts(await self._rec.current(project_id, user_id, SLOTS))
 
-    async def facts(self, project_id: str, user_id: str) -> dict[str, ProfileFact]:
+    async def facts(
+        self, project_id: str, user_id: str, scope: tuple[str, str] = ("", "")
+    ) -> dict[str, ProfileFact]:
         """The profile without the user check (an unknown user has none), from the recall cache
-        when it holds the user: what a context (and so every chat turn) shows."""
-        return profile_facts(await self._rec.current(project_id, user_id, SLOTS, cached=True))
+        when it holds the user: what a context (and so every chat turn) shows. With an agent
+        `scope` (agent_id, instance_id): from that agent's facts and the general ones only."""
+        current = await self._rec.current(project_id, user_id, SLOTS, cached=True, scope=scope)
+        return profile_facts(current)
 
     async def save(self, project_id: str, user_id: str, slot: str, value: str) -> ProfileFact:
         v = Violations()

@@ -200,11 +200,23 @@ class Reconciler:
         slots: tuple[str, ...] = (),
         *,
         cached: bool = False,
+        scope: AgentScope | None = None,
+        exact: bool = False,
     ) -> list[Memory]:
         """The user's current extracted memories (not archived), oldest first; only those
         backing one of `slots` when given. `cached`: from the recall cache when it holds the
-        user (reads for a context; reconciliation itself reads the store)."""
-        q = MemoryQuery(user_id=user_id, origins=("extracted",), profile_slots=slots)
+        user (reads for a context; reconciliation itself reads the store). `scope` (agent_id,
+        instance_id): an agent-scoped recall (MemoryQuery); `exact`: only that scope's facts
+        (reconciliation: a fact never merges into another agent's or instance's memory)."""
+        agent_id, instance_id = scope or ("", "")
+        q = MemoryQuery(
+            user_id=user_id,
+            origins=("extracted",),
+            profile_slots=slots,
+            agent_id=agent_id,
+            instance_id=instance_id,
+            exact_scope=exact,
+        )
         return await self._memories.all(project_id, q, cached=cached)
 
     async def plan(
@@ -214,11 +226,14 @@ class Reconciler:
         session_id: str,
         facts: Sequence[Fact],
         now: datetime | None = None,
+        *,
+        scope: AgentScope = ("", ""),
     ) -> Plan:
-        """Decide every fact against the current memories and the plan's own earlier facts;
+        """Decide every fact against the current memories of exactly `scope` (agent_id,
+        instance_id; empty = the user's general memories) and the plan's own earlier facts;
         reads only. Call it holding `lock`, then `apply` the plan."""
         now = now or datetime.now(UTC)
-        current = await self.current(project_id, user_id)
+        current = await self.current(project_id, user_id, scope=scope, exact=True)
         stored = await self._memories.vectors(project_id, [m.id for m in current])
         texts = [f.content for f in facts]
         fresh = np.asarray(await self._memories.embedder.embed(texts)) if texts else None
@@ -229,7 +244,7 @@ class Reconciler:
                 plan.entries.append(_Entry(m, _unit(stored[m.id])))
         for i, f in enumerate(facts):
             vec = _unit(fresh[i]) if fresh is not None else np.zeros(0, np.float32)
-            _decide(plan, project_id, user_id, session_id, f, vec, now)
+            _decide(plan, project_id, user_id, session_id, f, vec, now, scope)
         return plan
 
     async def apply(
@@ -265,15 +280,28 @@ class Reconciler:
             plan.stats.conflicts_opened += int(created)
 
 
+# (agent_id, instance_id): whose memories; ("", "") = the user's general ones
+AgentScope = tuple[str, str]
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     out: np.ndarray = np.asarray(v, dtype=np.float32)
     return out / max(float(np.linalg.norm(out)), 1e-12)
 
 
-def new_memory(project_id: str, user_id: str, session_id: str, f: Fact, now: datetime) -> Memory:
-    """The memory a fact becomes (not stored), its id derived so a re-run finds it."""
+def new_memory(
+    project_id: str,
+    user_id: str,
+    session_id: str,
+    f: Fact,
+    now: datetime,
+    scope: AgentScope = ("", ""),
+) -> Memory:
+    """The memory a fact becomes (not stored), in `scope`; its id derived so a re-run finds it
+    (a scoped fact's id names its scope: the same fact told two agents is two memories)."""
     key = f"{f.slot}={f.value.casefold()}" if f.slot else normalise(f.content)
     first = f.source_message_ids[0] if f.source_message_ids else "profile"
+    scoped = list(scope) if scope[0] else []
     metadata: dict[str, Any] = {}
     if f.slot:
         metadata[VALUE_KEY] = f.value
@@ -282,8 +310,10 @@ def new_memory(project_id: str, user_id: str, session_id: str, f: Fact, now: dat
     if f.negated:
         metadata[NEGATED_KEY] = True
     return Memory(
-        id=derived_id("mem", project_id, user_id, key, first),
+        id=derived_id("mem", project_id, user_id, key, first, *scoped),
         user_id=user_id,
+        agent_id=scope[0],
+        instance_id=scope[1],
         session_id=session_id,
         content=f.content,
         type=f.type or "fact",
@@ -312,8 +342,9 @@ def _decide(
     f: Fact,
     vec: np.ndarray,
     now: datetime,
+    scope: AgentScope,
 ) -> None:
-    made = new_memory(project_id, user_id, session_id, f, now)
+    made = new_memory(project_id, user_id, session_id, f, now, scope)
     if f.updates and (target := _by_id(plan, f.updates)) is not None:
         _version(plan, target, made, vec, now)
         return

@@ -60,10 +60,13 @@ class ExtractFacts:
         messages = [m for m in work.messages if m.content.strip()]
         if self._actions is not None:
             messages += await self._actions(work.memories, project, user, work.session.id)
-        known = [known_fact(m) for m in await self._reconciler.current(project, user)]
+        # an agent session's facts live in its agent scope, shown and reconciled only there
+        scope = (work.session.agent_id, work.session.instance_id)
+        current = await self._reconciler.current(project, user, scope=scope, exact=True)
+        known = [known_fact(m) for m in current]
         facts, ran = await self._extract(project, messages, known) if messages else ([], "")
         async with self._reconciler.lock(project, user):
-            plan = await self._reconciler.plan(project, user, work.session.id, facts)
+            plan = await self._reconciler.plan(project, user, work.session.id, facts, scope=scope)
             await self._reconciler.apply(project, plan, between=_pause_hook())
         plan.stats.extractor = ran or self._extractor.name
         work.stats = plan.stats

@@ -46,6 +46,7 @@ async def run(svc: MemoryService, project_id: str, ops: Sequence[BatchOp]) -> li
             ready = svc.prepare(op[1], v, prefix=f"operations[{i}].create.memory")
             try:
                 v.raise_if_any()
+                await svc.check_scopes(project_id, [ready])
                 creates.append((i, ready))
             except DomainError as exc:
                 results[i].error = exc

@@ -18,6 +18,15 @@ def check_types(v: Violations, name: str, types: Sequence[str]) -> None:
             v.add(f"{name}[{i}]", f"unknown memory type {t!r}")
 
 
+def check_scope(v: Violations, prefix: str, agent_id: str, instance_id: str) -> None:
+    """An agent scope is well formed: ids shaped as ids, an instance only with its agent."""
+    dot = f"{prefix}." if prefix else ""
+    validation.check_id(v, f"{dot}agent_id", agent_id, required=False)
+    validation.check_id(v, f"{dot}instance_id", instance_id, required=False)
+    if instance_id and not agent_id:
+        v.add(f"{dot}instance_id", "requires agent_id")
+
+
 def check_memory(
     v: Violations, m: Memory, prefix: str = "memory", *, fields: set[str] | None = None
 ) -> None:
@@ -40,6 +49,8 @@ def check_memory(
         validation.check_labels(v, f"{prefix}.categories", m.categories)
     if want("entities"):
         validation.check_labels(v, f"{prefix}.entities", m.entities)
+    if fields is None:  # the scope is set on create only (an update cannot move a memory)
+        check_scope(v, prefix, m.agent_id, m.instance_id)
     if want("metadata"):
         validation.check_metadata(v, f"{prefix}.metadata", m.metadata)
     if want("importance"):

@@ -43,9 +43,13 @@ async def connected(
     project_id: str,
     page: Sequence[Memory],
     limit: int = MAX_CONNECTED,
+    *,
+    agent_id: str = "",
+    instance_id: str = "",
 ) -> dict[str, list[Memory]]:
     """Memory id -> up to `limit` current (not archived) memories of its user sharing an entity
-    with it. The candidates' keys are read once for the page, then the chosen rows."""
+    with it (within an agent-scoped recall when `agent_id` is given, as the page was). The
+    candidates' keys are read once for the page, then the chosen rows."""
     linked = [m for m in page if m.entities]
     if not linked:
         return {}
@@ -53,7 +57,12 @@ async def connected(
     entities = sorted({e for m in linked for e in m.entities})
     candidates: dict[str, Row] = {}
     for part in chunks(entities):
-        where = MemoryFilter(project_id=project_id, entities=tuple(part)).where()
+        where = MemoryFilter(
+            project_id=project_id,
+            entities=tuple(part),
+            agent_id=agent_id,
+            instance_id=instance_id,
+        ).where()
         where.is_in("user_id", users)
         for r in await keys.rows(where, ["id", "user_id", "entities", "update_time"]):
             candidates[r["id"]] = r

@@ -46,6 +46,10 @@ class Memory:
     entities: list[str] = field(default_factory=list)
     # the pending merge conflict this memory is part of (core.intelligence.conflicts)
     conflict_id: str = ""
+    # whose memory of the user: an agent's (in one instance, or its default state), or "" for
+    # the user's general memories, which every agent sees
+    agent_id: str = ""
+    instance_id: str = ""
 
 
 def default_origin(type_: str) -> str:
@@ -91,6 +95,13 @@ class MemoryQuery:
     profile_slots: tuple[str, ...] = ()
     # memories mentioning one of these entities (connected memories)
     entities: tuple[str, ...] = ()
+    # an agent-scoped recall: the agent's memories of the user in `instance_id` (or, without
+    # one, the agent's default state) plus the user's general memories, never another agent's
+    # or instance's; no agent_id = every memory. `exact_scope` (memgrpc's own reads, e.g.
+    # reconciliation): only memories of exactly that scope, general ones when agent_id is empty.
+    agent_id: str = ""
+    instance_id: str = ""
+    exact_scope: bool = False
 
 
 # fields a patch may touch (UpdateMemory's update_mask paths)

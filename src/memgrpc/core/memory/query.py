@@ -20,6 +20,7 @@ def to_filter(project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
         if o not in ORIGINS:
             v.add(f"origins[{i}]", f"must be one of {', '.join(ORIGINS)}")
     validation.check_labels(v, "entities", q.entities)
+    checks.check_scope(v, "", q.agent_id, q.instance_id)
     if q.start_time and q.end_time and q.start_time >= q.end_time:
         v.add("end_time", "must be after start_time")
     return MemoryFilter(
@@ -37,6 +38,9 @@ def to_filter(project_id: str, q: MemoryQuery, v: Violations) -> MemoryFilter:
         origins=q.origins,
         profile_slots=q.profile_slots,
         entities=q.entities,
+        agent_id=q.agent_id,
+        instance_id=q.instance_id,
+        scope_mode="exact" if q.exact_scope else "recall",
     )
 
 

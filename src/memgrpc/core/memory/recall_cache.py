@@ -270,6 +270,8 @@ def matches(m: Memory, f: MemoryFilter) -> bool:
         return False
     if f.entities and not set(m.entities).intersection(f.entities):
         return False
+    if not in_scope(m, f):
+        return False
     if f.start_time is None and f.end_time is None:
         return True
     when = None if m.event_time is None else _utc(m.event_time)
@@ -278,6 +280,14 @@ def matches(m: Memory, f: MemoryFilter) -> bool:
     if f.start_time is not None and when < _utc(f.start_time):
         return False
     return f.end_time is None or when < _utc(f.end_time)
+
+
+def in_scope(m: Memory, f: MemoryFilter) -> bool:
+    """The twin of MemoryFilter.scope() ("" reads as NULL, as rows.to_row writes it)."""
+    if f.scope_mode == "recall" and not f.agent_id:
+        return True
+    own = m.agent_id == f.agent_id and (not f.agent_id or m.instance_id == f.instance_id)
+    return own or (f.scope_mode == "recall" and not m.agent_id)
 
 
 def _utc(t: datetime) -> datetime:

@@ -41,6 +41,8 @@ def to_row(m: Memory, project_id: str, vector: Any, version_time: Any) -> dict[s
         "last_mentioned_time": m.last_mentioned_time,
         "entities": list(m.entities),
         "conflict_id": m.conflict_id or None,
+        "agent_id": m.agent_id or None,
+        "instance_id": m.instance_id or None,
         "vector": vec,
     }
     row["doc"] = encode_doc(row)
@@ -76,11 +78,16 @@ def from_row(row: dict[str, Any]) -> Memory:
         last_mentioned_time=row.get("last_mentioned_time"),
         entities=list(row.get("entities") or []),
         conflict_id=row.get("conflict_id") or "",
+        agent_id=row.get("agent_id") or "",
+        instance_id=row.get("instance_id") or "",
     )
 
 
-def version_row(project_id: str, user_id: str, v: MemoryVersion) -> dict[str, Any]:
-    """The `memory_versions` row of `v` (store/schemas.MEMORY_VERSIONS): the one builder."""
+def version_row(
+    project_id: str, user_id: str, v: MemoryVersion, agent_id: str = "", instance_id: str = ""
+) -> dict[str, Any]:
+    """The `memory_versions` row of `v` (store/schemas.MEMORY_VERSIONS): the one builder; it
+    carries its memory's agent scope, so purging the agent or instance covers it."""
     return {
         "pk": f"{v.memory_id}@{v.version}",
         "project_id": project_id,
@@ -94,6 +101,8 @@ def version_row(project_id: str, user_id: str, v: MemoryVersion) -> dict[str, An
         "create_time": v.create_time,
         "expire_time": v.expire_time,
         "expire_reason": v.expire_reason,
+        "agent_id": agent_id or None,
+        "instance_id": instance_id or None,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -58,6 +58,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# (project_id, agent_id, instance_id) -> raises NotFound when the scope does not exist
+ScopeCheck = Callable[[str, str, str], Awaitable[None]]
+
+
 class MemoryService:
     def __init__(
         self, store: Store, embedder: AsyncEmbedder, *, cache_rows: int = MAX_ROWS
@@ -79,6 +83,21 @@ class MemoryService:
         self._search = MemorySearch(self._table, embedder, self.cache)
         # every write registers its categories here; filters by category are checked here
         self.categories = Categories(store)
+        self._scope_check: ScopeCheck | None = None
+
+    def check_scope_with(self, check: ScopeCheck) -> None:
+        """Have `check` confirm a memory's agent (and instance) exist in its project; the agents
+        package owns them, so it plugs this in rather than being imported here."""
+        self._scope_check = check
+
+    async def check_scopes(self, project_id: str, memories: Sequence[Memory]) -> None:
+        """NOT_FOUND unless every agent scope the memories name exists (each checked once)."""
+        if self._scope_check is None:
+            return
+        for agent_id, instance_id in sorted(
+            {(m.agent_id, m.instance_id) for m in memories if m.agent_id}
+        ):
+            await self._scope_check(project_id, agent_id, instance_id)
 
     # -- create ---------------------------------------------------------------------------
     def prepare(self, m: Memory, v: Violations, prefix: str = "memory") -> Memory:
@@ -102,6 +121,7 @@ class MemoryService:
         v = Violations()
         ready = self.prepare(m, v)
         v.raise_if_any()
+        await self.check_scopes(project_id, [ready])
         await self._insert(project_id, [ready])
         return ready
 
@@ -222,6 +242,9 @@ class MemoryService:
                 mention_count=current.mention_count,
                 last_mentioned_time=current.last_mentioned_time,
                 conflict_id=current.conflict_id,
+                # a memory stays in the scope it was made in
+                agent_id=current.agent_id,
+                instance_id=current.instance_id,
             )
             return await self._write_new_state(project_id, row, current, updated, reason)
 
@@ -233,8 +256,13 @@ class MemoryService:
         version_time = row.get("version_time") or current.create_time
         if updated.content != current.content:
             # old content first: a crash in between leaves an extra version row, never a lost one
+            expired = rows.expired(row, now, reason)
             await self._versions.upsert(
-                [rows.version_row(project_id, row["user_id"], rows.expired(row, now, reason))]
+                [
+                    rows.version_row(
+                        project_id, row["user_id"], expired, current.agent_id, current.instance_id
+                    )
+                ]
             )
             vector = await self._embedder.embed_one(embed_text(updated))
             updated = replace(updated, version=current.version + 1)
@@ -309,11 +337,24 @@ class MemoryService:
         return await links.previous_versions(self._versions_tbl, project_id, page)
 
     async def connected(
-        self, project_id: str, page: Sequence[Memory], limit: int = links.MAX_CONNECTED
+        self,
+        project_id: str,
+        page: Sequence[Memory],
+        limit: int = links.MAX_CONNECTED,
+        *,
+        scope: MemoryQuery | None = None,
     ) -> dict[str, builtins.list[Memory]]:
         """Memory id -> current memories of its user sharing an entity with it (see
-        core.memory.links)."""
-        return await links.connected(self._keys_tbl, self._table, project_id, page, limit)
+        core.memory.links), within `scope`'s agent scope when given."""
+        return await links.connected(
+            self._keys_tbl,
+            self._table,
+            project_id,
+            page,
+            limit,
+            agent_id=scope.agent_id if scope else "",
+            instance_id=scope.instance_id if scope else "",
+        )
 
     async def search(
         self,

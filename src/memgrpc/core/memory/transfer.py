@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from memgrpc.core.kernel import validation
-from memgrpc.core.kernel.errors import DomainError, InvalidArgument, Violations
+from memgrpc.core.kernel.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import derived_id, new_id
 from memgrpc.core.memory import checks, rows
 from memgrpc.core.memory.model import (
@@ -205,6 +205,10 @@ class Transfer:
         return records
 
     # -- import -----------------------------------------------------------------------------
+    async def check_scope(self, project_id: str, m: Memory) -> None:
+        """NOT_FOUND when the record names an agent (instance) the project does not have."""
+        await self._svc.check_scopes(project_id, [m])
+
     def importer(self, project_id: str) -> Importer:
         return Importer(self, project_id)
 
@@ -376,7 +380,8 @@ class Importer:
         index, self._next = self._next, self._next + 1
         try:
             ready = self._transfer.prepare(index, record)
-        except InvalidArgument as exc:
+            await self._transfer.check_scope(self._project, ready.memory)
+        except (InvalidArgument, NotFound) as exc:
             _fail(self.summary, index, record.memory.id, exc.reason, exc.message)
             return
         self._pending.append(ready)
@@ -409,4 +414,4 @@ def _version_row(project_id: str, r: _Ready, ver: MemoryVersion) -> dict[str, An
         create_time=ver.create_time or (m.create_time if ver.version == 1 else None),
         expire_time=ver.expire_time or r.version_time,
     )
-    return rows.version_row(project_id, m.user_id, filled)
+    return rows.version_row(project_id, m.user_id, filled, m.agent_id, m.instance_id)
