@@ -218,7 +218,7 @@ async def test_reset_delete_instance_and_delete_agent_purge_only_their_scope(
     purged |= {(w.a, "", u) for u in USERS}
     await check(purged)
     left = await owned.count_agent_rows(server.app.store, w.project, w.a)
-    assert left == dict.fromkeys(owned.AGENT_TABLES, 0)
+    assert left == dict.fromkeys((*owned.AGENT_TABLES, *owned.SESSION_TABLES), 0)
     assert await _instances(server, w.project, w.a) == 0
     assert await _instances(server, w.project) == 0
     remaining = await w.memories.ListMemories(

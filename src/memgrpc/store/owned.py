@@ -7,11 +7,12 @@ embeds the user id).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import DOC, MemoryTable
+from memgrpc.store.tables import chunks
 
 # table -> the column naming the row's user (every such table also has `project_id`)
 USER_COLUMNS: Mapping[str, str] = {
@@ -76,6 +77,9 @@ AGENT_TABLES: tuple[str, ...] = (
     "agent_diary",
     "notifications",
 )
+# Tables whose rows belong to a session (jobs, background chat turns, merge conflicts) without
+# scope columns of their own: an agent purge deletes those of the scope's sessions.
+SESSION_TABLES: tuple[str, ...] = ("jobs", "chat_results", "conflicts")
 
 
 def agent_where(project_id: str, agent_id: str, instance_id: str = "", user_id: str = "") -> Where:
@@ -91,8 +95,14 @@ def agent_where(project_id: str, agent_id: str, instance_id: str = "", user_id: 
 async def delete_agent_rows(
     store: Store, project_id: str, agent_id: str, instance_id: str = "", user_id: str = ""
 ) -> None:
-    """Delete the agent's (instance's, user's) rows in every registered table."""
+    """Delete the agent's (instance's, user's) rows in every registered table: first what hangs
+    off its sessions, then the scoped rows (sessions among them), so a retry finds them all."""
     where = str(agent_where(project_id, agent_id, instance_id, user_id))
+    for part in chunks(await _scope_sessions(store, where)):
+        for table in SESSION_TABLES:
+            of_sessions = str(_of_sessions(project_id, part))
+            if await store.table(table).count_rows(of_sessions):
+                await store.writer(table).delete(of_sessions)
     for table in AGENT_TABLES:
         if await store.table(table).count_rows(where):
             await store.writer(table).delete(where)
@@ -103,4 +113,20 @@ async def count_agent_rows(
 ) -> dict[str, int]:
     """Rows per registered table (what a purge or reset must bring to zero)."""
     where = str(agent_where(project_id, agent_id, instance_id, user_id))
-    return {t: int(await store.table(t).count_rows(where)) for t in AGENT_TABLES}
+    out = {t: int(await store.table(t).count_rows(where)) for t in AGENT_TABLES}
+    parts = chunks(await _scope_sessions(store, where))
+    for table in SESSION_TABLES:
+        counts = [
+            await store.table(table).count_rows(str(_of_sessions(project_id, p))) for p in parts
+        ]
+        out[table] = int(sum(counts))
+    return out
+
+
+def _of_sessions(project_id: str, session_ids: Sequence[str]) -> Where:
+    return Where().eq("project_id", project_id).is_in("session_id", list(session_ids))
+
+
+async def _scope_sessions(store: Store, sessions_where: str) -> list[str]:
+    q = store.table("sessions").query().where(sessions_where).select(["id"])
+    return [r["id"] for r in (await q.to_arrow()).to_pylist()]
