@@ -32,6 +32,7 @@ class AgentConv:
     def __init__(self, conv: Conv) -> None:
         self.conv = conv
         self.key = conv.key
+        self.admin_key = ""  # a project admin key, when a test made one
         self.agents = agents_pb2_grpc.AgentServiceStub(conv.channel)
 
     async def agent(self, name: str = "Ava") -> str:

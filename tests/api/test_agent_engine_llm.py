@@ -61,18 +61,8 @@ async def fake() -> AsyncIterator[EngineLLM]:
     await server.stop()
 
 
-@pytest.fixture(scope="module")
-async def ac(
-    tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder, fake: EngineLLM
-) -> AsyncIterator[AgentConv]:
-    config = make_config(
-        tmp_path_factory.mktemp("engine-llm"),
-        "mgk_test_" + secrets.token_urlsafe(24),
-        extractor="llm",
-        openai_base_url=fake.base_url,
-        openai_model="engine",
-        openai_timeout_s=2.0,
-    )
+async def _serve(config: Any, shared_embedder: Embedder) -> AsyncIterator[AgentConv]:
+    """The server of `config`, and a new project's read/write key on it."""
     running = await start(config, embedder=shared_embedder)
     key = config.admin_key
     assert key is not None
@@ -93,9 +83,69 @@ async def ac(
                 ),
                 metadata=md(key),
             )
-            yield AgentConv(Conv(ch, created.secret))
+            admin_key = await admin.CreateApiKey(
+                admin_pb2.CreateApiKeyRequest(
+                    project_id=project.id,
+                    api_key=admin_pb2.ApiKey(name="a", scopes=[admin_pb2.API_KEY_SCOPE_ADMIN]),
+                ),
+                metadata=md(key),
+            )
+            ac = AgentConv(Conv(ch, created.secret))
+            ac.admin_key = admin_key.secret
+            yield ac
     finally:
         await running.stop(1.0)
+
+
+@pytest.fixture(scope="module")
+async def ac(
+    tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder, fake: EngineLLM
+) -> AsyncIterator[AgentConv]:
+    config = make_config(
+        tmp_path_factory.mktemp("engine-llm"),
+        "mgk_test_" + secrets.token_urlsafe(24),
+        extractor="llm",
+        openai_base_url=fake.base_url,
+        openai_model="engine",
+        openai_timeout_s=2.0,
+    )
+    async for conv in _serve(config, shared_embedder):
+        yield conv
+
+
+@pytest.fixture(scope="module")
+async def byok(
+    tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder, fake: EngineLLM
+) -> AsyncIterator[AgentConv]:
+    """A rules server (no LLM of its own) whose BYOK openai endpoint is the fake."""
+    config = make_config(
+        tmp_path_factory.mktemp("engine-byok"),
+        "mgk_test_" + secrets.token_urlsafe(24),
+        provider_base_urls={"openai": fake.base_url},
+    )
+    async for conv in _serve(config, shared_embedder):
+        yield conv
+
+
+async def test_a_projects_own_key_drives_the_engine_on_a_rules_server(
+    byok: AgentConv, fake: EngineLLM
+) -> None:
+    agent, user = await byok.agent(), uid("byok")
+    await byok.talk(agent, user, "Hi, nice to meet you.")
+    assert (await byok.mood(agent, user)).source == "lexicon"  # no key yet: offline
+    admin = admin_pb2_grpc.AdminServiceStub(byok.conv.channel)
+    own = "sk-own-" + secrets.token_urlsafe(12)
+    await admin.SetProviderKey(
+        admin_pb2.SetProviderKeyRequest(provider="openai", api_key=own, default_model="m"),
+        metadata=md(byok.admin_key),
+    )
+    fake.mood = GOOD_MOOD
+    since = len(fake.seen)
+    await byok.talk(agent, user, "Thanks, that was lovely.")
+    mood = await byok.mood(agent, user)
+    assert (mood.label, mood.source) == ("delighted", "llm")
+    asked = [r for r in fake.seen[since:] if r.path.endswith("/chat/completions")]
+    assert asked and {r.headers["authorization"] for r in asked} == {f"Bearer {own}"}
 
 
 async def test_the_llm_writes_mood_and_relationship(ac: AgentConv, fake: EngineLLM) -> None:

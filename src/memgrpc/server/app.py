@@ -317,10 +317,12 @@ class AgentEngine:
         providers: Providers,
         agents: AgentService,
         conversations: Conversations,
+        own: ProjectProviders,
     ) -> AgentEngine:
-        """With MEMGRPC_EXTRACTOR=llm the engine asks the same OpenAI-compatible model."""
+        """With MEMGRPC_EXTRACTOR=llm the engine asks the same OpenAI-compatible model; a
+        project with its own provider key (BYOK) is asked through that key, on any server."""
         provider = providers.get("openai") if config.extractor == "llm" else None
-        llm = EngineLlm(provider, config.openai_model or "") if provider is not None else None
+        llm = EngineLlm(provider, config.openai_model or "", own=own.provider_for)
         engine = ContextEngine(
             store,
             memories,
@@ -463,7 +465,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
-    agent_engine = AgentEngine.build(config, store, memories, providers, agents, conversations)
+    agent_engine = AgentEngine.build(config, store, memories, providers, agents, conversations, own)
     app = App(
         config=config,
         store=store,

@@ -128,6 +128,7 @@ class Diary:
             body, source = paragraph(who, sessions), "template"
             if self._llm is not None:
                 written = await self._llm.ask(
+                    project_id,
                     {
                         "task": "diary",
                         "date": day,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -35,20 +35,43 @@ a task as JSON (its "task" field says which) and answer with JSON only, no prose
   check. Answer {"message": ...}."""
 
 
+# a project's own (BYOK) provider, None = it has none
+OwnProvider = Callable[[str], Awaitable[Provider | None]]
+
+
 class EngineLlm:
-    def __init__(self, provider: Provider, model: str = "", *, max_tokens: int = 512) -> None:
+    """The model a project's engine asks: its own BYOK key's provider when it has one (at that
+    key's default model), else the server's when MEMGRPC_EXTRACTOR=llm, else none (offline)."""
+
+    def __init__(
+        self,
+        provider: Provider | None,
+        model: str = "",
+        *,
+        own: OwnProvider | None = None,
+        max_tokens: int = 512,
+    ) -> None:
         self._provider = provider
         self._model = model
+        self._own = own
         self._max_tokens = max_tokens
 
-    async def ask(self, payload: dict[str, Any], check: Callable[[Any], T]) -> T | None:
+    async def ask(
+        self, project_id: str, payload: dict[str, Any], check: Callable[[Any], T]
+    ) -> T | None:
         """`check(parsed JSON)` returns the validated value or raises ValueError/KeyError/
-        TypeError; None when the call or the answer failed."""
+        TypeError; None when there is no model for the project, or the call or answer failed."""
+        provider = await self._own(project_id) if self._own is not None else None
+        model = ""
+        if provider is None:
+            provider, model = self._provider, self._model
+        if provider is None:
+            return None
         messages = [
             ChatMessage("system", SYSTEM),
             ChatMessage("user", json.dumps(payload, ensure_ascii=False, default=str)),
         ]
-        gen = self._provider.stream(messages, self._model, 0.0, self._max_tokens)
+        gen = provider.stream(messages, model, 0.0, self._max_tokens)
         try:
             reply = "".join([delta async for delta in gen])
         except ProviderError as exc:

@@ -160,7 +160,9 @@ class Notifications:
             fresh = []
             for n, cause in due:
                 if n.id not in have:
-                    n.generated_message = await self._message(n.check_type, cause, scope)
+                    n.generated_message = await self._message(
+                        project_id, n.check_type, cause, scope
+                    )
                     fresh.append(n)
             if fresh:
                 await self._rows.writer.insert([_row(project_id, n) for n in fresh])
@@ -223,13 +225,15 @@ class Notifications:
             metadata=meta,
         )
 
-    async def _message(self, check_type: str, cause: dict[str, Any], scope: Scope) -> str:
+    async def _message(
+        self, project_id: str, check_type: str, cause: dict[str, Any], scope: Scope
+    ) -> str:
         fallback = template(check_type, cause)
         if self._llm is None:
             return fallback
         payload = {"task": "notification", "check_type": check_type, "user_id": scope.user_id}
         payload |= {k: v for k, v in cause.items() if k != "done"}
-        written = await self._llm.ask(payload, lambda js: text(js["message"], 2000))
+        written = await self._llm.ask(project_id, payload, lambda js: text(js["message"], 2000))
         return written if written is not None else fallback
 
     # -- reads and consume --------------------------------------------------------------------

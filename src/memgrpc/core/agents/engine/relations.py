@@ -37,7 +37,7 @@ from memgrpc.core.conversation.records import Message, Session
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.memory.model import Memory, MemoryQuery
+from memgrpc.core.memory.model import MemoryQuery
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
@@ -147,18 +147,6 @@ def message_key(session_id: str, m: Message) -> str:
     return f"{session_id}/#{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
-def visible(m: Memory, scope: Scope) -> bool:
-    """Whether a user's memory belongs in this agent's view: the user's general memories and
-    the agent's own (in this instance). The seam for agent-scoped memories: once MemoryQuery
-    filters by agent_id, the caller can ask the store instead of filtering here."""
-    agent = str(getattr(m, "agent_id", "") or "")
-    if not agent:
-        return True
-    return agent == scope.agent_id and str(getattr(m, "instance_id", "") or "") == (
-        scope.instance_id
-    )
-
-
 def check_scope_input(
     v: Violations, agent_id: str, user_id: str, instance_id: str, *, user_required: bool
 ) -> None:
@@ -240,12 +228,12 @@ class ContextEngine:
             if not new:
                 return st.mood
             st.seen = [*st.seen, *(k for k, _ in keyed if k not in seen)][-_SEEN:]
-            await self._apply(scope, session, new, st)
+            await self._apply(project_id, scope, session, new, st)
             await self.save(project_id, scope, st)
             return st.mood
 
     async def _apply(
-        self, scope: Scope, session: Session, new: Sequence[Message], st: State
+        self, project_id: str, scope: Scope, session: Session, new: Sequence[Message], st: State
     ) -> None:
         now = datetime.now(UTC)
         times = [m.create_time or now for m in new]
@@ -288,11 +276,12 @@ class ContextEngine:
             source="lexicon",
         )
         if said and self._llm is not None:
-            mood, rel = await self._ask_llm(scope, st, said, mood, rel)
+            mood, rel = await self._ask_llm(project_id, scope, st, said, mood, rel)
         st.mood, st.relationship = mood, rel
 
     async def _ask_llm(
         self,
+        project_id: str,
         scope: Scope,
         st: State,
         said: Sequence[Message],
@@ -332,7 +321,7 @@ class ContextEngine:
             )
             return got, r
 
-        answer = await self._llm.ask(payload, check)
+        answer = await self._llm.ask(project_id, payload, check)
         return answer if answer is not None else (mood, rel)
 
     async def mood(self, project_id: str, scope: Scope) -> Mood:
@@ -379,12 +368,13 @@ class ContextEngine:
                 scanned.add(r["id"])
                 mids = (r["memory_id"],) if r["memory_id"] else ()
                 out.append(rules.Statement(r["content"] or "", mids, r["create_time"]))
-        facts = await self._memories.all(
-            project_id, MemoryQuery(user_id=scope.user_id, origins=("extracted",))
-        )
-        for f in facts:
-            if not visible(f, scope):
-                continue
+        query = MemoryQuery(
+            user_id=scope.user_id,
+            origins=("extracted",),
+            agent_id=scope.agent_id,
+            instance_id=scope.instance_id,
+        )  # the agent's facts of the user in this instance, and the user's general ones
+        for f in await self._memories.all(project_id, query):
             from_scanned = bool(scanned.intersection(f.source_message_ids))
             out.append(
                 rules.Statement(
@@ -406,14 +396,14 @@ class ContextEngine:
         ).hexdigest()
         cached = self._insight_cache.get(key)
         if cached is None:
-            cached = await self._ask_insights(found) or rules.derive(found)
+            cached = await self._ask_insights(project_id, found) or rules.derive(found)
             self._insight_cache[key] = cached
             while len(self._insight_cache) > 256:
                 self._insight_cache.popitem(last=False)
         return cached
 
     async def _ask_insights(
-        self, found: Sequence[rules.Statement]
+        self, project_id: str, found: Sequence[rules.Statement]
     ) -> dict[str, list[rules.Found]] | None:
         assert self._llm is not None
         by_id = {f"s{i}": s for i, s in enumerate(found)}
@@ -446,7 +436,7 @@ class ContextEngine:
                 out[kind] = items
             return out
 
-        return await self._llm.ask(payload, check)
+        return await self._llm.ask(project_id, payload, check)
 
 
 def add_event(st: State, d: dates.Dated, m: Message) -> None:
