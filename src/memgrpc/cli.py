@@ -48,6 +48,10 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--extractor-fallback": ("extractor_fallback", "rules: use it when the llm extractor fails"),
     "--job-stale-after": ("job_stale_after_s", "seconds before a dead replica's job fails (600)"),
+    "--async-recall-deadline-ms": (
+        "async_recall_deadline_ms",
+        "ms an ASYNC-memory agent's turn waits for recall (50)",
+    ),
 }
 
 

@@ -56,6 +56,7 @@ ENV: Mapping[str, str] = {
     "extractor": "MEMGRPC_EXTRACTOR",
     "extractor_fallback": "MEMGRPC_EXTRACTOR_FALLBACK",
     "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
+    "async_recall_deadline_ms": "MEMGRPC_ASYNC_RECALL_DEADLINE_MS",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -120,6 +121,9 @@ class ServerConfig:
     # a processing job whose session stayed PROCESSING this long while no replica ran it (its
     # server died) is failed by the sweeper, so the session can be processed again
     job_stale_after_s: float = 600.0
+    # how long a chat turn of an ASYNC-memory agent waits for recall before generating without
+    # it (the late result serves the session's next turn; core/chat/turn.py)
+    async_recall_deadline_ms: float = 50.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -258,6 +262,13 @@ def _parse(name: str, value: Any) -> Any:
         if flag not in _TRUE + _FALSE:
             raise ConfigError(f"{_label(name)}: {value!r} is not one of 1/0, true/false, yes/no")
         return flag in _TRUE
+    if name.endswith("_ms"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(
+                f"{_label(name)}: {value!r} is not a number of milliseconds"
+            ) from None
     if name.endswith("_s"):
         try:
             return float(value)
@@ -390,6 +401,8 @@ def _check_extractor(c: ServerConfig) -> None:
             )
     if not 1 <= c.job_stale_after_s <= 7 * 86400:
         raise ConfigError(f"{_label('job_stale_after_s')}: must be between 1 s and 7 days")
+    if not 0 <= c.async_recall_deadline_ms <= 60_000:
+        raise ConfigError(f"{_label('async_recall_deadline_ms')}: must be between 0 and 60000 ms")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:

@@ -187,11 +187,21 @@ class Chats:
         embedder: BatchingEmbedder,
         providers: Providers,
         profiles: Profiles,
+        agents: AgentService,
     ) -> Chats:
         context = ContextService(
             memories, SessionMessages(conv.sessions, conv.messages), embedder, profiles
         )
-        service = ChatService(conv.sessions, conv.messages, context, providers, embedder)
+        service = ChatService(
+            conv.sessions,
+            conv.messages,
+            context,
+            providers,
+            embedder,
+            agents=agents,
+            extraction=conv.jobs,
+            async_recall_deadline_s=config.async_recall_deadline_ms / 1000,
+        )
         background = BackgroundChats(store, service, memories)
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
@@ -346,6 +356,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
+    agents = AgentService(store)
     app = App(
         config=config,
         store=store,
@@ -357,10 +368,10 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         maintainer=maintainer,
         conversations=conversations,
         chat=Chats.build(
-            config, store, memories, conversations, batching, providers, intel.profiles
+            config, store, memories, conversations, batching, providers, intel.profiles, agents
         ),
         intelligence=intel,
-        agents=AgentService(store),
+        agents=agents,
     )
     conversations.sessions.check_scope_with(app.agents.check_scope)
     try:

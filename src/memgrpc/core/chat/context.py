@@ -61,6 +61,9 @@ class ContextRequest:
     # messages to leave out of memories and recent messages (a chat turn's own, and the turns
     # it sends to the model as they are)
     exclude_message_ids: tuple[str, ...] = ()
+    # the agent scope of the recall (an agent session's; empty = the user's every memory)
+    agent_id: str = ""
+    instance_id: str = ""
 
 
 @dataclass(frozen=True)
