@@ -29,9 +29,10 @@ from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.access import AdminService, Authenticator
-from memgrpc.core.agents import AgentService
+from memgrpc.core.agents import AgentService, TurnHook
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
+from memgrpc.core.chat.loop import SessionLoop
 from memgrpc.core.chat.replay import ChatReplays
 from memgrpc.core.chat.turn import ChatService
 from memgrpc.core.conversation.jobs import AutoProcessor, JobRunner
@@ -176,6 +177,7 @@ class Chats:
     background: BackgroundChats
     replays: ChatReplays
     providers: Providers
+    loop: SessionLoop
 
     @classmethod
     def build(
@@ -206,7 +208,13 @@ class Chats:
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
         replays = ChatReplays(store, service, conv.sessions, memories)
-        return cls(context, service, background, replays, providers)
+        loop = SessionLoop(conv.sessions, conv.messages, conv.jobs, context)
+        return cls(context, service, background, replays, providers, loop)
+
+    def set_turn_hook(self, hook: TurnHook | None) -> None:
+        """Plug the context engine in: chat turns and SubmitTurn tell it each turn (mood)."""
+        self.service.hook = hook
+        self.loop.hook = hook
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
@@ -428,7 +436,9 @@ async def start(
             server,
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency),  # type: ignore[abstract]  # SubmitTurn/EndSession: issue 20 in progress
+            SessionServicer(
+                conv.sessions, conv.messages, conv.jobs, conv.idempotency, loop=app.chat.loop
+            ),
             server,
         )
         context_pb2_grpc.add_ContextServiceServicer_to_server(
