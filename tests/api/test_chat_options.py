@@ -445,3 +445,28 @@ async def test_background_turn_records_tool_calls(
     await eventually(complete, every_s=0.05)
     done = await chat.GetChatResult(req, metadata=md(key))
     assert [(c.id, c.name, c.arguments) for c in done.tool_calls] == TOOL_CALLS
+
+
+async def test_a_replayed_turn_replays_its_tool_calls(
+    chat: chat_pb2_grpc.ChatServiceStub, new_key: NewKey, fake_llm: FakeLLM
+) -> None:
+    _, key = await new_key()
+    req = {
+        "user_id": "u1",
+        "message": "Weather?",
+        "provider": "openai",
+        "model": "tools",
+        "tool_definitions": [pb.ToolDefinition(name="get_weather")],
+        "request_id": "tools-1",
+    }
+    first = await events(chat, key, **req)
+    calls = [e.tool_call for e in first if e.HasField("tool_call")]
+    asked = len(fake_llm.seen)
+
+    async def replayed() -> bool:
+        again = await events(chat, key, **req)
+        return [e.tool_call for e in again if e.HasField("tool_call")] == calls
+
+    await eventually(replayed)  # once the first attempt's row is complete
+    assert len(fake_llm.seen) == asked  # replayed, not run again
+    assert [(c.id, c.name, c.arguments) for c in calls] == TOOL_CALLS
