@@ -16,6 +16,7 @@ from memgrpc.api import convert, errors
 from memgrpc.api.moods import mood_to_pb
 from memgrpc.core.access import principal
 from memgrpc.core.chat.background import BackgroundChats, ChatResult
+from memgrpc.core.chat.options import PriorMessage
 from memgrpc.core.chat.replay import ChatReplays
 from memgrpc.core.chat.turn import (
     ChatEvent,
@@ -25,7 +26,6 @@ from memgrpc.core.chat.turn import (
     Delta,
     Done,
     Failed,
-    PriorMessage,
     SideEffects,
     Started,
     ToolCalled,
