@@ -7,6 +7,8 @@
 //   const memory = await client.createMemory({ userId: 'alice', content: 'Prefers tea', type: 'preference' });
 //   const { results } = await client.searchMemories({ userId: 'alice', query: 'drinks' });
 //   for await (const event of client.chat({ userId: 'alice', message: 'What do I drink?' })) { ... }
+//   const agent = await client.createAgent({ displayName: 'Ava', systemPrompt: 'You are upbeat.' });
+//   for await (const event of client.chat({ userId: 'alice', agentId: agent.id, messages: [...] })) { ... }
 //
 // Field names are the proto names in lowerCamelCase (user_id -> userId); enums are their names
 // ('MEMORY_TYPE_PREFERENCE'; createMemory also takes the short 'preference'); int64 values are
@@ -218,6 +220,7 @@ class MemgrpcClient {
     // the other stubs share the first one's channel
     const shared = { channelOverride: this._memoryStub.getChannel() };
     this._chatStub = v1.ChatService ? new v1.ChatService(address, creds, shared) : null;
+    this._agentStub = v1.AgentService ? new v1.AgentService(address, creds, shared) : null;
     this.apiKey = apiKey;
     this.timeoutMs = timeoutMs;
     this.chatTimeoutMs = chatTimeoutMs;
@@ -251,16 +254,36 @@ class MemgrpcClient {
     return reply.results.map((r) => ({ memory: memoryOut(r.memory), score: r.score }));
   }
 
+  /** CreateAgent: `agent` = {displayName, systemPrompt?, personality?, capabilities?, metadata?}. */
+  async createAgent(agent, options = {}) {
+    if (this._agentStub === null) throw new Error('this protos/ has no memgrpc.v1.AgentService');
+    const body = { ...agent };
+    if (body.metadata && !body.metadata.fields) body.metadata = toStruct(body.metadata);
+    const request = { agent: body, requestId: options.requestId || '' };
+    const made = await this._unary(this._agentStub, 'CreateAgent', request, options);
+    return { ...made, metadata: fromStruct(made.metadata) };
+  }
+
   /**
    * Chat: one streamed turn. An async iterator of ChatEvent objects
-   * ({sequence, createTime, event: 'started' | 'context' | 'delta' | 'done' | 'error', [event]: ...}).
-   * Leaving the loop early (break / return / throw), or aborting `options.signal`, cancels the
-   * call, which stops generation on the server.
+   * ({sequence, createTime, event: 'started' | 'context' | 'delta' | 'tool_call' | 'done' |
+   * 'error', [event]: ...}). With `agentId` the agent speaks (its prompt, personality, mood);
+   * `messages` ([{role, content}], the last one the user's) replaces `message`;
+   * `toolDefinitions` ([{name, description, parameters}], parameters a plain JSON Schema
+   * object) lets the model call tools: each call arrives as a `tool_call` event
+   * ({id, name, arguments: JSON text}). Leaving the loop early (break / return / throw), or
+   * aborting `options.signal`, cancels the call, which stops generation on the server.
    */
   async *chat(request, options = {}) {
     if (this._chatStub === null) throw new Error('this protos/ has no memgrpc.v1.ChatService');
     const deadline = Date.now() + (options.timeoutMs ?? this.chatTimeoutMs);
-    const call = this._chatStub.Chat(request, this._metadata(options.metadata), { deadline });
+    const body = { ...request };
+    if (body.toolDefinitions) {
+      body.toolDefinitions = body.toolDefinitions.map((t) =>
+        t.parameters && !t.parameters.fields ? { ...t, parameters: toStruct(t.parameters) } : t,
+      );
+    }
+    const call = this._chatStub.Chat(body, this._metadata(options.metadata), { deadline });
     const onAbort = () => call.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {

@@ -98,3 +98,42 @@ test('chat streams started, context, deltas and done', { skip: missing }, async 
   assert.match(done.assistantMessageId, /^msg_/);
   assert.ok(done.usage.completionTokens > 0);
 });
+
+test('agent chat: the agent speaks from the Sonzai-style messages; bad tools are field violations', { skip: missing }, async () => {
+  const agent = await client.createAgent({ displayName: 'Ava', systemPrompt: 'You are upbeat.' });
+  assert.match(agent.id, /^agt_/);
+  const tools = [{ name: 'lookup', description: 'Look a word up', parameters: { type: 'object', properties: { word: { type: 'string' } } } }];
+  const events = [];
+  for await (const event of client.chat({
+    userId,
+    agentId: agent.id,
+    messages: [
+      { role: 'user', content: 'My cat is called Miso.' },
+      { role: 'assistant', content: 'Cute!' },
+      { role: 'user', content: 'What is my cat called?' },
+    ],
+    toolDefinitions: tools,
+  })) {
+    events.push(event);
+  }
+  const kinds = events.map((e) => e.event);
+  assert.equal(kinds[0], 'started', kinds.join(','));
+  assert.equal(kinds.at(-1), 'done', kinds.join(','));
+  // the built-in responder never calls tools; an OpenAI-compatible model's calls are tool_call events
+  assert.ok(!kinds.includes('tool_call'), kinds.join(','));
+  const reply = events.filter((e) => e.event === 'delta').map((e) => e.delta.text).join('');
+  assert.match(reply, /Miso/);
+
+  const bad = client.chat({ userId, agentId: agent.id, message: 'hi', toolDefinitions: [{ name: 'x', parameters: { type: 'string' } }] });
+  await assert.rejects(
+    (async () => {
+      for await (const _ of bad); // eslint-disable-line no-unused-vars
+    })(),
+    (err) => {
+      assert.ok(err instanceof MemgrpcError, String(err));
+      assert.equal(err.codeName, 'INVALID_ARGUMENT');
+      assert.ok(err.fieldViolations.some((v) => v.field === 'tool_definitions[0].parameters'), JSON.stringify(err.fieldViolations));
+      return true;
+    },
+  );
+});

@@ -54,6 +54,10 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     ),
     "--notify-interval": ("notify_interval_s", "seconds between notification sweeps (60)"),
     "--inactivity-days": ("inactivity_days", "idle days before an inactivity check-in (7)"),
+    "--async-recall-deadline-ms": (
+        "async_recall_deadline_ms",
+        "ms an ASYNC-memory agent's turn waits for recall (50)",
+    ),
 }
 
 

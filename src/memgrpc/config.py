@@ -62,6 +62,7 @@ ENV: Mapping[str, str] = {
     "provider_base_urls": "MEMGRPC_PROVIDER_BASE_URLS",
     "notify_interval_s": "MEMGRPC_NOTIFY_INTERVAL",
     "inactivity_days": "MEMGRPC_INACTIVITY_DAYS",
+    "async_recall_deadline_ms": "MEMGRPC_ASYNC_RECALL_DEADLINE_MS",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -150,6 +151,9 @@ class ServerConfig:
     # background sweep runs their checks, and the idle days before an inactivity check-in
     notify_interval_s: float = 60.0
     inactivity_days: float = 7.0
+    # how long a chat turn of an ASYNC-memory agent waits for recall before generating without
+    # it (the late result serves the session's next turn; core/chat/turn.py)
+    async_recall_deadline_ms: float = 50.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -309,6 +313,13 @@ def _parse(name: str, value: Any) -> Any:
         if flag not in _TRUE + _FALSE:
             raise ConfigError(f"{_label(name)}: {value!r} is not one of 1/0, true/false, yes/no")
         return flag in _TRUE
+    if name.endswith("_ms"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(
+                f"{_label(name)}: {value!r} is not a number of milliseconds"
+            ) from None
     if name.endswith("_s"):
         try:
             return float(value)
@@ -461,6 +472,8 @@ def _check_extractor(c: ServerConfig) -> None:
             )
     if not 1 <= c.job_stale_after_s <= 7 * 86400:
         raise ConfigError(f"{_label('job_stale_after_s')}: must be between 1 s and 7 days")
+    if not 0 <= c.async_recall_deadline_ms <= 60_000:
+        raise ConfigError(f"{_label('async_recall_deadline_ms')}: must be between 0 and 60000 ms")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:

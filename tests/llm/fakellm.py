@@ -14,6 +14,9 @@ connection mid-stream. The `model` of a request picks the behaviour:
   broken     500
   garbage    a data line that is not JSON
   inband     an {"error": ...} chunk after one delta
+  tools      one text delta, then two tool calls streamed OpenAI-style (`delta.tool_calls`:
+             id and name first, the arguments split over several chunks, interleaved by
+             index), finish_reason `tool_calls`, usage, [DONE]
 
 `GET /models` lists the models. With `keys` set (BYOK tests), every request must carry
 `Authorization: Bearer <one of them>`, else 401.
@@ -30,6 +33,29 @@ from typing import Any
 
 SLOW_DELTAS = 40
 FAST_TEXT = ["Hello", " from", " the", " fake", " model."]
+# what the `tools` model calls, as the client must see them once joined
+TOOL_CALLS = [
+    ("call_w1", "get_weather", '{"city": "Paris", "unit": "c"}'),
+    ("call_t2", "get_time", '{"zone": "Europe/Paris"}'),
+]
+
+
+def _tool_part(index: int, **kw: Any) -> str:
+    part: dict[str, Any] = {"index": index}
+    if "id" in kw:
+        part |= {"id": kw["id"], "type": "function"}
+    part["function"] = {k: kw[k] for k in ("name", "arguments") if k in kw}
+    return json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [part]}}]})
+
+
+TOOL_CHUNKS = [
+    _tool_part(0, id="call_w1", name="get_weather", arguments=""),
+    _tool_part(0, arguments='{"city": '),
+    _tool_part(1, id="call_t2", name="get_time", arguments='{"zone": '),
+    _tool_part(0, arguments='"Paris", "unit": "c"}'),
+    _tool_part(1, arguments='"Europe/Paris"}'),
+    json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+]
 
 
 @dataclass
@@ -187,6 +213,8 @@ class FakeLLM:
             return [delta("two"), delta(" words"), "[DONE]"]
         if model == "garbage":
             return [delta("ok"), "{not json", "[DONE]"]
+        if model == "tools":
+            return [role, delta("Let me check."), *TOOL_CHUNKS, usage, "[DONE]"]
         if model == "inband":
             return [delta("partial"), json.dumps({"error": {"message": "upstream overloaded"}})]
         return [role, *(delta(t) for t in FAST_TEXT), usage, "[DONE]"]

@@ -26,6 +26,9 @@ def test_defaults() -> None:
     assert ServerConfig.load(env={"MEMGRPC_PREWARM_INDEXES": "off"}).prewarm_indexes is False
     assert c.event_loop == "auto"
     assert ServerConfig.load(env={"MEMGRPC_EVENT_LOOP": " AsyncIO "}).event_loop == "asyncio"
+    assert c.async_recall_deadline_ms == 50
+    deadline = {"MEMGRPC_ASYNC_RECALL_DEADLINE_MS": "120"}
+    assert ServerConfig.load(env=deadline).async_recall_deadline_ms == 120
 
 
 def test_flags_win_over_env() -> None:
@@ -64,6 +67,8 @@ def test_flags_win_over_env() -> None:
         ({"MEMGRPC_RECALL_CACHE_ROWS": "-1"}, "MEMGRPC_RECALL_CACHE_ROWS"),
         ({"MEMGRPC_PREWARM_INDEXES": "maybe"}, "--prewarm-indexes"),
         ({"MEMGRPC_EVENT_LOOP": "trio"}, "MEMGRPC_EVENT_LOOP"),
+        ({"MEMGRPC_ASYNC_RECALL_DEADLINE_MS": "fast"}, "--async-recall-deadline-ms"),
+        ({"MEMGRPC_ASYNC_RECALL_DEADLINE_MS": "-5"}, "MEMGRPC_ASYNC_RECALL_DEADLINE_MS"),
     ],
 )
 def test_invalid_values_name_the_setting(env: dict[str, str], mentions: str) -> None:

@@ -13,8 +13,10 @@ import grpc
 from google.protobuf import duration_pb2
 
 from memgrpc.api import convert, errors
+from memgrpc.api.moods import mood_to_pb
 from memgrpc.core.access import principal
 from memgrpc.core.chat.background import BackgroundChats, ChatResult
+from memgrpc.core.chat.options import PriorMessage
 from memgrpc.core.chat.replay import ChatReplays
 from memgrpc.core.chat.turn import (
     ChatEvent,
@@ -24,11 +26,13 @@ from memgrpc.core.chat.turn import (
     Delta,
     Done,
     Failed,
+    SideEffects,
     Started,
+    ToolCalled,
 )
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.model import SearchHit
-from memgrpc.llm import Usage
+from memgrpc.llm import Tool, ToolCall, Usage
 from memgrpc.v1 import chat_pb2 as pb
 from memgrpc.v1 import chat_pb2_grpc
 from memgrpc.v1 import memory_pb2 as mpb
@@ -52,7 +56,31 @@ def _request(r: pb.ChatRequest) -> ChatRequest:
         temperature=r.temperature if r.HasField("temperature") else None,
         system_prompt=r.system_prompt,
         max_tokens=r.max_tokens if r.HasField("max_tokens") else None,
+        agent_id=r.agent_id,
+        instance_id=r.instance_id,
+        messages=tuple(PriorMessage(m.role, m.content, m.name) for m in r.messages),
+        user_display_name=r.user_display_name,
+        language=r.language,
+        timezone=r.timezone,
+        tool_capabilities=tuple(r.tool_capabilities),
+        tools=tuple(
+            Tool(t.name, t.description, convert.struct_to_dict(t.parameters))
+            for t in r.tool_definitions
+        ),
     )
+
+
+def _call(c: ToolCall) -> pb.ChatToolCall:
+    return pb.ChatToolCall(id=c.id, name=c.name, arguments=c.arguments)
+
+
+def _effects(e: SideEffects) -> pb.ChatSideEffects:
+    out = pb.ChatSideEffects(facts_extracted=e.facts_extracted, memory_ids=e.memory_ids)
+    if e.mood_before is not None:
+        out.mood_before.CopyFrom(mood_to_pb(e.mood_before))
+    if e.mood_after is not None:
+        out.mood_after.CopyFrom(mood_to_pb(e.mood_after))
+    return out
 
 
 def _hits(hits: list[SearchHit]) -> list[mpb.SearchResult]:
@@ -77,6 +105,8 @@ def _event(ev: ChatEvent) -> pb.ChatEvent:
             out.context.CopyFrom(pb.ChatContext(memories=_hits(body.memories)))
         case Delta():
             out.delta.text = body.text
+        case ToolCalled():
+            out.tool_call.CopyFrom(_call(body.call))
         case Done():
             latency = duration_pb2.Duration()
             latency.FromTimedelta(body.latency)
@@ -105,7 +135,11 @@ def _result(r: ChatResult) -> pb.ChatResult:
         assistant_message_id=r.assistant_message_id,
         usage=_usage(r.usage),
         memories=_hits(r.memories),
+        phase=r.phase,
+        tool_calls=[_call(c) for c in r.tool_calls],
     )
+    if r.side_effects is not None:
+        out.side_effects.CopyFrom(_effects(r.side_effects))
     if r.error is not None:
         out.error.CopyFrom(
             pb.ChatError(

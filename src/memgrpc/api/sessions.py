@@ -8,7 +8,9 @@ import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.api import convert
+from memgrpc.api.session_turns import TurnRpcs
 from memgrpc.core.access import principal
+from memgrpc.core.chat.loop import SessionLoop
 from memgrpc.core.conversation.jobs import JobRunner
 from memgrpc.core.conversation.messages import MessageService
 from memgrpc.core.conversation.records import SessionStatus
@@ -20,18 +22,21 @@ from memgrpc.v1 import memory_pb2, sessions_pb2_grpc
 from memgrpc.v1 import sessions_pb2 as pb
 
 
-class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+class SessionServicer(TurnRpcs, sessions_pb2_grpc.SessionServiceServicer):
     def __init__(
         self,
         sessions: SessionService,
         messages: MessageService,
         jobs: JobRunner,
         idempotency: Idempotency,
+        *,
+        loop: SessionLoop,
     ) -> None:
         self._sessions = sessions
         self._messages = messages
         self._jobs = jobs
         self._idem = idempotency
+        self._loop = loop
 
     async def _once(
         self, method: str, request_id: str, compute: Callable[[], Awaitable[tuple[bytes, str]]]

@@ -78,7 +78,8 @@ def event_dict(event: pb.ChatEvent) -> Event:
 
 class Collector:
     """Folds a turn's events into `{"response": text, "session_id", "user_message_id",
-    "assistant_message_id", "usage", "memories", "latency"}`; an error event raises."""
+    "assistant_message_id", "usage", "memories", "latency", "tool_calls"}`; an error event
+    raises."""
 
     def __init__(self, request_id: str) -> None:
         self._request_id = request_id
@@ -91,6 +92,7 @@ class Collector:
             "usage": None,
             "memories": [],
             "latency": None,
+            "tool_calls": [],
         }
         self._done = False
         self._error: MemgrpcError | None = None
@@ -104,6 +106,8 @@ class Collector:
             self._out["memories"] = data["memories"]
         elif kind == "delta":
             self._parts.append(data)
+        elif kind == "tool_call":
+            self._out["tool_calls"].append(data)
         elif kind == "done":
             self._done = True
             self._out["assistant_message_id"] = data["assistant_message_id"]
@@ -179,7 +183,10 @@ async def acollect(caller: AsyncCaller, request: pb.ChatRequest) -> dict[str, An
 class ChatResource:
     """`client.chat`. Options for every turn: session_id (or user_id: a session is created),
     use_memory (default True), provider, model, temperature, system_prompt, max_tokens,
-    request_id."""
+    request_id; Sonzai's: agent_id, instance_id, messages (a list of {role, content, name}:
+    the last user message is the turn's when no message is given), user_display_name,
+    language, timezone, tool_capabilities, tool_definitions ({name, description, parameters}
+    with a JSON Schema dict; the model's calls arrive as `tool_call` events)."""
 
     def __init__(self, caller: Caller) -> None:
         self._c = caller
@@ -190,7 +197,7 @@ class ChatResource:
 
     def send(self, message: Message = None, /, **options: Any) -> dict[str, Any]:
         """The whole turn: `{"response": "...", "session_id", "user_message_id",
-        "assistant_message_id", "usage", "memories", "latency"}`."""
+        "assistant_message_id", "usage", "memories", "latency", "tool_calls"}`."""
         return collect(self._c, chat_request(message, options))
 
     def send_async(self, message: Message = None, /, **options: Any) -> dict[str, Any]:

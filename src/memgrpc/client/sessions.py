@@ -4,6 +4,13 @@
 without a network call. A handle is a read-only mapping of the session's last known fields
 (`session["title"]`, `session.data` for the plain dict) with methods that act on the session:
 add_message(s), messages, context, chat, process, refresh, update, delete, link_memory.
+
+The per-turn loop (Sonzai sessions.start / turn / status / end), for apps that run their own
+LLM: `s = client.sessions.start(user_id=..., agent_id=...)`, then per turn
+`s.turn([{"role": "user", ...}, {"role": "assistant", ...}])` (stores them, moves the agent's
+mood, extracts facts in the background and returns the next context), `s.turn_status()` (the
+last turn's extraction job; `status` stays the session's status) and, at the end,
+`s.end(total_messages=..., duration_seconds=..., wait=True)`.
 """
 
 from __future__ import annotations
@@ -129,6 +136,39 @@ class Calls:
         return Unary(_path("ProcessSession"), request, pb.Job, cv.to_dict, rid)
 
     @staticmethod
+    def submit_turn(
+        session_id: str, messages: Messages, options: dict[str, Any]
+    ) -> Unary[pb.SubmitTurnResponse, dict[str, Any]]:
+        rid = cv.pop_request_id(options) or new_request_id()
+        fetch = options.get("fetch_next_context")
+        if isinstance(fetch, Mapping):  # Sonzai: fetch_next_context={"query": ...}
+            extra = set(fetch) - {"query", "token_budget"}
+            if extra:
+                raise invalid_argument("fetch_next_context", f"unknown keys {sorted(extra)}")
+            options = {**options, "fetch_next_context": True}
+            if "query" in fetch:
+                options["next_context_query"] = fetch["query"]
+            if "token_budget" in fetch:
+                options["token_budget"] = fetch["token_budget"]
+        built = _messages_request(session_id, messages, rid)
+        request = cv.build(pb.SubmitTurnRequest, options, "turn")
+        request.session_id, request.request_id = session_id, rid
+        request.messages.extend(built.messages)
+        return Unary(_path("SubmitTurn"), request, pb.SubmitTurnResponse, cv.to_dict, rid)
+
+    @staticmethod
+    def end(
+        session_id: str, options: dict[str, Any]
+    ) -> Unary[pb.EndSessionResponse, dict[str, Any]]:
+        rid = cv.pop_request_id(options) or new_request_id()
+        if "duration_seconds" in options:  # Sonzai's name
+            options = {**options}
+            options["duration"] = options.pop("duration_seconds")
+        request = cv.build(pb.EndSessionRequest, options, "end")
+        request.session_id, request.request_id = session_id, rid
+        return Unary(_path("EndSession"), request, pb.EndSessionResponse, cv.to_dict, rid)
+
+    @staticmethod
     def get_job(job_id: str) -> Unary[pb.Job, dict[str, Any]]:
         return Unary(_path("GetJob"), pb.GetJobRequest(id=job_id), pb.Job, cv.to_dict)
 
@@ -153,6 +193,7 @@ class _SessionData(Mapping[str, Any]):
         if not session_id:
             raise invalid_argument("session_id", "a session id is required")
         self._data: dict[str, Any] = dict(data) if data else {"id": session_id}
+        self._last_job = ""  # the last turn's extraction job (status())
 
     @property
     def id(self) -> str:
@@ -290,6 +331,32 @@ class Session(_SessionData):
         """Attach an existing memory to this session; returns the memory."""
         return self._c.unary(Calls.link_memory(self.id, memory_id))
 
+    def turn(
+        self, messages: Messages, /, *, fetch_next_context: Any = True, **options: Any
+    ) -> dict[str, Any]:
+        """One turn of the loop: store `messages` (the user's and the agent's), move the
+        agent's mood, extract facts in the background; returns `{"messages", "mood",
+        "extraction_job_id", "next_context": {"context", "memories", "token_count"}}`.
+        Options: next_context_query, token_budget, request_id."""
+        options["fetch_next_context"] = fetch_next_context
+        reply = self._c.unary(Calls.submit_turn(self.id, messages, options))
+        self._last_job = reply.get("extraction_job_id") or self._last_job
+        return reply
+
+    def turn_status(self, job_id: str | None = None) -> dict[str, Any] | None:
+        """A turn's extraction job (Sonzai session.status): `job_id`, or this handle's last
+        turn's; `state` queued, running, done or failed, with `stats`. None when there is
+        none (no turn yet, or extraction off)."""
+        job_id = job_id or self._last_job
+        return self._c.unary(Calls.get_job(job_id)) if job_id else None
+
+    def end(self, **options: Any) -> dict[str, Any]:
+        """End the session: `total_messages`, `duration` or `duration_seconds`, `wait`,
+        `request_id`; returns `{"session", "job"}` (ending twice returns the same job)."""
+        reply: dict[str, Any] = self._c.unary(Calls.end(self.id, options))
+        self._set(reply["session"])
+        return reply
+
 
 class AsyncSession(_SessionData):
     """A session handle of the async client."""
@@ -369,6 +436,25 @@ class AsyncSession(_SessionData):
     async def link_memory(self, memory_id: str) -> dict[str, Any]:
         return await self._c.unary(Calls.link_memory(self.id, memory_id))
 
+    async def turn(
+        self, messages: Messages, /, *, fetch_next_context: Any = True, **options: Any
+    ) -> dict[str, Any]:
+        options["fetch_next_context"] = fetch_next_context
+        reply = await self._c.unary(Calls.submit_turn(self.id, messages, options))
+        self._last_job = reply.get("extraction_job_id") or self._last_job
+        return reply
+
+    async def turn_status(self, job_id: str | None = None) -> dict[str, Any] | None:
+        job_id = job_id or self._last_job
+        if not job_id:
+            return None
+        return await self._c.unary(Calls.get_job(job_id))
+
+    async def end(self, **options: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = await self._c.unary(Calls.end(self.id, options))
+        self._set(reply["session"])
+        return reply
+
 
 class SessionsResource:
     """`client.sessions`."""
@@ -381,6 +467,11 @@ class SessionsResource:
         auto_process_after=1800)` -> a Session handle (the user is created if new)."""
         data = self._c.unary(Calls.create(cv.params(session, fields, "session")))
         return Session(self._c, data["id"], data)
+
+    def start(self, session: Params = None, /, **fields: Any) -> Session:
+        """Sonzai sessions.start: `start(user_id=..., agent_id=..., instance_id=...,
+        provider=..., model=...)` -> a Session handle for turn() / status() / end()."""
+        return self.create(session, **fields)
 
     def from_id(self, session_id: str) -> Session:
         """A handle for an existing session; no network call."""
@@ -445,6 +536,9 @@ class AsyncSessionsResource:
     async def create(self, session: Params = None, /, **fields: Any) -> AsyncSession:
         data = await self._c.unary(Calls.create(cv.params(session, fields, "session")))
         return AsyncSession(self._c, data["id"], data)
+
+    async def start(self, session: Params = None, /, **fields: Any) -> AsyncSession:
+        return await self.create(session, **fields)
 
     def from_id(self, session_id: str) -> AsyncSession:
         """A handle for an existing session; no network call (and no await)."""

@@ -15,6 +15,8 @@ from memgrpc.llm.base import (
     Generation,
     Provider,
     ProviderError,
+    Tool,
+    ToolCall,
     Usage,
 )
 from memgrpc.llm.local import LocalProvider
@@ -30,6 +32,8 @@ __all__ = [
     "Provider",
     "ProviderError",
     "Providers",
+    "Tool",
+    "ToolCall",
     "Usage",
     "build_providers",
     "check_key",

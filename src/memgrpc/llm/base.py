@@ -8,9 +8,9 @@ core/kernel/provider_errors.py maps each kind to one domain error (and so to one
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 ErrorKind = Literal[
@@ -47,6 +47,25 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A function the model may call (OpenAI function tools); `parameters` is a JSON Schema
+    object. Only HTTP providers pass tools on: the built-in responder never calls one."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for; `arguments` is the JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -76,15 +95,19 @@ class Generation:
     """One reply in flight: iterate it for text deltas; `aclose()` stops it early.
 
     Providers write it as an async generator of `str` deltas and, at any point, one `Usage`
-    (when the API reports token counts). Closing it closes that generator, which for HTTP
+    (when the API reports token counts) and the `ToolCall`s the model made: those are kept in
+    `tool_calls` and handed to `on_tool_call` (when set) as they complete, so iterating still
+    yields text only. Closing it closes that generator, which for HTTP
     providers closes the connection: the upstream stops generating (and billing).
     `first_token_s` is the provider's own time from the first pull to the first delta, so
     callers can tell their own overhead from the model's.
     """
 
-    def __init__(self, items: AsyncGenerator[str | Usage, None]) -> None:
+    def __init__(self, items: AsyncGenerator[str | Usage | ToolCall, None]) -> None:
         self._items = items
         self.usage: Usage | None = None
+        self.tool_calls: list[ToolCall] = []
+        self.on_tool_call: Callable[[ToolCall], None] | None = None
         self.first_token_s: float | None = None
         self._started: float | None = None
 
@@ -98,6 +121,11 @@ class Generation:
             item = await self._items.__anext__()
             if isinstance(item, Usage):
                 self.usage = item
+                continue
+            if isinstance(item, ToolCall):
+                self.tool_calls.append(item)
+                if self.on_tool_call is not None:
+                    self.on_tool_call(item)
                 continue
             if not item:
                 continue
@@ -136,8 +164,10 @@ class Provider(Protocol):
         model: str,
         temperature: float | None,
         max_tokens: int | None,
+        tools: Sequence[Tool] = (),
     ) -> Generation:
-        """Start generating (lazily: nothing happens until the first pull)."""
+        """Start generating (lazily: nothing happens until the first pull); `tools`: what the
+        model may call (providers that cannot call tools ignore them)."""
         ...
 
     async def aclose(self) -> None:

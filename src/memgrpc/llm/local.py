@@ -21,7 +21,7 @@ from typing import Final
 
 import Stemmer  # type: ignore[import-not-found]  # PyStemmer ships no type hints
 
-from memgrpc.llm.base import ChatMessage, Fact, Generation, Usage
+from memgrpc.llm.base import ChatMessage, Fact, Generation, Tool, Usage
 
 MODEL: Final = "memgrpc-local"
 NOTHING_TO_GROUND: Final = (
@@ -176,7 +176,9 @@ class LocalProvider:
         model: str,
         temperature: float | None,
         max_tokens: int | None,
+        tools: Sequence[Tool] = (),
     ) -> Generation:
+        """`tools` are ignored: the built-in responder never calls a tool."""
         return Generation(self._words(messages, max_tokens))
 
     async def _words(

@@ -1,9 +1,11 @@
 """Any OpenAI-compatible `POST /chat/completions` with `stream: true` (OpenAI, Ollama, vLLM,
 llama.cpp server, LiteLLM...), read as server-sent events.
 
-Deltas are handed on as each SSE chunk arrives. Closing the Generation closes the streamed
-response, and httpcore closes a connection whose response was not read to the end, so the
-upstream sees the disconnect and stops generating.
+Deltas are handed on as each SSE chunk arrives. Tools go out as `tools` (type function); the
+model's streamed tool calls (`delta.tool_calls`, whose id, name and argument fragments arrive
+spread over chunks, keyed by index) are put together and handed on when the choice finishes.
+Closing the Generation closes the streamed response, and httpcore closes a connection whose
+response was not read to the end, so the upstream sees the disconnect and stops generating.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from typing import Any, Final
 
 import httpx
 
-from memgrpc.llm.base import ChatMessage, ErrorKind, Generation, ProviderError, Usage
+from memgrpc.llm.base import (
+    ChatMessage,
+    ErrorKind,
+    Generation,
+    ProviderError,
+    Tool,
+    ToolCall,
+    Usage,
+)
 
 DEFAULT_MODEL: Final = "gpt-4o-mini"
 _MAX_ERROR_BODY: Final = 2000
@@ -75,6 +85,34 @@ def _error_text(body: bytes) -> str:
     return body[:_MAX_ERROR_BODY].decode("utf-8", "replace").strip()
 
 
+class _ToolCalls:
+    """Tool calls being streamed: fragments by index, joined once the choice finishes."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[str, str]] = {}
+
+    def add(self, part: Any) -> None:
+        if not isinstance(part, dict):
+            return
+        index = part.get("index", 0)
+        slot = self._parts.setdefault(index if isinstance(index, int) else 0, {})
+        fn = part.get("function") or {}
+        for key, value in (("id", part.get("id")), ("name", fn.get("name"))):
+            if isinstance(value, str) and value:
+                slot[key] = value
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            slot["arguments"] = slot.get("arguments", "") + args
+
+    def finish(self) -> list[ToolCall]:
+        done = [
+            ToolCall(p.get("id") or f"call_{i}", p.get("name", ""), p.get("arguments", ""))
+            for i, p in sorted(self._parts.items())
+        ]
+        self._parts.clear()
+        return done
+
+
 class OpenAIProvider:
     """The `openai` provider; `available` once a base URL is configured."""
 
@@ -111,8 +149,9 @@ class OpenAIProvider:
         model: str,
         temperature: float | None,
         max_tokens: int | None,
+        tools: Sequence[Tool] = (),
     ) -> dict[str, Any]:
-        """The request JSON; temperature and max_tokens only when the caller set them."""
+        """The request JSON; temperature, max_tokens and tools only when the caller set them."""
         body: dict[str, Any] = {
             "model": model or self.default_model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -124,6 +163,18 @@ class OpenAIProvider:
             body["temperature"] = round(temperature, 6)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters) or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in tools
+            ]
         return body
 
     def stream(
@@ -132,13 +183,14 @@ class OpenAIProvider:
         model: str,
         temperature: float | None,
         max_tokens: int | None,
+        tools: Sequence[Tool] = (),
     ) -> Generation:
-        return Generation(self._events(self.body(messages, model, temperature, max_tokens)))
+        return Generation(self._events(self.body(messages, model, temperature, max_tokens, tools)))
 
     def _error(self, kind: ErrorKind, message: str, **kw: Any) -> ProviderError:
         return ProviderError(kind, message, provider=self.name, **kw)
 
-    async def _events(self, body: dict[str, Any]) -> AsyncGenerator[str | Usage, None]:
+    async def _events(self, body: dict[str, Any]) -> AsyncGenerator[str | Usage | ToolCall, None]:
         if not self.available:
             raise self._error(
                 "not_configured", "the openai provider has no base URL (MEMGRPC_OPENAI_BASE_URL)"
@@ -147,7 +199,7 @@ class OpenAIProvider:
         # A caller may be cancelled twice in a row (a client cancel, then the call's done
         # callback); were the exchange in the caller's task, the second cancellation could
         # interrupt httpcore's clean-up and leave the connection (and the generation) running.
-        queue: asyncio.Queue[str | Usage | ProviderError | None] = asyncio.Queue()
+        queue: asyncio.Queue[str | Usage | ToolCall | ProviderError | None] = asyncio.Queue()
         pump = asyncio.ensure_future(self._pump(body, queue))
         try:
             while (item := await queue.get()) is not None:
@@ -160,7 +212,9 @@ class OpenAIProvider:
                 await asyncio.shield(pump)
 
     async def _pump(
-        self, body: dict[str, Any], queue: asyncio.Queue[str | Usage | ProviderError | None]
+        self,
+        body: dict[str, Any],
+        queue: asyncio.Queue[str | Usage | ToolCall | ProviderError | None],
     ) -> None:
         try:
             async with self._client.stream("POST", self._url, json=body) as resp:
@@ -176,7 +230,7 @@ class OpenAIProvider:
         except Exception as exc:  # e.g. a chunk of the wrong shape: never leave the reader waiting
             queue.put_nowait(self._error("bad_response", f"{type(exc).__name__}: {exc}"))
 
-    async def _read(self, resp: httpx.Response) -> AsyncGenerator[str | Usage, None]:
+    async def _read(self, resp: httpx.Response) -> AsyncGenerator[str | Usage | ToolCall, None]:
         if resp.status_code != 200:
             text = _error_text(await resp.aread())
             raise self._error(
@@ -185,16 +239,19 @@ class OpenAIProvider:
                 status=resp.status_code,
                 retry_after_s=retry_after(resp.headers),
             )
+        calls = _ToolCalls()
         async for line in resp.aiter_lines():
             if not line.startswith("data:"):
                 continue  # comments, event names, blank separators
             data = line[5:].strip()
             if data == "[DONE]":
-                return
-            for item in self._parse(data):
+                break
+            for item in self._parse(data, calls):
                 yield item
+        for call in calls.finish():  # a stream that ended without a finish_reason
+            yield call
 
-    def _parse(self, data: str) -> list[str | Usage]:
+    def _parse(self, data: str, calls: _ToolCalls) -> list[str | Usage | ToolCall]:
         try:
             chunk = json.loads(data)
         except ValueError:
@@ -205,11 +262,16 @@ class OpenAIProvider:
             raise self._error("bad_response", "an event is not a JSON object")
         if "error" in chunk:  # some servers report mid-stream failures in-band
             raise self._error("unavailable", f"error in the stream: {_error_text(data.encode())}")
-        out: list[str | Usage] = []
+        out: list[str | Usage | ToolCall] = []
         for choice in chunk.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
             if isinstance(text, str) and text:
                 out.append(text)
+            for part in delta.get("tool_calls") or []:
+                calls.add(part)
+            if choice.get("finish_reason"):
+                out.extend(calls.finish())
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             out.append(

@@ -30,7 +30,7 @@ from memgrpc.api.sessions import SessionServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import BYOK_MODELS, ServerConfig, decode_master_key
 from memgrpc.core.access import AdminService, Authenticator
-from memgrpc.core.agents import AgentService
+from memgrpc.core.agents import AgentService, TurnHook
 from memgrpc.core.agents.engine import (
     ContextEngine,
     Diary,
@@ -43,6 +43,7 @@ from memgrpc.core.agents.memory import AgentMemory
 from memgrpc.core.agents.states import StateService
 from memgrpc.core.chat.background import BackgroundChats
 from memgrpc.core.chat.context import ContextService, SessionMessages
+from memgrpc.core.chat.loop import SessionLoop
 from memgrpc.core.chat.replay import ChatReplays
 from memgrpc.core.chat.turn import ChatService
 from memgrpc.core.conversation.jobs import AutoProcessor, JobRunner
@@ -222,6 +223,7 @@ class Chats:
     replays: ChatReplays
     providers: Providers
     own: ProjectProviders  # a project's BYOK provider (its chat, extraction, context engine)
+    loop: SessionLoop
 
     @classmethod
     def build(
@@ -234,6 +236,7 @@ class Chats:
         providers: Providers,
         profiles: Profiles,
         own: ProjectProviders,
+        agents: AgentService,
     ) -> Chats:
         context = ContextService(
             memories, SessionMessages(conv.sessions, conv.messages), embedder, profiles
@@ -245,12 +248,21 @@ class Chats:
             providers,
             embedder,
             own_provider=own.provider_for,
+            agents=agents,
+            extraction=conv.jobs,
+            async_recall_deadline_s=config.async_recall_deadline_ms / 1000,
         )
         background = BackgroundChats(store, service, memories)
         # chat's recorded turns (async and replayable) go with their session
         conv.sessions.on_delete(background.delete_session)
         replays = ChatReplays(store, service, conv.sessions, memories)
-        return cls(context, service, background, replays, providers, own)
+        loop = SessionLoop(conv.sessions, conv.messages, conv.jobs, context)
+        return cls(context, service, background, replays, providers, own, loop)
+
+    def set_turn_hook(self, hook: TurnHook | None) -> None:
+        """Plug the context engine in: chat turns and SubmitTurn tell it each turn (mood)."""
+        self.service.hook = hook
+        self.loop.hook = hook
 
     async def stop(self) -> None:
         """Running turns end (or are cancelled, storing what they said) before the store shuts."""
@@ -477,7 +489,15 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         maintainer=maintainer,
         conversations=conversations,
         chat=Chats.build(
-            config, store, memories, conversations, batching, providers, intel.profiles, own
+            config,
+            store,
+            memories,
+            conversations,
+            batching,
+            providers,
+            intel.profiles,
+            own,
+            agents,
         ),
         provider_keys=provider_keys,
         intelligence=intel,
@@ -490,6 +510,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     conversations.sessions.check_scope_with(agents.check_scope)
     memories.check_scope_with(agents.check_scope)
     agents.purge_with(instances.purge_agent)
+    app.chat.set_turn_hook(agent_engine.engine)  # chat turns and SubmitTurn move the mood
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
     except BaseException:
@@ -544,7 +565,9 @@ async def start(
             server,
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(conv.sessions, conv.messages, conv.jobs, conv.idempotency),  # type: ignore[abstract]  # SubmitTurn/EndSession: issue 20 in progress
+            SessionServicer(
+                conv.sessions, conv.messages, conv.jobs, conv.idempotency, loop=app.chat.loop
+            ),
             server,
         )
         context_pb2_grpc.add_ContextServiceServicer_to_server(

@@ -233,6 +233,12 @@ CHAT_RESULTS = pa.schema(
         _f("error_reason", pa.string()),
         _f("create_time", TS),
         _f("update_time", TS),
+        # while running: recall | generating | storing | side_effects
+        _f("phase", pa.string()),
+        # JSON: {facts_extracted, memory_ids, mood_before, mood_after} once complete
+        _f("side_effects", pa.string()),
+        # JSON: [{id, name, arguments}, ...] the model's tool calls
+        _f("tool_calls", pa.string()),
     ]
 )
 

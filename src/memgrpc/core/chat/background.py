@@ -4,7 +4,9 @@ answers a poll.
 
 The row is hot while the turn runs, so its partial reply is written at most every
 `flush_every_s` (each write is a LanceDB commit), and the final state once at the end. Polls
-are never tied to the work: cancelling one changes nothing.
+are never tied to the work: cancelling one changes nothing. While it runs the row says its
+phase; once complete, its side effects (facts extracted, the agent's mood before and after)
+and the model's tool calls.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
 
+from memgrpc.core.agents.turns import Mood
 from memgrpc.core.chat.turn import (
     ChatRequest,
     ChatService,
@@ -27,15 +30,18 @@ from memgrpc.core.chat.turn import (
     Done,
     EventBody,
     Failed,
+    Phase,
     Plan,
+    SideEffects,
     Started,
+    ToolCalled,
 )
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import DomainError, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.core.memory.service import MemoryService
-from memgrpc.llm import Usage
+from memgrpc.llm import ToolCall, Usage
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
@@ -75,6 +81,53 @@ def usage_of_row(row: Row) -> Usage | None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _mood_json(m: Mood | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    out = asdict(m)
+    out["update_time"] = m.update_time.isoformat() if m.update_time else None
+    return out
+
+
+def _mood_of(raw: dict[str, Any] | None) -> Mood | None:
+    if raw is None:
+        return None
+    when = raw.get("update_time")
+    return Mood(**(raw | {"update_time": datetime.fromisoformat(when) if when else None}))
+
+
+def effects_json(e: SideEffects) -> str:
+    return json.dumps(
+        {
+            "facts_extracted": e.facts_extracted,
+            "memory_ids": list(e.memory_ids),
+            "mood_before": _mood_json(e.mood_before),
+            "mood_after": _mood_json(e.mood_after),
+        }
+    )
+
+
+def effects_of_row(row: Row) -> SideEffects | None:
+    raw = row.get("side_effects")
+    if not raw:
+        return None
+    d = json.loads(raw)
+    return SideEffects(
+        d["facts_extracted"],
+        tuple(d["memory_ids"]),
+        _mood_of(d.get("mood_before")),
+        _mood_of(d.get("mood_after")),
+    )
+
+
+def calls_json(calls: list[ToolCall]) -> str:
+    return json.dumps([asdict(c) for c in calls])
+
+
+def calls_of_row(row: Row) -> list[ToolCall]:
+    return [ToolCall(**c) for c in json.loads(row.get("tool_calls") or "[]")]
 
 
 def first_values(
@@ -134,6 +187,9 @@ class ChatResult:
     usage: Usage | None = None
     memories: list[SearchHit] = field(default_factory=list)
     error: ChatFailure | None = None
+    phase: str = ""
+    side_effects: SideEffects | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class _Progress:
@@ -150,9 +206,18 @@ class _Progress:
         self.assistant_message_id = ""
         self.memories: list[tuple[str, float]] = []
         self.usage: Usage | None = None
+        self.phase = ""
+        self.tool_calls: list[ToolCall] = []
+        self.effects: SideEffects | None = None
 
     def on_event(self, body: EventBody) -> None:
         match body:
+            case Phase():
+                self.phase = body.name
+            case ToolCalled():
+                self.tool_calls.append(body.call)
+            case SideEffects():
+                self.effects = body
             case Started():
                 self.user_message_id = body.user_message_id
             case ContextUsed():
@@ -181,6 +246,8 @@ class _Progress:
                         "response": "".join(self._parts),
                         "user_message_id": self.user_message_id or None,
                         "memories": json.dumps(self.memories),
+                        "phase": self.phase or None,
+                        "tool_calls": calls_json(self.tool_calls),
                         "update_time": utc_now(),
                     }
                 ]
@@ -204,6 +271,11 @@ class _Progress:
                     memories=self.memories,
                     usage=self.usage,
                 )
+                | {
+                    "phase": None,
+                    "side_effects": effects_json(self.effects) if self.effects else None,
+                    "tool_calls": calls_json(self.tool_calls),
+                }
             ]
         )
 
@@ -247,7 +319,7 @@ class BackgroundChats:
         try:
             async with self._slots:
                 await progress.running()
-                await self._chat.run(plan, progress.on_event)
+                await self._chat.run(plan, progress.on_event, side_effects=True)
         except asyncio.CancelledError:
             failure = ChatFailure(
                 "UNAVAILABLE", "the server stopped before the turn ended", "STOPPED"
@@ -292,6 +364,9 @@ class BackgroundChats:
             usage=usage_of_row(row),
             memories=[SearchHit(found[i], s) for i, s in scored if i in found],
             error=ChatFailure.of_row(row),
+            phase=row.get("phase") or "",
+            side_effects=effects_of_row(row),
+            tool_calls=calls_of_row(row),
         )
 
     async def delete_session(self, project_id: str, session_id: str) -> None:

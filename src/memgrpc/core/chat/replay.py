@@ -7,7 +7,7 @@ the request body, so one read of the key's id range finds the first attempt and 
 the retry asked the same thing. A retry
 
 - of a finished turn replays it: `started` (same user message and session), `context` (the
-  memories that still exist), the reply as one `delta`, then `done` (same assistant message,
+  memories that still exist), the reply as one `delta`, the model's tool calls, then `done` (same assistant message,
   usage; latency 0) or the first attempt's error (its status ends the call again);
 - of a turn still running on this server waits for it to end, then replays it;
 - of a turn running elsewhere (or whose server stopped mid-turn) is FAILED_PRECONDITION
@@ -38,6 +38,8 @@ import structlog
 
 from memgrpc.core.chat.background import (
     ChatFailure,
+    calls_json,
+    calls_of_row,
     final_values,
     first_values,
     usage_of_row,
@@ -54,6 +56,7 @@ from memgrpc.core.chat.turn import (
     Failed,
     Plan,
     Started,
+    ToolCalled,
 )
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
@@ -69,7 +72,7 @@ from memgrpc.core.kernel.ids import derived_id
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.core.memory.service import MemoryService
-from memgrpc.llm import Usage
+from memgrpc.llm import ToolCall, Usage
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
@@ -110,6 +113,7 @@ class Outcome:
     memories: list[tuple[str, float]] | None = None  # None: no `context` event was sent
     usage: Usage | None = None
     failure: ChatFailure | None = None
+    tool_calls: list[ToolCall] = dataclasses.field(default_factory=list)
 
     @classmethod
     def of_row(cls, row: Row) -> Outcome:
@@ -128,6 +132,7 @@ class Outcome:
             ),
             usage=usage_of_row(row),
             failure=ChatFailure.of_row(row),
+            tool_calls=calls_of_row(row),
         )
 
 
@@ -159,6 +164,8 @@ class _Record:
                 o.memories = [(h.memory.id, h.score) for h in body.memories]
             case Delta():
                 self._parts.append(body.text)
+            case ToolCalled():
+                o.tool_calls.append(body.call)
             case Done():
                 o.assistant_message_id, o.usage = body.assistant_message_id, body.usage
             case Failed():
@@ -214,6 +221,7 @@ class _Record:
             memories=o.memories,
             usage=o.usage,
         )
+        values["tool_calls"] = calls_json(o.tool_calls)
         await self._replays.table.writer.patch([values])
 
 
@@ -295,6 +303,7 @@ class ChatReplays:
             bodies.append(ContextUsed([SearchHit(m, scores[m.id]) for m in found]))
         if o.response:
             bodies.append(Delta(o.response))
+        bodies.extend(ToolCalled(c) for c in o.tool_calls)
         if o.failure is None:
             usage = o.usage or Usage(prompt_tokens=0, completion_tokens=0)
             bodies.append(Done(o.assistant_message_id, usage, timedelta(0)))

@@ -14,6 +14,16 @@ that write is shielded from the cancellation.
 
 A streamed turn runs in its own task (`Turn`), so the caller's cancellation reaches it wherever
 the caller was (awaiting an event or writing one to the network).
+
+A turn of an agent session speaks as the agent: its system prompt, personality and current mood
+(read through the `TurnHook`, when one is wired) lead the system prompt; recall is scoped to
+it; its `memory_mode` decides whether the context waits for recall (SYNC) or recall races a
+deadline (ASYNC: a late result is kept for the session's next turn, see `LateRecalls`). The
+turn is then told to the hook (mood, relationship); a background turn waits for that and, in
+an agent session, extracts the turn's facts, and reports both as its side effects.
+
+Test hook: MEMGRPC_TEST_RECALL_DELAY_MS delays each turn's context fetch (ASYNC tests and the
+benchmark). Unset in production.
 """
 
 from __future__ import annotations
@@ -21,16 +31,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from memgrpc.core.agents.model import Agent
+from memgrpc.core.agents.persona import persona
+from memgrpc.core.agents.turns import Mood, Scope, TurnHook
 from memgrpc.core.chat.context import Context, ContextRequest, ContextService
+from memgrpc.core.chat.options import PriorMessage, check_options, zone_of
 from memgrpc.core.conversation.messages import AddHooks, MessageService, embedded_text
 from memgrpc.core.conversation.records import Message, Session
 from memgrpc.core.conversation.sessions import SessionService
@@ -46,7 +61,16 @@ from memgrpc.core.kernel.provider_errors import provider_failure
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.embed.base import Vectors
 from memgrpc.embed.shared import Memo, Row, row_of, shared_embeddings
-from memgrpc.llm import ChatMessage, Fact, Provider, ProviderError, Providers, Usage
+from memgrpc.llm import (
+    ChatMessage,
+    Fact,
+    Provider,
+    ProviderError,
+    Providers,
+    Tool,
+    ToolCall,
+    Usage,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -60,6 +84,9 @@ TITLE_CHARS = 80  # a session made for a turn is titled with the message's start
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
 COALESCE_AFTER_S = 0.02  # a delta that waited this long for the consumer takes the next along
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+ASYNC_RECALL_DEADLINE_S = 0.05
+LATE_SESSIONS = 1024  # sessions whose late (ASYNC) recall this process keeps for the next turn
+RECALL_DELAY_ENV = "MEMGRPC_TEST_RECALL_DELAY_MS"
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,16 @@ class ChatRequest:
     temperature: float | None = None
     system_prompt: str = ""
     max_tokens: int | None = None
+    agent_id: str = ""
+    instance_id: str = ""
+    # the conversation so far, sent to the model as history (not stored); when `message` is
+    # empty, the last one (a user message) is the turn's message
+    messages: tuple[PriorMessage, ...] = ()
+    user_display_name: str = ""
+    language: str = ""
+    timezone: str = ""
+    tool_capabilities: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
 
 
 # -- events, in stream order: started, context, delta..., then done or failed -------------------
@@ -104,8 +141,34 @@ class Failed:
     error: DomainError
 
 
-EventBody = Started | ContextUsed | Delta | Done | Failed
+@dataclass(frozen=True)
+class ToolCalled:
+    """The model asked to call one of the request's tools."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What the turn is doing now: recall, generating, storing, side_effects (observers only:
+    not part of the stream)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SideEffects:
+    """What a background turn changed besides the reply (observers only)."""
+
+    facts_extracted: int = 0
+    memory_ids: tuple[str, ...] = ()
+    mood_before: Mood | None = None
+    mood_after: Mood | None = None
+
+
+EventBody = Started | ContextUsed | Delta | ToolCalled | Done | Failed | Phase | SideEffects
 Emit = Callable[[EventBody], None]
+_OBSERVED_ONLY = (Phase, SideEffects)
 
 
 @dataclass(frozen=True)
@@ -122,6 +185,58 @@ class ProviderInfo:
     default_model: str
     is_default: bool
     available: bool
+
+
+class AgentSource(Protocol):
+    async def get(self, project_id: str, agent_id: str) -> Agent: ...
+
+
+class TurnExtraction(Protocol):
+    """Fact extraction over one turn's messages (core/conversation/jobs.JobRunner)."""
+
+    @property
+    def extracts(self) -> bool: ...
+
+    async def extract_now(self, project_id: str, s: Session, messages: Sequence[Message]) -> Any:
+        """A SessionWork: `stats` and `written` (the memories it wrote)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What a turn knows before generating."""
+
+    session: Session
+    context: Context | None
+    history: list[Message]
+    agent: Agent | None = None
+    mood: Mood | None = None
+
+
+class LateRecalls:
+    """ASYNC recall results that missed their turn's deadline, kept (bounded, per session, in
+    this process) for the session's next turn."""
+
+    def __init__(self, size: int = LATE_SESSIONS) -> None:
+        self._size = size
+        self._by_session: OrderedDict[str, Context] = OrderedDict()
+
+    def put(self, key: str, ctx: Context) -> None:
+        self._by_session[key] = ctx
+        self._by_session.move_to_end(key)
+        while len(self._by_session) > self._size:
+            self._by_session.popitem(last=False)
+
+    def take(self, key: str) -> Context | None:
+        return self._by_session.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._by_session)
+
+
+def _recall_delay_s() -> float:
+    raw = os.environ.get(RECALL_DELAY_ENV, "")
+    return float(raw) / 1000 if raw else 0.0
 
 
 class TurnEmbedder(Protocol):
@@ -168,8 +283,18 @@ class _Queued:
     body: EventBody
 
 
-def _reply(text: str, *, interrupted: bool) -> Message:
-    return Message(role="assistant", content=text, interrupted=interrupted)
+def _reply(text: str, calls: Sequence[ToolCall] = (), *, interrupted: bool) -> Message:
+    """The assistant's message; its tool calls go in its metadata (and, for a reply that is
+    only tool calls, are its content too: a message is never empty)."""
+    if not calls:
+        return Message(role="assistant", content=text, interrupted=interrupted)
+    listed = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+    content = (
+        text if text.strip() else "\n".join(f"[tool call] {c.name}({c.arguments})" for c in calls)
+    )
+    return Message(
+        role="assistant", content=content, metadata={"tool_calls": listed}, interrupted=interrupted
+    )
 
 
 class _UserMessageWrite(AddHooks):
@@ -246,7 +371,8 @@ class Turn:
     def _emit(self, body: EventBody) -> None:
         if self._observer is not None:
             self._observer.on_event(body)
-        self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
+        if not isinstance(body, _OBSERVED_ONLY):
+            self._put(_Queued(datetime.now(UTC), time.perf_counter(), body))
 
     async def _drive(self, service: ChatService, plan: Plan) -> None:
         try:
@@ -307,6 +433,10 @@ class ChatService:
         embedder: TurnEmbedder,
         *,
         own_provider: OwnProvider | None = None,
+        agents: AgentSource | None = None,
+        hook: TurnHook | None = None,
+        extraction: TurnExtraction | None = None,
+        async_recall_deadline_s: float = ASYNC_RECALL_DEADLINE_S,
     ) -> None:
         self._sessions = sessions
         self._messages = messages
@@ -314,6 +444,12 @@ class ChatService:
         self._providers = providers
         self._own_provider = own_provider
         self._embedder = embedder
+        self.agents = agents
+        # the context engine's seam (mood, relationship); None = turns move no mood
+        self.hook = hook
+        self.extraction = extraction
+        self.async_recall_deadline_s = async_recall_deadline_s
+        self.late = LateRecalls()
         self._tasks: set[asyncio.Future[Any]] = set()
         # called once per turn at its first delta (benchmarks read the provider's share)
         self.on_first_delta: Callable[[TurnTiming], None] | None = None
@@ -332,10 +468,14 @@ class ChatService:
         ]
 
     # -- plan: validate, pick the provider, resolve the session ------------------------------
-    def _validate(self, r: ChatRequest, own: Provider | None = None) -> Provider:
-        """The checked request's provider: the project's own (`own`, BYOK) when the request
-        names none or names it, else the server's provider of that name."""
+    def _validate(
+        self, r: ChatRequest, own: Provider | None = None
+    ) -> tuple[ChatRequest, Provider]:
+        """The request with its message resolved (from `messages` when `message` is empty),
+        and its provider: the project's own (`own`, BYOK) when the request names none or names
+        it, else the server's provider of that name."""
         v = Violations()
+        r = check_options(v, r)
         validation.check_content(v, "message", r.message)
         validation.check_id(v, "session_id", r.session_id, required=False)
         validation.check_id(v, "user_id", r.user_id, required=False)
@@ -360,14 +500,14 @@ class ChatService:
             v.add("provider", f"unknown provider {r.provider!r} (configured: {names})")
         v.raise_if_any()
         assert provider is not None  # a violation otherwise
-        return provider
+        return r, provider
 
     async def plan(self, project_id: str, r: ChatRequest, *, look_up: bool = True) -> Plan:
         """Check everything that can fail before anything is stored; `look_up=False` leaves an
         existing session's checks to the store of the user message (one read less up front)."""
         started = time.perf_counter()
         own = await self._own_provider(project_id) if self._own_provider is not None else None
-        provider = self._validate(r, own)
+        r, provider = self._validate(r, own)
         if not provider.available:
             raise FailedPrecondition(
                 f"LLM provider {provider.name!r} is not configured on this server",
@@ -384,8 +524,10 @@ class ChatService:
         # vector too (the full-text leg still gets the bare message)
         query_vector = row_of(ahead, 0) if r.use_memory else None
         try:
-            # with a user_id the session is made, or must be checked to be that user's
-            session = await self._session(project_id, r) if look_up or r.user_id else None
+            # with a user_id the session is made, or must be checked to be that user's; with an
+            # agent, that it is the session's (before anything is stored)
+            checked = look_up or r.user_id or r.agent_id or r.instance_id
+            session = await self._session(project_id, r) if checked else None
         except BaseException:
             ahead.cancel()
             raise
@@ -407,10 +549,22 @@ class ChatService:
     async def _session(self, project_id: str, r: ChatRequest) -> Session:
         if not r.session_id:
             title = " ".join(r.message.split())[:TITLE_CHARS]
-            return await self._sessions.create(project_id, Session(user_id=r.user_id, title=title))
+            made = Session(
+                user_id=r.user_id, title=title, agent_id=r.agent_id, instance_id=r.instance_id
+            )
+            return await self._sessions.create(project_id, made)  # NOT_FOUND: no such agent
         s = await self._sessions.get(project_id, r.session_id)
         if r.user_id and s.user_id != r.user_id:
             raise InvalidArgument.field("user_id", f"session {s.id} belongs to another user")
+        if r.agent_id and r.agent_id != s.agent_id:
+            whose = f"agent {s.agent_id}'s" if s.agent_id else "a session without an agent"
+            raise InvalidArgument.field(
+                "agent_id", f"session {s.id} is {whose}: its agent is fixed at creation"
+            )
+        if r.instance_id and r.instance_id != s.instance_id:
+            raise InvalidArgument.field(
+                "instance_id", f"session {s.id} talks to another instance of its agent"
+            )
         if s.status in _CLOSED:
             raise FailedPrecondition(
                 f"session {s.id} is {s.status}: it takes no more messages",
@@ -435,9 +589,10 @@ class ChatService:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def run(self, plan: Plan, emit: Emit) -> None:
+    async def run(self, plan: Plan, emit: Emit, *, side_effects: bool = False) -> None:
         """The turn itself. Raises the DomainError that ended it; once `Started` was emitted,
-        a `Failed` event is emitted first."""
+        a `Failed` event is emitted first. `side_effects`: wait for them and emit them (a
+        background turn) rather than leave them to run on after the turn."""
         r, user_message = plan.request, plan.user_message
         with shared_embeddings(plan.embeddings):  # embedded ahead, in plan()
             recall = asyncio.ensure_future(self._recall(plan))
@@ -459,9 +614,12 @@ class ChatService:
             raise
         emit(Started(message.id, plan.session_id))
         try:
-            context, history = await recall
-            emit(ContextUsed(context.memories if context is not None else []))
-            await self._generate(plan, self._prompt(r, context, history), emit)
+            emit(Phase("recall"))
+            got = await recall
+            emit(ContextUsed(got.context.memories if got.context is not None else []))
+            plan = self._with_defaults(plan, got.session)
+            emit(Phase("generating"))
+            reply = await self._generate(plan, self._prompt(r, got), emit)
         except ProviderError as exc:
             err = provider_failure(exc)
             emit(Failed(err))
@@ -469,61 +627,186 @@ class ChatService:
         except DomainError as exc:
             emit(Failed(exc))
             raise
+        turn = [message, *([reply] if reply is not None else [])]
+        if side_effects:
+            emit(Phase("side_effects"))
+            emit(await self._side_effects(plan.project_id, got, turn))
+        elif got.session.agent_id and self.hook is not None:
+            # a streamed turn's stream does not wait for the hook
+            self.track(asyncio.ensure_future(self._observe(plan.project_id, got.session, turn)))
 
-    async def _recall(self, plan: Plan) -> tuple[Context | None, list[Message]]:
-        """(the recalled context, or None without memory; the earlier turns of the session)."""
+    def _with_defaults(self, plan: Plan, s: Session) -> Plan:
+        """The session's provider and model where the request named none."""
+        r = plan.request
+        provider = plan.provider
+        if not r.provider and s.provider and s.provider != provider.name:
+            found = self._providers.get(s.provider)
+            if found is None or not found.available:
+                raise FailedPrecondition(
+                    f"session {s.id} defaults to provider {s.provider!r}, which is not "
+                    "configured on this server; name a provider in the request",
+                    reason="PROVIDER_NOT_CONFIGURED",
+                    metadata={"provider": s.provider, "session_id": s.id},
+                )
+            provider = found
+        model = plan.model
+        if not r.model:
+            same = not s.provider or s.provider == provider.name
+            model = s.model if s.model and same else provider.default_model
+        return replace(plan, provider=provider, model=model, session=s)
+
+    async def _observe(self, project_id: str, s: Session, turn: Sequence[Message]) -> Mood | None:
+        if self.hook is None:
+            return None
+        try:
+            return await self.hook.observe_turn(project_id, s, turn)
+        except Exception as exc:  # the reply is stored: the turn stands without its mood
+            log.warning("turn_hook_failed", session_id=s.id, error=str(exc))
+            return None
+
+    async def _side_effects(
+        self, project_id: str, got: Recalled, turn: Sequence[Message]
+    ) -> SideEffects:
+        """A background turn's: the mood moved by the turn, and (in an agent session) the
+        turn's facts extracted."""
+        s = got.session
+        if not s.agent_id:
+            return SideEffects()
+        mood_after = await self._observe(project_id, s, turn)
+        facts, ids = 0, ()
+        if self.extraction is not None and self.extraction.extracts:
+            work = await self.extraction.extract_now(project_id, s, turn)
+            facts = work.stats.facts_extracted
+            ids = tuple(dict.fromkeys(m.id for m in work.written))
+        return SideEffects(facts, ids, got.mood, mood_after)
+
+    async def _recall(self, plan: Plan) -> Recalled:
+        """The session, its earlier turns, its agent and mood, and the recalled context (None
+        without memory)."""
         r = plan.request
         s = plan.session or await self._sessions.get(plan.project_id, plan.session_id)
-        history: list[Message] = []
-        if s.message_count:  # one bounded read of the session's tail
-            found = await self._messages.since(
-                plan.project_id, s.id, max(0, s.message_count - HISTORY_TURNS)
-            )
-            history = [m for m in found if m.id != plan.user_message.id][-HISTORY_TURNS:]
-        if not r.use_memory:
-            return None, history
-        ctx = await self._context.get(
-            plan.project_id,
-            ContextRequest(
-                user_id=s.user_id,
-                # an agent session recalls in its agent scope
-                agent_id=s.agent_id,
-                instance_id=s.instance_id,
-                query=r.message,
-                include_system_prompt=not r.system_prompt,
-                # what the model sees as turns is not repeated as a memory
-                exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
-            ),
-            query_vector=plan.query_vector,
+        history, (agent, mood) = await asyncio.gather(
+            self._history(plan, s), self._agent(plan.project_id, s)
         )
-        return ctx, history
+        if not r.use_memory:
+            return Recalled(s, None, history, agent, mood)
+        own_prompt = bool(r.system_prompt or (agent is not None and agent.system_prompt))
+        request = ContextRequest(
+            user_id=s.user_id,
+            query=r.message,
+            include_system_prompt=not own_prompt,
+            # what the model sees as turns is not repeated as a memory
+            exclude_message_ids=(plan.user_message.id, *(m.id for m in history)),
+            timezone=r.timezone,
+            agent_id=s.agent_id,
+            instance_id=s.instance_id,
+        )
+        fetch = asyncio.ensure_future(self._fetch(plan, request))
+        if agent is None or agent.capabilities.memory_mode != "async":
+            return Recalled(s, await fetch, history, agent, mood)
+        return Recalled(s, await self._race(plan, s, fetch), history, agent, mood)
+
+    async def _fetch(self, plan: Plan, request: ContextRequest) -> Context:
+        delay = _recall_delay_s()
+        if delay:
+            await asyncio.sleep(delay)
+        return await self._context.get(plan.project_id, request, query_vector=plan.query_vector)
+
+    async def _race(self, plan: Plan, s: Session, fetch: asyncio.Future[Context]) -> Context | None:
+        """ASYNC memory: recall until the deadline; past it, the turn goes on with what an
+        earlier turn's recall brought late (or nothing), and this recall is kept for the next."""
+        key = f"{plan.project_id}/{s.id}"
+        done, _ = await asyncio.wait([fetch], timeout=self.async_recall_deadline_s)
+        if fetch in done:
+            self.late.take(key)  # superseded by a recall that made it in time
+            return fetch.result()
+        late = self.late.take(key)
+
+        def keep(f: asyncio.Future[Context]) -> None:
+            if f.cancelled():
+                return
+            if (exc := f.exception()) is not None:
+                log.warning("late_recall_failed", session_id=s.id, error=str(exc))
+                return
+            self.late.put(key, f.result())
+
+        fetch.add_done_callback(keep)
+        self.track(fetch)
+        return late
+
+    async def _history(self, plan: Plan, s: Session) -> list[Message]:
+        if not s.message_count:
+            return []
+        found = await self._messages.since(  # one bounded read of the session's tail
+            plan.project_id, s.id, max(0, s.message_count - HISTORY_TURNS)
+        )
+        return [m for m in found if m.id != plan.user_message.id][-HISTORY_TURNS:]
+
+    async def _agent(self, project_id: str, s: Session) -> tuple[Agent | None, Mood | None]:
+        if not s.agent_id or self.agents is None:
+            return None, None
+        agent = await self.agents.get(project_id, s.agent_id)
+        mood = None
+        if self.hook is not None:
+            mood = await self.hook.mood(project_id, Scope(s.agent_id, s.user_id, s.instance_id))
+        return agent, mood
 
     @staticmethod
-    def _prompt(
-        r: ChatRequest, ctx: Context | None, history: Sequence[Message]
-    ) -> list[ChatMessage]:
-        """System (instructions + recalled context), earlier turns, then the user's message."""
+    def _instructions(r: ChatRequest, got: Recalled) -> str:
+        """The request's or the agent's instructions, the persona, and who the user is."""
+        agent = got.agent
+        base = r.system_prompt or (agent.system_prompt if agent is not None else "")
+        parts = [base]
+        if agent is not None:
+            parts.append(persona(agent, got.mood))
+        about: list[str] = []
+        if r.user_display_name:
+            about.append(f"The user's name is {r.user_display_name}; address them by it.")
+        if r.language:
+            about.append(f"Answer in the language with the code {r.language}.")
+        if zone := zone_of(r.timezone):
+            now = datetime.now(zone).strftime("%Y-%m-%d %H:%M %Z")
+            about.append(f"The user's time zone is {r.timezone} (their time now: {now}).")
+        if r.tool_capabilities:
+            about.append("The client can also: " + ", ".join(r.tool_capabilities) + ".")
+        parts.append(" ".join(about))
+        return "\n\n".join(p for p in parts if p)
+
+    @classmethod
+    def _prompt(cls, r: ChatRequest, got: Recalled) -> list[ChatMessage]:
+        """System (instructions, persona + recalled context), earlier turns (the session's,
+        then the request's own), then the user's message."""
+        ctx = got.context
         grounding: tuple[Fact, ...] = ()
+        instructions = cls._instructions(r, got)
         if ctx is None:
-            system = r.system_prompt or DEFAULT_INSTRUCTIONS
+            system = instructions or DEFAULT_INSTRUCTIONS
         else:
-            system = "\n\n".join(t for t in (r.system_prompt, ctx.text) if t)
+            system = "\n\n".join(t for t in (instructions, ctx.text) if t)
             grounding = tuple(
                 Fact(h.memory.content, h.memory.speaker, h.score) for h in ctx.memories
             ) + tuple(Fact(h.memory.content, "", h.score) for h in ctx.summaries)
         out = [ChatMessage("system", system, grounding)]
-        for m in history:
+        for m in got.history:
             if m.role == "assistant":
                 out.append(ChatMessage("assistant", m.content))
             else:  # other roles speak as users, under their name
                 label = m.name or (m.role if m.role != "user" else "")
                 out.append(ChatMessage("user", f"{label}: {m.content}" if label else m.content))
+        for pm in r.messages:
+            if pm.role in ("assistant", "system"):
+                out.append(ChatMessage(pm.role, pm.content))  # type: ignore[arg-type]
+            else:
+                label = pm.name or (pm.role if pm.role != "user" else "")
+                out.append(ChatMessage("user", f"{label}: {pm.content}" if label else pm.content))
         out.append(ChatMessage("user", r.message))
         return out
 
-    async def _generate(self, plan: Plan, prompt: list[ChatMessage], emit: Emit) -> None:
+    async def _generate(self, plan: Plan, prompt: list[ChatMessage], emit: Emit) -> Message | None:
+        """Stream the reply and store it; the stored reply (None when nothing was said)."""
         r = plan.request
-        gen = plan.provider.stream(prompt, plan.model, r.temperature, r.max_tokens)
+        gen = plan.provider.stream(prompt, plan.model, r.temperature, r.max_tokens, r.tools)
+        gen.on_tool_call = lambda call: emit(ToolCalled(call))
         parts: list[str] = []
         last = time.perf_counter()
         try:
@@ -535,27 +818,29 @@ class ChatService:
                 emit(Delta(delta))
         except asyncio.CancelledError:
             await gen.aclose()  # before anything else: the upstream stops now
-            await self._store_interrupted(plan, "".join(parts))
+            await self._store_interrupted(plan, "".join(parts), gen.tool_calls)
             raise
         except (ProviderError, DomainError):
             await gen.aclose()
-            await self._store_interrupted(plan, "".join(parts))
+            await self._store_interrupted(plan, "".join(parts), gen.tool_calls)
             raise
         finally:
             await gen.aclose()
+        emit(Phase("storing"))
         reply = "".join(parts)
+        calls = list(gen.tool_calls)
         with shared_embeddings(plan.embeddings):
             if reply.strip() and plan.provider.indexes_replies:
                 # embedded now: the store below first waits for the session's lock (until the
                 # user message's memory is in), and then finds this embedding done or running
-                text = embedded_text(_reply(reply, interrupted=False))
+                text = embedded_text(_reply(reply, calls, interrupted=False))
                 ahead = asyncio.ensure_future(self._embedder.embed([text]))
                 # a failure reaches the turn through the store, which awaits this embedding
                 ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
             # a cancel arriving now (the client left after the last delta) must not lose the
             # whole reply: its write runs on, shielded and tracked, like an interrupted one
             write = self.track(
-                asyncio.ensure_future(self._store_reply(plan, reply, interrupted=False))
+                asyncio.ensure_future(self._store_reply(plan, reply, calls, interrupted=False))
             )
 
         async def usage_of() -> Usage:
@@ -572,31 +857,36 @@ class ChatService:
         finally:
             counting.cancel()  # a no-op once counted
         emit(Done(stored.id if stored else "", usage, timedelta(seconds=last - plan.started)))
+        return stored
 
     def _count_usage(self, prompt: Sequence[ChatMessage], reply: str) -> Usage:
         *asked, said = self._embedder.count_tokens_many([*(m.content for m in prompt), reply])
         return Usage(prompt_tokens=sum(asked), completion_tokens=said)
 
-    async def _store_reply(self, plan: Plan, text: str, *, interrupted: bool) -> Message | None:
-        if not text.strip():
+    async def _store_reply(
+        self, plan: Plan, text: str, calls: Sequence[ToolCall], *, interrupted: bool
+    ) -> Message | None:
+        if not text.strip() and not calls:
             return None  # nothing was said: no message
         added = await self._messages.add(
             plan.project_id,
             plan.session_id,
-            [_reply(text, interrupted=interrupted)],
+            [_reply(text, calls, interrupted=interrupted)],
             index=plan.provider.indexes_replies,
         )
         return added[0]
 
-    async def _store_interrupted(self, plan: Plan, text: str) -> None:
+    async def _store_interrupted(
+        self, plan: Plan, text: str, calls: Sequence[ToolCall] = ()
+    ) -> None:
         """Store a partial reply, shielded: the turn's own cancellation must not stop it."""
-        write = self.track(asyncio.ensure_future(self._store_quietly(plan, text)))
+        write = self.track(asyncio.ensure_future(self._store_quietly(plan, text, list(calls))))
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(write)
 
-    async def _store_quietly(self, plan: Plan, text: str) -> None:
+    async def _store_quietly(self, plan: Plan, text: str, calls: list[ToolCall]) -> None:
         try:
-            await self._store_reply(plan, text, interrupted=True)
+            await self._store_reply(plan, text, calls, interrupted=True)
         except Exception as exc:  # e.g. the session was deleted meanwhile
             log.warning("interrupted_reply_not_stored", session_id=plan.session_id, error=str(exc))
 

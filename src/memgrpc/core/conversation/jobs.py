@@ -4,6 +4,9 @@ A job row lives in the `jobs` table, so any replica answers GetJob. Starting a j
 session ACTIVE/FAILED -> PROCESSING with a conditional update, so among replicas (and the
 sweeper) exactly one job runs per session. The job ends the session PROCESSED, or FAILED with
 the failing step's error.
+
+An `extract_turn` job (SubmitTurn) runs only the extraction step over one turn's messages and
+leaves the session as it is (ACTIVE: more turns follow); GetJob reports it like any job.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import structlog
 
 from memgrpc.core.conversation.messages import MessageService
 from memgrpc.core.conversation.records import (
+    EXTRACT_TURN,
     PROCESS_SESSION,
     Job,
     JobStats,
+    Message,
     Session,
     SessionStatus,
     job_from_row,
@@ -157,6 +162,63 @@ class JobRunner:
             if job.state in ("done", "failed"):
                 return job
             await asyncio.sleep(_POLL_S)
+
+    # -- one turn's extraction ----------------------------------------------------------------
+    @property
+    def extracts(self) -> bool:
+        """Whether extraction is configured (MEMGRPC_EXTRACTOR is not `none`)."""
+        return any(step.name == "extract" for step in self.steps)
+
+    async def extract_now(
+        self, project_id: str, s: Session, messages: Sequence[Message]
+    ) -> SessionWork:
+        """Run the extraction step over `messages` now (a chat turn's side effects)."""
+        work = SessionWork(project_id, s, list(messages), self._memories)
+        for step in self.steps:
+            if step.name == "extract":
+                await step.run(work)
+        return work
+
+    async def extract_turn(
+        self, project_id: str, s: Session, messages: Sequence[Message]
+    ) -> Job | None:
+        """Start an `extract_turn` job over one turn's messages (None when extraction is off);
+        the session keeps its status."""
+        if not self.extracts:
+            return None
+        now = _now()
+        job = Job(
+            id=new_id("job"),
+            session_id=s.id,
+            user_id=s.user_id,
+            kind=EXTRACT_TURN,
+            create_time=now,
+            update_time=now,
+        )
+        await self._jobs.writer.insert([job_row(project_id, job)])
+        task = asyncio.get_running_loop().create_task(
+            self._run_turn(project_id, s, job, list(messages)), name=f"job-{job.id}"
+        )
+        self._running[job.id] = _Running(project_id, s.user_id, s.id, task)
+        task.add_done_callback(lambda _: self._running.pop(job.id, None))
+        return job
+
+    async def _run_turn(
+        self, project_id: str, s: Session, job: Job, messages: list[Message]
+    ) -> None:
+        try:
+            async with self._slots:
+                await self._set_state(project_id, job, "running")
+                work = await self.extract_now(project_id, s, messages)
+                await self._set_state(project_id, job, "done", stats=work.stats)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._set_state(project_id, job, "failed", "cancelled before it finished")
+            raise
+        except Exception as exc:
+            log.warning("turn_extraction_failed", job_id=job.id, error=str(exc))
+            with contextlib.suppress(Exception):
+                await self._set_state(project_id, job, "failed", f"extract: {exc}")
 
     # -- run ----------------------------------------------------------------------------------
     async def _set_state(

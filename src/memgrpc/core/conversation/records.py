@@ -19,6 +19,8 @@ SESSION_STATUSES: tuple[SessionStatus, ...] = ("active", "processing", "processe
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "done", "failed")
 DEFAULT_ROLE = "user"
 PROCESS_SESSION = "process_session"
+# one turn's fact extraction (SubmitTurn); the session stays ACTIVE
+EXTRACT_TURN = "extract_turn"
 
 
 @dataclass

@@ -70,6 +70,8 @@ class ExtractFacts:
             await self._reconciler.apply(project, plan, between=_pause_hook())
         plan.stats.extractor = ran or self._extractor.name
         work.stats = plan.stats
+        # what it wrote: new facts, and facts it reinforced or versioned
+        work.written.extend([*plan.inserts(), *(p.memory for p in plan.patches())])
         log.info(
             "facts_extracted",
             session_id=work.session.id,
