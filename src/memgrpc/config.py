@@ -56,6 +56,11 @@ ENV: Mapping[str, str] = {
     "extractor": "MEMGRPC_EXTRACTOR",
     "extractor_fallback": "MEMGRPC_EXTRACTOR_FALLBACK",
     "job_stale_after_s": "MEMGRPC_JOB_STALE_AFTER",
+    "change_retention_s": "MEMGRPC_CHANGE_RETENTION",
+    "watch_poll_s": "MEMGRPC_WATCH_POLL",
+    "watch_heartbeat_s": "MEMGRPC_WATCH_HEARTBEAT",
+    "watch_buffer": "MEMGRPC_WATCH_BUFFER",
+    "watch_stall_s": "MEMGRPC_WATCH_STALL",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -120,6 +125,15 @@ class ServerConfig:
     # a processing job whose session stayed PROCESSING this long while no replica ran it (its
     # server died) is failed by the sweeper, so the session can be processed again
     job_stale_after_s: float = 600.0
+    # the change feed (core/memory/changes.py): how long changes are kept, how often a watcher
+    # looks for other replicas' changes, its heartbeat when idle, and the changes it holds for
+    # a client that reads slower than they come, and how long a full buffer waits for a client
+    # that stopped reading before its stream ends with WATCH_LAGGING
+    change_retention_s: float = 7 * 86400.0
+    watch_poll_s: float = 0.5
+    watch_heartbeat_s: float = 15.0
+    watch_buffer: int = 1000
+    watch_stall_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -246,7 +260,7 @@ def _parse(name: str, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number of MiB") from None
-    if name in ("rate_limit_burst", "recall_cache_rows"):
+    if name in ("rate_limit_burst", "recall_cache_rows", "watch_buffer"):
         try:
             return int(value)
         except ValueError:
@@ -390,6 +404,16 @@ def _check_extractor(c: ServerConfig) -> None:
             )
     if not 1 <= c.job_stale_after_s <= 7 * 86400:
         raise ConfigError(f"{_label('job_stale_after_s')}: must be between 1 s and 7 days")
+    if not 1 <= c.change_retention_s <= 365 * 86400:
+        raise ConfigError(f"{_label('change_retention_s')}: must be between 1 s and 365 days")
+    if not 0.01 <= c.watch_poll_s <= 60:
+        raise ConfigError(f"{_label('watch_poll_s')}: must be between 0.01 s and 60 s")
+    if not 0.05 <= c.watch_heartbeat_s <= 3600:
+        raise ConfigError(f"{_label('watch_heartbeat_s')}: must be between 0.05 s and 1 hour")
+    if not 0.1 <= c.watch_stall_s <= 3600:
+        raise ConfigError(f"{_label('watch_stall_s')}: must be between 0.1 s and 1 hour")
+    if isinstance(c.watch_buffer, bool) or not 1 <= c.watch_buffer <= 1_000_000:
+        raise ConfigError(f"{_label('watch_buffer')}: must be a whole number from 1 to 1000000")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:
