@@ -27,6 +27,7 @@ from tests.procs import free_port, start_memgrpc, stop_server, wait_serving
 
 BUFFER = 16
 STALL = 1.0
+WAIT_S = 15.0  # for one change
 HEARTBEAT = pb.MEMORY_CHANGE_KIND_HEARTBEAT
 
 
@@ -62,16 +63,16 @@ class Watcher:
         self.call = stub.WatchMemories(req, metadata=md(key))
         self.heartbeats = 0
 
-    async def next(self, timeout: float = 15.0) -> pb.MemoryChange:
+    async def next(self) -> pb.MemoryChange:
         """The next change that is not a heartbeat."""
         while True:
-            change: pb.MemoryChange = await asyncio.wait_for(self.call.read(), timeout)
+            change: pb.MemoryChange = await asyncio.wait_for(self.call.read(), WAIT_S)
             if change.kind != HEARTBEAT:
                 return change
             self.heartbeats += 1
 
-    async def take(self, n: int, timeout: float = 15.0) -> list[pb.MemoryChange]:
-        return [await self.next(timeout) for _ in range(n)]
+    async def take(self, n: int) -> list[pb.MemoryChange]:
+        return [await self.next() for _ in range(n)]
 
     async def quiet(self, heartbeats: int = 2) -> int:
         """Reads until `heartbeats` heartbeats came with no change between; their sequence."""
