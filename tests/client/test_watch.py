@@ -109,8 +109,7 @@ async def test_sync_watch_resumes_after_the_server_ends_a_stalled_stream(
     async with AsyncMemgrpcClient(replica.addr, api_key=replica.key, **FAST) as writer:
         await writer.memory.create(user_id="bo", content="first")
         reader = asyncio.create_task(asyncio.to_thread(body))
-        while not first_read.is_set():
-            await asyncio.sleep(0.02)
+        assert await asyncio.to_thread(first_read.wait, 30)
         for i in range(n):
             await writer.memory.create(user_id="bo", content=f"{i} {big}")
         await asyncio.wait_for(reader, 60)
