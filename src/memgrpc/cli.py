@@ -49,7 +49,10 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "--extractor-fallback": ("extractor_fallback", "rules: use it when the llm extractor fails"),
     "--job-stale-after": ("job_stale_after_s", "seconds before a dead replica's job fails (600)"),
     "--change-retention": ("change_retention_s", "seconds the change feed keeps changes (7 days)"),
-    "--watch-poll": ("watch_poll_s", "seconds between a watcher's looks for other replicas' changes"),
+    "--watch-poll": (
+        "watch_poll_s",
+        "seconds between a watcher's looks for other replicas' changes",
+    ),
     "--watch-heartbeat": ("watch_heartbeat_s", "seconds of quiet before a watch heartbeat (15)"),
     "--watch-buffer": ("watch_buffer", "changes a watcher holds for a slow client (1000)"),
     "--watch-stall": ("watch_stall_s", "seconds a full watch buffer waits for its client (30)"),
