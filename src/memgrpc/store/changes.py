@@ -102,6 +102,11 @@ class ChangeTable:
             # compaction of the table (which every commit here would otherwise preempt)
             res = await writer.exclusive(functools.partial(self._merge, data))
             writer.versions.record(getattr(res, "version", None))
+            # each try is a commit (fragments and deletion files): the maintainer compacts
+            # on this pressure as it does for the writer's own commits
+            writer.commits_since_compaction += 1
+            if writer.on_pressure is not None:
+                writer.on_pressure(writer.commits_since_compaction)
             if int(res.num_inserted_rows):
                 self.commits += 1
                 return first
