@@ -15,6 +15,7 @@ from memgrpc.store.maintenance import Maintainer, MaintenanceConfig
 from tests.procs import run
 
 DIM = 8
+ROOT = Path(__file__).resolve().parents[2]
 
 # one writer process: appends batches of 1-3 changes to two projects for `seconds`
 _WRITER = """
@@ -48,10 +49,9 @@ async def test_writers_in_three_processes_never_duplicate_or_skip_a_sequence(
     await store.open()  # the table (and its anchor) exists before the writers race
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    root = Path(__file__).resolve().parents[2]
     runs = await asyncio.gather(
         *(
-            run(sys.executable, str(script), uri, who, "4", cwd=root, env={}, limit_s=120)
+            run(sys.executable, str(script), uri, who, "4", cwd=ROOT, env={}, limit_s=120)
             for who in ("a", "b", "c")
         )
     )
