@@ -57,9 +57,15 @@ class Watcher:
     """One WatchMemories stream, read a change at a time."""
 
     def __init__(
-        self, stub: memory_pb2_grpc.MemoryServiceStub, key: str, after: int = 0, user: str = ""
+        self,
+        stub: memory_pb2_grpc.MemoryServiceStub,
+        key: str,
+        after: int = 0,
+        user: str = "",
+        *,
+        from_now: bool = False,
     ) -> None:
-        req = pb.WatchMemoriesRequest(user_id=user, after_sequence=after)
+        req = pb.WatchMemoriesRequest(user_id=user, after_sequence=after, from_now=from_now)
         self.call = stub.WatchMemories(req, metadata=md(key))
         self.heartbeats = 0
 
@@ -210,9 +216,10 @@ async def test_a_cursor_older_than_the_retention_ends_with_out_of_range(
         await w.next()
     assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert _reason(err.value) == "CURSOR_EXPIRED"
-    # from the feed's last sequence, the watch goes on
-    w = Watcher(memory_stub, key, after=3)
+    # from the feed's last sequence (from_now), the watch goes on
+    w = Watcher(memory_stub, key, after=1, from_now=True)
     try:
+        assert await w.quiet(1) == 3
         await create(memory_stub, key, "frank", "new")
         got = await w.next()
     finally:
