@@ -356,6 +356,15 @@ async def test_deleting_a_user_is_one_user_deleted_change(
     finally:
         w.cancel()
     assert (got.kind, got.user_id, got.sequence) == (pb.MEMORY_CHANGE_KIND_USER_DELETED, "ivan", 4)
+    # the feed keeps the sequences, not the purged user's content
+    w = Watcher(memory_stub, key)
+    try:
+        earlier = await w.take(4)
+    finally:
+        w.cancel()
+    assert [c.sequence for c in earlier] == [1, 2, 3, 4]
+    assert [c.HasField("memory") for c in earlier] == [False] * 4
+    assert earlier[0].kind == pb.MEMORY_CHANGE_KIND_CREATED and earlier[0].memory_id
 
 
 def _details(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:

@@ -140,6 +140,23 @@ class ChangeTable:
         batches = [(int(r["first_sequence"]), json.loads(r["changes"] or "[]")) for r in found]
         return sorted(batches, key=lambda b: b[0])
 
+    async def scrub_user(self, project_id: str, user_id: str) -> int:
+        """Drop the memory snapshots of a purged user's changes (their sequences, kinds and ids
+        stay, so the feed keeps no gap); returns how many batches were rewritten."""
+        where = Where().eq("project_id", project_id).cmp("first_sequence", ">", 0)
+        found = await self._tbl.query().where(str(where)).select(["pk", "changes"]).to_list()
+        patched = []
+        for r in found:
+            changes = json.loads(r["changes"] or "[]")
+            mine = [c for c in changes if c.get("user_id") == user_id and c.get("memory")]
+            if mine:
+                for c in mine:
+                    c["memory"] = None
+                patched.append({"pk": r["pk"], "changes": json.dumps(changes)})
+        if patched:
+            await self._store.writer(TABLE).patch(patched)
+        return len(patched)
+
     async def prune(self, before: datetime) -> int:
         """Drop batches committed before `before` (heads and the anchor stay)."""
         where = str(Where().cmp("first_sequence", ">", 0).cmp("time", "<", before))

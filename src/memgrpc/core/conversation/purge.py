@@ -49,6 +49,8 @@ class UserData:
         self.idempotency.forget_user(project_id, user_id)
         await owned.delete_user_rows(self.store, project_id, user_id)
         if self.changes is not None:
+            # the feed keeps sequences, not the purged user's content
+            await self.changes.table.scrub_user(project_id, user_id)
             await self.changes.record(project_id, [Change(ChangeKind.USER_DELETED, user_id)])
         await self.store.writer("users").delete(str(Where().eq("pk", user_pk(project_id, user_id))))
         # a write that raced the purge may have re-cached the user
