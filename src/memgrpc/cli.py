@@ -58,6 +58,14 @@ _SERVE_FLAGS: dict[str, tuple[str, str]] = {
         "async_recall_deadline_ms",
         "ms an ASYNC-memory agent's turn waits for recall (50)",
     ),
+    "--change-retention": ("change_retention_s", "seconds the change feed keeps changes (7 days)"),
+    "--watch-poll": (
+        "watch_poll_s",
+        "seconds between a watcher's looks for other replicas' changes",
+    ),
+    "--watch-heartbeat": ("watch_heartbeat_s", "seconds of quiet before a watch heartbeat (15)"),
+    "--watch-buffer": ("watch_buffer", "changes a watcher holds for a slow client (1000)"),
+    "--watch-stall": ("watch_stall_s", "seconds a full watch buffer waits for its client (30)"),
 }
 
 

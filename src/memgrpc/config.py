@@ -63,6 +63,11 @@ ENV: Mapping[str, str] = {
     "notify_interval_s": "MEMGRPC_NOTIFY_INTERVAL",
     "inactivity_days": "MEMGRPC_INACTIVITY_DAYS",
     "async_recall_deadline_ms": "MEMGRPC_ASYNC_RECALL_DEADLINE_MS",
+    "change_retention_s": "MEMGRPC_CHANGE_RETENTION",
+    "watch_poll_s": "MEMGRPC_WATCH_POLL",
+    "watch_heartbeat_s": "MEMGRPC_WATCH_HEARTBEAT",
+    "watch_buffer": "MEMGRPC_WATCH_BUFFER",
+    "watch_stall_s": "MEMGRPC_WATCH_STALL",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -154,6 +159,15 @@ class ServerConfig:
     # how long a chat turn of an ASYNC-memory agent waits for recall before generating without
     # it (the late result serves the session's next turn; core/chat/turn.py)
     async_recall_deadline_ms: float = 50.0
+    # the change feed (core/memory/changes.py): how long changes are kept, how often a watcher
+    # looks for other replicas' changes, its heartbeat when idle, and the changes it holds for
+    # a client that reads slower than they come, and how long a full buffer waits for a client
+    # that stopped reading before its stream ends with WATCH_LAGGING
+    change_retention_s: float = 7 * 86400.0
+    watch_poll_s: float = 0.5
+    watch_heartbeat_s: float = 15.0
+    watch_buffer: int = 1000
+    watch_stall_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -301,7 +315,7 @@ def _parse(name: str, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number of MiB") from None
-    if name in ("rate_limit_burst", "recall_cache_rows"):
+    if name in ("rate_limit_burst", "recall_cache_rows", "watch_buffer"):
         try:
             return int(value)
         except ValueError:
@@ -474,6 +488,16 @@ def _check_extractor(c: ServerConfig) -> None:
         raise ConfigError(f"{_label('job_stale_after_s')}: must be between 1 s and 7 days")
     if not 0 <= c.async_recall_deadline_ms <= 60_000:
         raise ConfigError(f"{_label('async_recall_deadline_ms')}: must be between 0 and 60000 ms")
+    if not 1 <= c.change_retention_s <= 365 * 86400:
+        raise ConfigError(f"{_label('change_retention_s')}: must be between 1 s and 365 days")
+    if not 0.01 <= c.watch_poll_s <= 60:
+        raise ConfigError(f"{_label('watch_poll_s')}: must be between 0.01 s and 60 s")
+    if not 0.05 <= c.watch_heartbeat_s <= 3600:
+        raise ConfigError(f"{_label('watch_heartbeat_s')}: must be between 0.05 s and 1 hour")
+    if not 0.1 <= c.watch_stall_s <= 3600:
+        raise ConfigError(f"{_label('watch_stall_s')}: must be between 0.1 s and 1 hour")
+    if isinstance(c.watch_buffer, bool) or not 1 <= c.watch_buffer <= 1_000_000:
+        raise ConfigError(f"{_label('watch_buffer')}: must be a whole number from 1 to 1000000")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:

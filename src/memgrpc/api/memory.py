@@ -11,8 +11,15 @@ from google.protobuf import empty_pb2
 
 from memgrpc.api import convert, errors, transfer
 from memgrpc.core.access import principal
-from memgrpc.core.kernel import Idempotency, InvalidArgument, PageRequest, Violations
+from memgrpc.core.kernel import (
+    Idempotency,
+    InvalidArgument,
+    PageRequest,
+    Violations,
+    validation,
+)
 from memgrpc.core.memory import BatchOp, MemoryService, Patch, SearchMode, Transfer
+from memgrpc.core.memory.changes import Change, ChangeKind
 from memgrpc.v1 import memory_pb2 as pb
 from memgrpc.v1 import memory_pb2_grpc
 
@@ -35,6 +42,32 @@ def _patch(v: Violations, r: pb.UpdateMemoryRequest, prefix: str = "memory") -> 
         if not paths:
             v.add("memory", "sets no field to update")
     return Patch(memory=memory, fields=paths, reason=r.reason)
+
+
+_KINDS: dict[ChangeKind, pb.MemoryChangeKind.ValueType] = {
+    ChangeKind.CREATED: pb.MEMORY_CHANGE_KIND_CREATED,
+    ChangeKind.UPDATED: pb.MEMORY_CHANGE_KIND_UPDATED,
+    ChangeKind.DELETED: pb.MEMORY_CHANGE_KIND_DELETED,
+    ChangeKind.VERSIONED: pb.MEMORY_CHANGE_KIND_VERSIONED,
+    ChangeKind.CONFLICT_OPENED: pb.MEMORY_CHANGE_KIND_CONFLICT_OPENED,
+    ChangeKind.CONFLICT_RESOLVED: pb.MEMORY_CHANGE_KIND_CONFLICT_RESOLVED,
+    ChangeKind.USER_DELETED: pb.MEMORY_CHANGE_KIND_USER_DELETED,
+    ChangeKind.HEARTBEAT: pb.MEMORY_CHANGE_KIND_HEARTBEAT,
+}
+
+
+def _change_to_pb(c: Change) -> pb.MemoryChange:
+    out = pb.MemoryChange(
+        sequence=c.sequence,
+        kind=_KINDS[c.kind],
+        memory_id=c.memory_id,
+        user_id=c.user_id,
+        conflict_id=c.conflict_id,
+        time=convert.to_ts(c.time),
+    )
+    if c.memory is not None:
+        out.memory.CopyFrom(convert.memory_to_pb(c.memory))
+    return out
 
 
 class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
@@ -246,6 +279,21 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
         )
         async for response in transfer.export_responses(batches):
             yield response
+
+    async def WatchMemories(
+        self, request: pb.WatchMemoriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.MemoryChange]:
+        v = Violations()
+        validation.check_id(v, "user_id", request.user_id, required=False)
+        v.raise_if_any()
+        changes = self._svc.changes.watch(
+            principal.current().project_id,
+            request.user_id,
+            request.after_sequence,
+            from_now=request.from_now,
+        )
+        async for change in changes:
+            yield _change_to_pb(change)
 
     async def ImportMemories(
         self,

@@ -3,15 +3,20 @@ versions. Dicts in, dicts out (see _convert for the accepted values)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import grpc
 from google.protobuf import empty_pb2
 
 from memgrpc.client import _convert as cv
-from memgrpc.client._channel import Unary, method_path, new_request_id
+from memgrpc.client._channel import Stream, Unary, method_path, new_request_id
 from memgrpc.client._transport import AsyncCaller, Caller
-from memgrpc.client.errors import invalid_argument
+from memgrpc.client.errors import MemgrpcError, invalid_argument
 from memgrpc.v1 import memory_pb2 as pb
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["MemoryService"]
@@ -168,6 +173,44 @@ class Calls:
             _path("ListMemoryVersions"), request, pb.ListMemoryVersionsResponse, cv.to_dict
         )
 
+    @staticmethod
+    def watch(user_id: str | None, after_sequence: int) -> Stream[pb.MemoryChange]:
+        request = pb.WatchMemoriesRequest(user_id=user_id or "", after_sequence=after_sequence)
+        return Stream(_path("WatchMemories"), request, pb.MemoryChange)
+
+
+# a watch resumes by itself after these (the stream broke, or the server ended it early)
+_RESUMABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED}
+)
+
+
+class _Resume:
+    """Where a watch is, and whether (and after how long) to resume it after an error: up to
+    `max_retries` resumes in a row without a change in between, backing off."""
+
+    def __init__(self, after_sequence: int, max_retries: int) -> None:
+        self.cursor = after_sequence
+        self.max_retries = max_retries
+        self.failures = 0
+
+    def seen(self, change: pb.MemoryChange) -> None:
+        self.cursor = max(self.cursor, int(change.sequence))
+        self.failures = 0
+
+    def delay(self, error: MemgrpcError | None) -> float | None:
+        """Seconds to wait before resuming, or None: give up (raise `error`)."""
+        if error is not None and error.status not in _RESUMABLE:
+            return None
+        if self.failures >= self.max_retries:
+            return None
+        self.failures += 1
+        return float(min(8.0, 0.1 * 2**self.failures) * (0.5 + random.random() / 2))
+
+
+def _change(change: pb.MemoryChange) -> dict[str, Any]:
+    return cv.to_dict(change)
+
 
 Mask = Sequence[str] | str | None
 Params = Mapping[str, Any] | None
@@ -251,6 +294,39 @@ class MemoryResource:
         """`{"versions": [...]}`, newest first; the current one has `expire_time` None."""
         return self._c.unary(Calls.versions(memory_id))
 
+    def watch(
+        self,
+        user_id: str | None = None,
+        after_sequence: int = 0,
+        *,
+        heartbeats: bool = False,
+        max_retries: int = 5,
+    ) -> Iterator[dict[str, Any]]:
+        """The project's memory changes after `after_sequence`, then new ones as they happen,
+        forever: `{"sequence", "kind": "created"|"updated"|"versioned"|"deleted"|
+        "conflict_opened"|"conflict_resolved"|"user_deleted", "memory", "memory_id",
+        "user_id", "time", "conflict_id"}`. Resumes by itself from the last sequence seen when
+        the connection drops or the server ends the stream early (at most `max_retries` times
+        in a row); keep the last `sequence` to resume across restarts. `heartbeats`: also yield
+        the idle heartbeats (kind "heartbeat", sequence = how far the feed was read)."""
+        state = _Resume(after_sequence, max_retries)
+        while True:
+            error: MemgrpcError | None = None
+            try:
+                with contextlib.closing(self._c.stream(Calls.watch(user_id, state.cursor))) as s:
+                    for change in s:
+                        state.seen(change)
+                        if heartbeats or change.kind != pb.MEMORY_CHANGE_KIND_HEARTBEAT:
+                            yield _change(change)
+            except MemgrpcError as exc:
+                error = exc
+            delay = state.delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
+            time.sleep(delay)
+
 
 class AsyncMemoryResource:
     """`client.memory` of the async client."""
@@ -313,3 +389,31 @@ class AsyncMemoryResource:
 
     async def versions(self, memory_id: str) -> dict[str, Any]:
         return await self._c.unary(Calls.versions(memory_id))
+
+    async def watch(
+        self,
+        user_id: str | None = None,
+        after_sequence: int = 0,
+        *,
+        heartbeats: bool = False,
+        max_retries: int = 5,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See MemoryResource.watch."""
+        state = _Resume(after_sequence, max_retries)
+        while True:
+            error: MemgrpcError | None = None
+            try:
+                stream = self._c.stream(Calls.watch(user_id, state.cursor))
+                async with contextlib.aclosing(stream) as s:
+                    async for change in s:
+                        state.seen(change)
+                        if heartbeats or change.kind != pb.MEMORY_CHANGE_KIND_HEARTBEAT:
+                            yield _change(change)
+            except MemgrpcError as exc:
+                error = exc
+            delay = state.delay(error)
+            if delay is None:
+                if error is not None:
+                    raise error
+                return
+            await asyncio.sleep(delay)

@@ -65,6 +65,7 @@ from memgrpc.core.intelligence.profiles import Profiles
 from memgrpc.core.intelligence.reconcile import Reconciler
 from memgrpc.core.intelligence.step import ExtractFacts
 from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.changes import ChangeLog, WatchConfig
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.core.providers import (
     MASTER_KEY_FILE,
@@ -198,7 +199,14 @@ class Conversations:
         steps = [*default_steps(embedder), *([extract] if extract is not None else [])]
         jobs = JobRunner(store, session_store, messages, memories, steps)
         data = UserData(
-            store, memories.users, jobs, idempotency, memories.cache, session_store, messages
+            store,
+            memories.users,
+            jobs,
+            idempotency,
+            memories.cache,
+            session_store,
+            messages,
+            memories.changes,
         )
         return cls(
             sessions=SessionService(store, session_store, messages, jobs, memories),
@@ -446,8 +454,25 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     batching = SharingEmbedder(inner)  # a BatchingEmbedder; chat turns embed their text once
     keys = KeyStore(store)
     authenticator = Authenticator(keys, ttl_s=config.read_consistency_s)
-    maintainer = Maintainer(store, MaintenanceConfig(interval_s=config.maintenance_interval_s))
-    memories = MemoryService(store, batching, cache_rows=config.recall_cache_rows)
+    maintainer = Maintainer(
+        store,
+        MaintenanceConfig(
+            interval_s=config.maintenance_interval_s,
+            change_retention_s=config.change_retention_s,
+        ),
+    )
+    watch = WatchConfig(
+        poll_s=config.watch_poll_s,
+        heartbeat_s=config.watch_heartbeat_s,
+        buffer=config.watch_buffer,
+        stall_s=config.watch_stall_s,
+    )
+    memories = MemoryService(
+        store,
+        batching,
+        cache_rows=config.recall_cache_rows,
+        changes=ChangeLog(store, watch),
+    )
     providers = build_providers(
         LLMConfig(
             default=config.chat_provider,

@@ -34,6 +34,7 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _MEMORY + "SearchMemories": Scope.READ,
     _MEMORY + "ListMemoryVersions": Scope.READ,
     _MEMORY + "ExportMemories": Scope.READ,
+    _MEMORY + "WatchMemories": Scope.READ,
     _MEMORY + "CreateMemory": Scope.WRITE,
     _MEMORY + "UpdateMemory": Scope.WRITE,
     _MEMORY + "ReplaceMemory": Scope.WRITE,

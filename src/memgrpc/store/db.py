@@ -89,6 +89,7 @@ def _specs(dim: int) -> dict[str, _Spec]:
             schemas.NOTIFICATIONS, "id", btree=("id", "project_id", "agent_id", "user_id")
         ),
         "agent_instances": _Spec(schemas.AGENT_INSTANCES, "id", btree=("id", "agent_id")),
+        "memory_changes": _Spec(schemas.MEMORY_CHANGES, "pk", btree=("pk", "project_id")),
     }
 
 
@@ -147,7 +148,7 @@ class Store:
                 tbl = await self._db.open_table(name)
                 await self._migrate(name, tbl, spec.schema)
             else:
-                tbl = await self._db.create_table(name, schema=spec.schema, exist_ok=True)
+                tbl = await self._create(name, spec.schema)
             self._tables[name] = tbl
             self._writers[name] = TableWriter(
                 tbl,
@@ -159,6 +160,16 @@ class Store:
             )
             await self._ensure_indexes(tbl, spec)
         await self.prewarm("memories")
+
+    async def _create(self, name: str, schema: pa.Schema) -> Any:
+        """A new table; the change feed's is born with its anchor row, so that replicas
+        creating it at once never hold two (store/changes.py)."""
+        if name != "memory_changes":
+            return await self._db.create_table(name, schema=schema, exist_ok=True)
+        try:
+            return await self._db.create_table(name, data=schemas.change_anchor())
+        except Exception:  # another replica created it first: its anchor is the one
+            return await self._db.open_table(name)
 
     async def renew_session(self) -> None:
         """Move every table to a new LanceDB session, whose caches hold only what is read from

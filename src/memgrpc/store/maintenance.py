@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from lancedb.index import IvfHnswSq
 
+from memgrpc.store.changes import ChangeTable
 from memgrpc.store.db import Store, list_versions
 from memgrpc.store.filters import Where
 from memgrpc.store.memories import MemoryTable
@@ -48,6 +49,8 @@ class MaintenanceConfig:
     snapshot_max_s: float = 600.0
     ann_min_rows: int = 50_000
     request_ttl_s: float = 24 * 3600.0
+    # the change feed keeps its changes this long (MEMGRPC_CHANGE_RETENTION)
+    change_retention_s: float = 7 * 86400.0
     # compact early once a table took this many commits since its last compaction,
     # but not more often than every `min_gap_s`
     pressure_commits: int = 64
@@ -105,6 +108,7 @@ class Maintainer:
     async def run_once(self, *, force: bool = False) -> None:
         """One pass over every table; `force` compacts regardless of thresholds."""
         await self._expire_requests()
+        await self._expire_changes()
         for name in self._store.specs:
             tbl = self._store.table(name)
             if force or await self._needs_optimize(tbl):
@@ -222,6 +226,12 @@ class Maintainer:
         where = str(Where().cmp("create_time", "<", cutoff))
         if await tbl.count_rows(where):
             await self._store.writer("requests").delete(where)
+
+    async def _expire_changes(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.config.change_retention_s)
+        pruned = await ChangeTable(self._store).prune(cutoff)
+        if pruned:
+            log.info("changes_pruned", batches=pruned)
 
 
 @contextlib.asynccontextmanager

@@ -424,3 +424,27 @@ NOTIFICATIONS = pa.schema(
         _f("metadata", pa.string()),
     ]
 )
+# The change feed (store/changes.py). One row per commit of changes of one project: the changes
+# `first_sequence`..`last_sequence` as a JSON list. Also one `head` row per project (its last
+# sequence, first_sequence 0) and one `anchor` row (project "") that every commit updates.
+MEMORY_CHANGES = pa.schema(
+    [
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("first_sequence", pa.int64(), False),
+        _f("last_sequence", pa.int64(), False),
+        # the compare-and-set: a head row is overwritten only while it still holds this value
+        _f("expect", pa.int64(), False),
+        _f("changes", pa.string()),
+        _f("time", TS),
+    ]
+)
+CHANGE_ANCHOR_PK = "~anchor"
+
+
+def change_anchor() -> pa.Table:
+    """The change feed table's first rows: its anchor alone."""
+    row = {"pk": CHANGE_ANCHOR_PK, "project_id": "", "first_sequence": 0, "last_sequence": 0}
+    return pa.Table.from_pylist(
+        [{**row, "expect": 0, "changes": None, "time": None}], MEMORY_CHANGES
+    )

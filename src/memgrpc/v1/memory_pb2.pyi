@@ -144,6 +144,48 @@ SEARCH_MODE_KEYWORD: SearchMode.ValueType  # 3
 """Full-text (BM25) only."""
 Global___SearchMode: _TypeAlias = SearchMode  # noqa: Y015
 
+class _MemoryChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemoryChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemoryChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMORY_CHANGE_KIND_UNSPECIFIED: _MemoryChangeKind.ValueType  # 0
+    MEMORY_CHANGE_KIND_CREATED: _MemoryChangeKind.ValueType  # 1
+    MEMORY_CHANGE_KIND_UPDATED: _MemoryChangeKind.ValueType  # 2
+    """Fields other than the content changed."""
+    MEMORY_CHANGE_KIND_DELETED: _MemoryChangeKind.ValueType  # 3
+    """Deleted (memory_id says which; memory is unset)."""
+    MEMORY_CHANGE_KIND_VERSIONED: _MemoryChangeKind.ValueType  # 4
+    """The content changed: the memory has a new version."""
+    MEMORY_CHANGE_KIND_CONFLICT_OPENED: _MemoryChangeKind.ValueType  # 5
+    """A merge conflict of the user's memories was opened (conflict_id)."""
+    MEMORY_CHANGE_KIND_CONFLICT_RESOLVED: _MemoryChangeKind.ValueType  # 6
+    MEMORY_CHANGE_KIND_USER_DELETED: _MemoryChangeKind.ValueType  # 7
+    """Every memory of user_id was deleted with the user (one change, not one per memory)."""
+    MEMORY_CHANGE_KIND_HEARTBEAT: _MemoryChangeKind.ValueType  # 8
+    """Nothing new: sequence is how far the feed has been read (resume from it)."""
+
+class MemoryChangeKind(_MemoryChangeKind, metaclass=_MemoryChangeKindEnumTypeWrapper):
+    """What happened to a memory."""
+
+MEMORY_CHANGE_KIND_UNSPECIFIED: MemoryChangeKind.ValueType  # 0
+MEMORY_CHANGE_KIND_CREATED: MemoryChangeKind.ValueType  # 1
+MEMORY_CHANGE_KIND_UPDATED: MemoryChangeKind.ValueType  # 2
+"""Fields other than the content changed."""
+MEMORY_CHANGE_KIND_DELETED: MemoryChangeKind.ValueType  # 3
+"""Deleted (memory_id says which; memory is unset)."""
+MEMORY_CHANGE_KIND_VERSIONED: MemoryChangeKind.ValueType  # 4
+"""The content changed: the memory has a new version."""
+MEMORY_CHANGE_KIND_CONFLICT_OPENED: MemoryChangeKind.ValueType  # 5
+"""A merge conflict of the user's memories was opened (conflict_id)."""
+MEMORY_CHANGE_KIND_CONFLICT_RESOLVED: MemoryChangeKind.ValueType  # 6
+MEMORY_CHANGE_KIND_USER_DELETED: MemoryChangeKind.ValueType  # 7
+"""Every memory of user_id was deleted with the user (one change, not one per memory)."""
+MEMORY_CHANGE_KIND_HEARTBEAT: MemoryChangeKind.ValueType  # 8
+"""Nothing new: sequence is how far the feed has been read (resume from it)."""
+Global___MemoryChangeKind: _TypeAlias = MemoryChangeKind  # noqa: Y015
+
 @_typing.final
 class Memory(_message.Message):
     """A memory of one user."""
@@ -1162,3 +1204,74 @@ class ImportMemoriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportMemoriesResponse: _TypeAlias = ImportMemoriesResponse  # noqa: Y015
+
+@_typing.final
+class WatchMemoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Only this user's changes (every user's when empty)."""
+    after_sequence: _builtins.int
+    """Stream the changes after this sequence (0: from the oldest one kept)."""
+    from_now: _builtins.bool
+    """Ignore after_sequence and start after the feed's last sequence now."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        from_now: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "from_now", b"from_now", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchMemoriesRequest: _TypeAlias = WatchMemoriesRequest  # noqa: Y015
+
+@_typing.final
+class MemoryChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MEMORY_FIELD_NUMBER: _builtins.int
+    MEMORY_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    CONFLICT_ID_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Grows by one per change within the project; a heartbeat repeats the last one read."""
+    kind: Global___MemoryChangeKind.ValueType
+    memory_id: _builtins.str
+    user_id: _builtins.str
+    conflict_id: _builtins.str
+    """CONFLICT_OPENED, CONFLICT_RESOLVED: the conflict."""
+    @_builtins.property
+    def memory(self) -> Global___Memory:
+        """The memory as written (CREATED, UPDATED, VERSIONED)."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        kind: Global___MemoryChangeKind.ValueType = ...,
+        memory: Global___Memory | None = ...,
+        memory_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        conflict_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["memory", b"memory", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflict_id", b"conflict_id", "kind", b"kind", "memory", b"memory", "memory_id", b"memory_id", "sequence", b"sequence", "time", b"time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemoryChange: _TypeAlias = MemoryChange  # noqa: Y015

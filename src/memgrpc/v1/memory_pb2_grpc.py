@@ -91,6 +91,11 @@ class MemoryServiceStub:
                 request_serializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.SerializeToString,
                 response_deserializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.FromString,
                 _registered_method=True)
+        self.WatchMemories = channel.unary_stream(
+                '/memgrpc.v1.MemoryService/WatchMemories',
+                request_serializer=memgrpc_dot_v1_dot_memory__pb2.WatchMemoriesRequest.SerializeToString,
+                response_deserializer=memgrpc_dot_v1_dot_memory__pb2.MemoryChange.FromString,
+                _registered_method=True)
 
 
 class MemoryServiceServicer:
@@ -176,6 +181,17 @@ class MemoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchMemories(self, request, context):
+        """Streams the project's memory changes after `after_sequence`, in sequence order, then the
+        new ones as they happen (from every replica), with heartbeats when idle. Resume with the
+        last sequence seen: nothing is missed or repeated. OUT_OF_RANGE (CURSOR_EXPIRED) when the
+        changes after it are older than the retention; ABORTED (WATCH_LAGGING) when the client
+        reads slower than changes come (resume after ErrorInfo metadata resume_after_sequence).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MemoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +249,11 @@ def add_MemoryServiceServicer_to_server(servicer, server):
                     servicer.ImportMemories,
                     request_deserializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.FromString,
                     response_serializer=memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.SerializeToString,
+            ),
+            'WatchMemories': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMemories,
+                    request_deserializer=memgrpc_dot_v1_dot_memory__pb2.WatchMemoriesRequest.FromString,
+                    response_serializer=memgrpc_dot_v1_dot_memory__pb2.MemoryChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +554,33 @@ class MemoryService:
             '/memgrpc.v1.MemoryService/ImportMemories',
             memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesRequest.SerializeToString,
             memgrpc_dot_v1_dot_memory__pb2.ImportMemoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/memgrpc.v1.MemoryService/WatchMemories',
+            memgrpc_dot_v1_dot_memory__pb2.WatchMemoriesRequest.SerializeToString,
+            memgrpc_dot_v1_dot_memory__pb2.MemoryChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,13 @@ class MemoryServiceStub:
     """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
     id the project already has is skipped, so importing the same records again is harmless.
     """
+    WatchMemories: _grpc.UnaryStreamMultiCallable[_memory_pb2.WatchMemoriesRequest, _memory_pb2.MemoryChange]
+    """Streams the project's memory changes after `after_sequence`, in sequence order, then the
+    new ones as they happen (from every replica), with heartbeats when idle. Resume with the
+    last sequence seen: nothing is missed or repeated. OUT_OF_RANGE (CURSOR_EXPIRED) when the
+    changes after it are older than the retention; ABORTED (WATCH_LAGGING) when the client
+    reads slower than changes come (resume after ErrorInfo metadata resume_after_sequence).
+    """
 
 @_typing.type_check_only
 class MemoryServiceAsyncStub(MemoryServiceStub):
@@ -91,6 +98,13 @@ class MemoryServiceAsyncStub(MemoryServiceStub):
     ImportMemories: _aio.StreamUnaryMultiCallable[_memory_pb2.ImportMemoriesRequest, _memory_pb2.ImportMemoriesResponse]  # type: ignore[assignment]
     """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
     id the project already has is skipped, so importing the same records again is harmless.
+    """
+    WatchMemories: _aio.UnaryStreamMultiCallable[_memory_pb2.WatchMemoriesRequest, _memory_pb2.MemoryChange]  # type: ignore[assignment]
+    """Streams the project's memory changes after `after_sequence`, in sequence order, then the
+    new ones as they happen (from every replica), with heartbeats when idle. Resume with the
+    last sequence seen: nothing is missed or repeated. OUT_OF_RANGE (CURSOR_EXPIRED) when the
+    changes after it are older than the retention; ABORTED (WATCH_LAGGING) when the client
+    reads slower than changes come (resume after ErrorInfo metadata resume_after_sequence).
     """
 
 class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -186,6 +200,19 @@ class MemoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_memory_pb2.ImportMemoriesResponse, _abc.Awaitable[_memory_pb2.ImportMemoriesResponse]]:
         """Imports a stream of records (e.g. an export), keeping their ids and times. A record whose
         id the project already has is skipped, so importing the same records again is harmless.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchMemories(
+        self,
+        request: _memory_pb2.WatchMemoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_memory_pb2.MemoryChange], _abc.AsyncIterator[_memory_pb2.MemoryChange]]:
+        """Streams the project's memory changes after `after_sequence`, in sequence order, then the
+        new ones as they happen (from every replica), with heartbeats when idle. Resume with the
+        last sequence seen: nothing is missed or repeated. OUT_OF_RANGE (CURSOR_EXPIRED) when the
+        changes after it are older than the retention; ABORTED (WATCH_LAGGING) when the client
+        reads slower than changes come (resume after ErrorInfo metadata resume_after_sequence).
         """
 
 def add_MemoryServiceServicer_to_server(servicer: MemoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,6 +17,7 @@ from memgrpc.core.conversation.messages import MessageService
 from memgrpc.core.conversation.records import user_from_row, user_pk, user_row
 from memgrpc.core.conversation.session_store import SessionStore
 from memgrpc.core.kernel.idempotency import Idempotency
+from memgrpc.core.memory.changes import Change, ChangeKind, ChangeLog
 from memgrpc.core.memory.recall_cache import IndexCache
 from memgrpc.store import owned
 from memgrpc.store.db import Store
@@ -35,6 +36,8 @@ class UserData:
     # caches of session rows and message tails (core/kernel/rowcache.py)
     sessions: SessionStore
     messages: MessageService
+    # the change feed: a purge is one USER_DELETED change, not one per memory
+    changes: ChangeLog | None = None
 
     async def has_rows(self, project_id: str, user_id: str) -> bool:
         counts = await owned.count_user_rows(self.store, project_id, user_id)
@@ -45,6 +48,10 @@ class UserData:
         self.registry.forget(project_id, user_id)
         self.idempotency.forget_user(project_id, user_id)
         await owned.delete_user_rows(self.store, project_id, user_id)
+        if self.changes is not None:
+            # the feed keeps sequences, not the purged user's content
+            await self.changes.table.scrub_user(project_id, user_id)
+            await self.changes.record(project_id, [Change(ChangeKind.USER_DELETED, user_id)])
         await self.store.writer("users").delete(str(Where().eq("pk", user_pk(project_id, user_id))))
         # a write that raced the purge may have re-cached the user
         self.registry.forget(project_id, user_id)

@@ -77,6 +77,20 @@ class ResourceExhausted(DomainError):
 
 
 @dataclass
+class OutOfRange(DomainError):
+    code: ClassVar[str] = "OUT_OF_RANGE"
+    reason: str = "OUT_OF_RANGE"
+
+
+@dataclass
+class Aborted(DomainError):
+    """The call ended early and may be resumed (metadata says from where)."""
+
+    code: ClassVar[str] = "ABORTED"
+    reason: str = "ABORTED"
+
+
+@dataclass
 class Unavailable(DomainError):
     code: ClassVar[str] = "UNAVAILABLE"
     reason: str = "UNAVAILABLE"

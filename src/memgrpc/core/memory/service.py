@@ -21,6 +21,7 @@ from memgrpc.core.kernel.paging import Cursor, Page, PageRequest, Row
 from memgrpc.core.memory import batch, checks, links, recall, rows
 from memgrpc.core.memory.batch import BatchOp, BatchResult
 from memgrpc.core.memory.categories import Categories
+from memgrpc.core.memory.changes import ChangeKind, ChangeLog, deleted, written
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
@@ -64,9 +65,16 @@ ScopeCheck = Callable[[str, str, str], Awaitable[None]]
 
 class MemoryService:
     def __init__(
-        self, store: Store, embedder: AsyncEmbedder, *, cache_rows: int = MAX_ROWS
+        self,
+        store: Store,
+        embedder: AsyncEmbedder,
+        *,
+        cache_rows: int = MAX_ROWS,
+        changes: ChangeLog | None = None,
     ) -> None:
         self.store = store
+        # every write below records its change there before it returns (core.memory.changes)
+        self.changes = changes or ChangeLog(store)
         self._table = MemoryTable(store)
         self._versions = store.writer("memory_versions")
         self._versions_tbl = Table(store, "memory_versions")
@@ -157,6 +165,7 @@ class MemoryService:
         ]
         await self._table.writer.insert(new_rows)
         await self.cache.written(project_id, new_rows)
+        await self.changes.record(project_id, [written(ChangeKind.CREATED, m) for m in memories])
 
     # -- read -----------------------------------------------------------------------------
     async def get(self, project_id: str, memory_id: str) -> Memory:
@@ -272,6 +281,8 @@ class MemoryService:
         new_row = rows.to_row(updated, project_id, vector, version_time)
         await self._table.writer.upsert([new_row])
         await self.cache.written(project_id, [new_row])
+        kind = ChangeKind.VERSIONED if updated.version > current.version else ChangeKind.UPDATED
+        await self.changes.record(project_id, [written(kind, updated)])
         return updated
 
     async def delete(self, project_id: str, memory_id: str) -> None:
@@ -284,6 +295,7 @@ class MemoryService:
             await self._versions.delete(
                 str(Where().eq("project_id", project_id).eq("memory_id", memory_id))
             )
+            await self.changes.record(project_id, [deleted(row["user_id"], memory_id)])
 
     async def versions(self, project_id: str, memory_id: str) -> list[MemoryVersion]:
         """Current version first, then older ones, newest first."""
@@ -452,6 +464,7 @@ class MemoryService:
                 await self.cache.deleted(
                     project_id, user_id, [i for i, u in owners.items() if u == user_id]
                 )
+            await self.changes.record(project_id, [deleted(u, i) for i, u in owners.items()])
 
 
 def _check_id(memory_id: str) -> None:

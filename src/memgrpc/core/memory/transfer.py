@@ -41,6 +41,7 @@ from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import DomainError, InvalidArgument, NotFound, Violations
 from memgrpc.core.kernel.ids import derived_id, new_id
 from memgrpc.core.memory import checks, rows
+from memgrpc.core.memory.changes import ChangeKind, written
 from memgrpc.core.memory.model import (
     DEFAULT_IMPORTANCE,
     DEFAULT_MEMORY_TYPE,
@@ -307,6 +308,9 @@ class Transfer:
             new_rows = [rows.to_row(r.memory, project_id, r.vector, r.version_time) for r in todo]
             await self._table.writer.insert(new_rows)
             await self._svc.cache.written(project_id, new_rows)
+            await self._svc.changes.record(
+                project_id, [written(ChangeKind.CREATED, r.memory) for r in todo]
+            )
             summary.imported += len(todo)
             summary.embedded += len(missing)
             summary.renamed += renamed

@@ -51,6 +51,7 @@ from memgrpc.core.kernel.ids import derived_id
 from memgrpc.core.kernel.locks import KeyedLocks
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
 from memgrpc.core.memory import checks
+from memgrpc.core.memory.changes import Change, ChangeKind
 from memgrpc.core.memory.model import Memory, Patch
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.store.db import Store
@@ -138,6 +139,10 @@ class ConflictService:
                     project_id, conflict_id, user_id, session_id, new_memory, conflicting
                 )
                 await self._table.writer.insert_absent([row])
+                await self._memories.changes.record(
+                    project_id,
+                    [Change(ChangeKind.CONFLICT_OPENED, user_id, conflict_id=conflict_id)],
+                )
             if row["status"] == "pending":
                 await self._flag(project_id, conflict_id, ids)
             return (await self._conflicts(project_id, [row]))[0], created
@@ -288,6 +293,8 @@ class ConflictService:
             if said:
                 done += "; the user said: " + " / ".join(f'"{m}"' for m in said)
             await self._patch(conflict_id, status="resolved", resolution=done, resolve_time=_now())
+            resolved = Change(ChangeKind.CONFLICT_RESOLVED, row["user_id"], conflict_id=conflict_id)
+            await self._memories.changes.record(project_id, [resolved])
             return await self.get(project_id, conflict_id)
 
     async def _move(self, project_id: str, conflict_id: str, old: str, new: ConflictStatus) -> bool:
