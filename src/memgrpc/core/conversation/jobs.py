@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from memgrpc.core.intelligence.processing import ProcessingStep, SessionWork
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import DomainError, FailedPrecondition, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
+from memgrpc.core.kernel.periodic import Periodic
 from memgrpc.core.memory.service import MemoryService
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
@@ -316,9 +316,11 @@ class JobRunner:
             )
 
 
-class AutoProcessor:
+class AutoProcessor(Periodic):
     """Every `interval_s`: start jobs for sessions idle past their auto_process_after (at most
     `batch` per tick), and fail jobs left PROCESSING by a dead replica."""
+
+    name = "auto-process"
 
     def __init__(
         self,
@@ -329,34 +331,11 @@ class AutoProcessor:
         batch: int = 8,
         stale_after_s: float = 600.0,
     ) -> None:
+        super().__init__(interval_s)
         self._sessions = sessions
         self._jobs = jobs
-        self.interval_s = interval_s
         self.batch = batch
         self.stale_after_s = stale_after_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="auto-process")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the sweeper must never take the server down
-                log.warning("auto_process_failed", error=str(exc))
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     async def run_once(self) -> int:
         """One sweep; returns how many jobs it started."""

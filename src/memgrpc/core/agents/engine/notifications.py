@@ -18,9 +18,7 @@ ConsumeNotification is idempotent: consuming a consumed notification returns it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +38,7 @@ from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import NotFound, Violations
 from memgrpc.core.kernel.ids import derived_id
 from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.core.kernel.periodic import Periodic
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
 from memgrpc.store.tables import Row, Table
@@ -297,9 +296,11 @@ class Notifications:
         return n
 
 
-class NotificationSweeper:
+class NotificationSweeper(Periodic):
     """Every `interval_s`: run the checks of at most `batch` relations whose next check is due
     (the engine keeps `next_check_time` on each relation), across projects."""
+
+    name = "notify"
 
     def __init__(
         self,
@@ -309,33 +310,10 @@ class NotificationSweeper:
         interval_s: float = 60.0,
         batch: int = 100,
     ) -> None:
+        super().__init__(interval_s)
         self._engine = engine
         self._notifications = notifications
-        self.interval_s = interval_s
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="notify")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the sweep must never take the server down
-                log.warning("notification_sweep_failed", error=str(exc))
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One sweep; how many notifications it created."""
