@@ -20,11 +20,11 @@ from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.core.kernel.paging import Page, PageRequest
 from memgrpc.store import owned
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Row, Table
+from memgrpc.store.tables import Table
 
 MAX_DISPLAY_NAME_CHARS = 200
 # (project_id, user_id; "" = every user) -> drop caches of rows a purge deleted behind them
@@ -120,20 +120,13 @@ class InstanceService:
         v.raise_if_any()
         await self._agents.get(project_id, agent_id)
         where = self._where(project_id, agent_id)
-        table = self._table
-
-        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
-            rows = await table.page(where, "create_time", "id", desc=True, after=after, limit=limit)
-            return rows, await table.count(where)
-
-        return await paging.fetch(
+        return await paging.newest_first(
+            self._table,
+            where,
             size,
             page.token,
             paging.fingerprint(project_id, agent_id, "instances"),
-            read,
-            order=("create_time", "id"),
-            kind=datetime,
-            item=instance_from_row,
+            instance_from_row,
         )
 
     async def reset(

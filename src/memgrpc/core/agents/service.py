@@ -19,10 +19,10 @@ from memgrpc.core.kernel import paging, validation
 from memgrpc.core.kernel.errors import NotFound, Violations
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.core.kernel.paging import Page, PageRequest
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Row, Table
+from memgrpc.store.tables import Table
 
 # (project_id, agent_id) -> delete everything of the agent but its row
 Purge = Callable[[str, str], Awaitable[None]]
@@ -150,18 +150,11 @@ class AgentService:
         size = paging.page_size(v, page.size)
         v.raise_if_any()
         where = Where().eq("project_id", project_id)
-        table = self._table
-
-        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
-            rows = await table.page(where, "create_time", "id", desc=True, after=after, limit=limit)
-            return rows, await table.count(where)
-
-        return await paging.fetch(
+        return await paging.newest_first(
+            self._table,
+            where,
             size,
             page.token,
             paging.fingerprint(project_id, "agents"),
-            read,
-            order=("create_time", "id"),
-            kind=datetime,
-            item=agent_from_row,
+            agent_from_row,
         )

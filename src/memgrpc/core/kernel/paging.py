@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from memgrpc.core.kernel.errors import InvalidArgument, Violations
+from memgrpc.store.filters import Where
+from memgrpc.store.tables import Table
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -122,3 +124,16 @@ async def fetch(
         last = found[size - 1]
         next_token = encode(last[order[0]], str(last[order[1]]), fp)
     return Page([item(r) for r in found[:size]], next_token, total)
+
+
+async def newest_first(
+    table: Table, where: Where, size: int, token: str, fp: str, item: Callable[[Row], T]
+) -> Page[T]:
+    """The common list: `where`'s rows newest first, keyset-paged by (create_time, id), with
+    the total count."""
+
+    async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
+        rows = await table.page(where, "create_time", "id", desc=True, after=after, limit=limit)
+        return rows, await table.count(where)
+
+    return await fetch(size, token, fp, read, order=("create_time", "id"), kind=datetime, item=item)
