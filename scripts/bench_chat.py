@@ -44,7 +44,8 @@ import benchdoc
 import grpc
 
 from memgrpc.config import ServerConfig
-from memgrpc.core.chat.turn import RECALL_DELAY_ENV, TurnTiming
+from memgrpc.core.chat.late import RECALL_DELAY_ENV
+from memgrpc.core.chat.turn import TurnTiming
 from memgrpc.embed import load_embedder
 from memgrpc.server.app import start
 from memgrpc.server.logging import configure_logging

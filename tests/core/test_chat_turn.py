@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from memgrpc.core.chat.turn import Delta, Done, Emit, EventBody, Started, Turn
+from memgrpc.core.chat.events import Delta, Done, Emit, EventBody, Started
+from memgrpc.core.chat.turn import Turn
 from memgrpc.core.kernel.errors import Unavailable
 from memgrpc.llm import Usage
 

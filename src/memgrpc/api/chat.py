@@ -16,12 +16,8 @@ from memgrpc.api import convert, errors
 from memgrpc.api.moods import mood_to_pb
 from memgrpc.core.access import principal
 from memgrpc.core.chat.background import BackgroundChats, ChatResult
-from memgrpc.core.chat.options import PriorMessage
-from memgrpc.core.chat.replay import ChatReplays
-from memgrpc.core.chat.turn import (
+from memgrpc.core.chat.events import (
     ChatEvent,
-    ChatRequest,
-    ChatService,
     ContextUsed,
     Delta,
     Done,
@@ -30,6 +26,9 @@ from memgrpc.core.chat.turn import (
     Started,
     ToolCalled,
 )
+from memgrpc.core.chat.options import PriorMessage
+from memgrpc.core.chat.replay import ChatReplays
+from memgrpc.core.chat.turn import ChatRequest, ChatService
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.model import SearchHit
 from memgrpc.llm import Tool, ToolCall, Usage

@@ -22,20 +22,18 @@ from typing import Any, Literal
 import structlog
 
 from memgrpc.core.agents.turns import Mood
-from memgrpc.core.chat.turn import (
-    ChatRequest,
-    ChatService,
+from memgrpc.core.chat.events import (
     ContextUsed,
     Delta,
     Done,
     EventBody,
     Failed,
     Phase,
-    Plan,
     SideEffects,
     Started,
     ToolCalled,
 )
+from memgrpc.core.chat.turn import ChatRequest, ChatService, Plan
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import DomainError, NotFound, Violations
 from memgrpc.core.kernel.ids import new_id

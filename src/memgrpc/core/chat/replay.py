@@ -45,19 +45,17 @@ from memgrpc.core.chat.background import (
     usage_of_row,
     utc_now,
 )
-from memgrpc.core.chat.turn import (
+from memgrpc.core.chat.events import (
     ChatEvent,
-    ChatRequest,
-    ChatService,
     ContextUsed,
     Delta,
     Done,
     EventBody,
     Failed,
-    Plan,
     Started,
     ToolCalled,
 )
+from memgrpc.core.chat.turn import ChatRequest, ChatService, Plan
 from memgrpc.core.conversation.sessions import SessionService
 from memgrpc.core.kernel import validation
 from memgrpc.core.kernel.errors import (

@@ -31,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,22 @@ from memgrpc.core.agents.model import Agent
 from memgrpc.core.agents.persona import persona
 from memgrpc.core.agents.turns import Mood, Scope, TurnHook
 from memgrpc.core.chat.context import Context, ContextRequest, ContextService
+from memgrpc.core.chat.events import (
+    _OBSERVED_ONLY,
+    ChatEvent,
+    ContextUsed,
+    Delta,
+    Done,
+    Emit,
+    EventBody,
+    Failed,
+    Phase,
+    ProviderInfo,
+    SideEffects,
+    Started,
+    ToolCalled,
+)
+from memgrpc.core.chat.late import LateRecalls, recall_delay_s
 from memgrpc.core.chat.options import PriorMessage, check_options, zone_of
 from memgrpc.core.conversation.messages import AddHooks, MessageService, embedded_text
 from memgrpc.core.conversation.records import Message, Session
@@ -58,7 +73,6 @@ from memgrpc.core.kernel.errors import (
 )
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.provider_errors import provider_failure
-from memgrpc.core.memory.model import SearchHit
 from memgrpc.embed.base import Vectors
 from memgrpc.embed.shared import Memo, Row, row_of, shared_embeddings
 from memgrpc.llm import (
@@ -85,8 +99,6 @@ DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
 COALESCE_AFTER_S = 0.02  # a delta that waited this long for the consumer takes the next along
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
 ASYNC_RECALL_DEADLINE_S = 0.05
-LATE_SESSIONS = 1024  # sessions whose late (ASYNC) recall this process keeps for the next turn
-RECALL_DELAY_ENV = "MEMGRPC_TEST_RECALL_DELAY_MS"
 
 
 @dataclass(frozen=True)
@@ -110,81 +122,6 @@ class ChatRequest:
     timezone: str = ""
     tool_capabilities: tuple[str, ...] = ()
     tools: tuple[Tool, ...] = ()
-
-
-# -- events, in stream order: started, context, delta..., then done or failed -------------------
-@dataclass(frozen=True)
-class Started:
-    user_message_id: str
-    session_id: str
-
-
-@dataclass(frozen=True)
-class ContextUsed:
-    memories: list[SearchHit]
-
-
-@dataclass(frozen=True)
-class Delta:
-    text: str
-
-
-@dataclass(frozen=True)
-class Done:
-    assistant_message_id: str
-    usage: Usage
-    latency: timedelta
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: DomainError
-
-
-@dataclass(frozen=True)
-class ToolCalled:
-    """The model asked to call one of the request's tools."""
-
-    call: ToolCall
-
-
-@dataclass(frozen=True)
-class Phase:
-    """What the turn is doing now: recall, generating, storing, side_effects (observers only:
-    not part of the stream)."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class SideEffects:
-    """What a background turn changed besides the reply (observers only)."""
-
-    facts_extracted: int = 0
-    memory_ids: tuple[str, ...] = ()
-    mood_before: Mood | None = None
-    mood_after: Mood | None = None
-
-
-EventBody = Started | ContextUsed | Delta | ToolCalled | Done | Failed | Phase | SideEffects
-Emit = Callable[[EventBody], None]
-_OBSERVED_ONLY = (Phase, SideEffects)
-
-
-@dataclass(frozen=True)
-class ChatEvent:
-    sequence: int
-    create_time: datetime
-    body: EventBody
-
-
-@dataclass(frozen=True)
-class ProviderInfo:
-    name: str
-    models: tuple[str, ...]
-    default_model: str
-    is_default: bool
-    available: bool
 
 
 class AgentSource(Protocol):
@@ -211,32 +148,6 @@ class Recalled:
     history: list[Message]
     agent: Agent | None = None
     mood: Mood | None = None
-
-
-class LateRecalls:
-    """ASYNC recall results that missed their turn's deadline, kept (bounded, per session, in
-    this process) for the session's next turn."""
-
-    def __init__(self, size: int = LATE_SESSIONS) -> None:
-        self._size = size
-        self._by_session: OrderedDict[str, Context] = OrderedDict()
-
-    def put(self, key: str, ctx: Context) -> None:
-        self._by_session[key] = ctx
-        self._by_session.move_to_end(key)
-        while len(self._by_session) > self._size:
-            self._by_session.popitem(last=False)
-
-    def take(self, key: str) -> Context | None:
-        return self._by_session.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._by_session)
-
-
-def _recall_delay_s() -> float:
-    raw = os.environ.get(RECALL_DELAY_ENV, "")
-    return float(raw) / 1000 if raw else 0.0
 
 
 class TurnEmbedder(Protocol):
@@ -707,7 +618,7 @@ class ChatService:
         return Recalled(s, await self._race(plan, s, fetch), history, agent, mood)
 
     async def _fetch(self, plan: Plan, request: ContextRequest) -> Context:
-        delay = _recall_delay_s()
+        delay = recall_delay_s()
         if delay:
             await asyncio.sleep(delay)
         return await self._context.get(plan.project_id, request, query_vector=plan.query_vector)
