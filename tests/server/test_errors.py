@@ -103,6 +103,7 @@ DOCUMENTED = {
     domain.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     domain.Unavailable: grpc.StatusCode.UNAVAILABLE,
     domain.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    domain.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
 }
 
 

@@ -26,6 +26,7 @@ from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
+from memgrpc.api.simulation import SimulationServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import ServerConfig
 from memgrpc.core.access import AdminService, Authenticator
@@ -54,6 +55,7 @@ from memgrpc.core.intelligence.reconcile import Reconciler
 from memgrpc.core.intelligence.step import ExtractFacts
 from memgrpc.core.kernel.idempotency import Idempotency
 from memgrpc.core.memory.service import MemoryService
+from memgrpc.core.simulation import EventLog, Limits, RunService, TemplateService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.embed.shared import SharingEmbedder
 from memgrpc.llm import LLMConfig, Providers, build_providers
@@ -78,6 +80,8 @@ from memgrpc.v1 import (
     memory_pb2_grpc,
     sessions_pb2,
     sessions_pb2_grpc,
+    simulation_pb2,
+    simulation_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
@@ -94,6 +98,7 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"].full_name,
 )
 
 
@@ -252,6 +257,8 @@ class App:
     chat: Chats
     intelligence: Intelligence
     agents: AgentService
+    templates: TemplateService
+    runs: RunService
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -273,6 +280,8 @@ class RunningServer:
             grace = self.app.config.grace_period_s if grace is None else grace
             log.info("shutdown_started", grace_s=grace)
             await self.app.health.enter_graceful_shutdown()
+            # runs end first (FAILED, "server shutdown"), so the streams following them end too
+            await self.app.runs.stop()
             await self.server.stop(grace)
             await _close(self.app)
             self._done.set()
@@ -290,6 +299,7 @@ class RunningServer:
 async def _close(app: App) -> None:
     if app.telemetry is not None:
         await app.telemetry.aclose()
+    await app.runs.stop()
     await app.chat.stop()
     await app.maintainer.stop()
     await app.conversations.sweeper.stop()
@@ -346,6 +356,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         extract,
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
+    chats = Chats.build(config, store, memories, conversations, batching, providers, intel.profiles)
     app = App(
         config=config,
         store=store,
@@ -356,15 +367,28 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
-        chat=Chats.build(
-            config, store, memories, conversations, batching, providers, intel.profiles
-        ),
+        chat=chats,
         intelligence=intel,
-        agents=AgentService(store),
+        agents=(agents := AgentService(store)),
+        templates=(templates := TemplateService(store)),
+        runs=RunService(
+            store,
+            EventLog(store, heartbeat_s=config.sim_heartbeat_s),
+            templates,
+            conversations.sessions,
+            chats.service,
+            conversations.jobs,
+            providers,
+            agents.check_scope,
+            conversations.users.delete,
+            Limits(config.sim_max_runs, config.sim_max_run_s, config.sim_lease_s),
+            llm_model=config.openai_model or "",
+        ),
     )
     conversations.sessions.check_scope_with(app.agents.check_scope)
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
+        await app.runs.recover()  # runs a dead server left RUNNING end FAILED
     except BaseException:
         await _close(app)
         raise
@@ -433,6 +457,10 @@ async def start(
         )
         agents_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(app.agents, conv.idempotency),  # type: ignore[abstract]  # agent state RPCs: issue 20 in progress
+            server,
+        )
+        simulation_pb2_grpc.add_SimulationServiceServicer_to_server(
+            SimulationServicer(app.templates, app.runs, app.agents.check_scope, conv.idempotency),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

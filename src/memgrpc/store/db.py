@@ -77,6 +77,9 @@ def _specs(dim: int) -> dict[str, _Spec]:
             schemas.CONFLICTS, "id", btree=("id", "project_id", "user_id"), labels=("memory_ids",)
         ),
         "agents": _Spec(schemas.AGENTS, "id", btree=("id", "project_id")),
+        "eval_templates": _Spec(schemas.EVAL_TEMPLATES, "id", btree=("id", "project_id")),
+        "runs": _Spec(schemas.RUNS, "id", btree=("id", "project_id", "status")),
+        "run_events": _Spec(schemas.RUN_EVENTS, "pk", btree=("run_id",)),
     }
 
 

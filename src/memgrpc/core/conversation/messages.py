@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -56,6 +57,11 @@ DEFAULT_RECENT = 10
 TAIL = 32  # the last messages of a session kept by the tail cache
 MAX_RECENT = 100
 _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
+# added to "now" for messages stored without a time in this context: a simulation dates each
+# session's messages (chat turns included, whose tasks copy the context) on its own clock
+TIME_SHIFT: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
+    "message_time_shift", default=timedelta(0)
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class MessageService:
                 v.add(f"messages[{i}].id", f"duplicates messages[{first_of[m.id]}].id")
             first_of.setdefault(m.id, i)
         v.raise_if_any()
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + TIME_SHIFT.get()
         return [
             replace(
                 m,

@@ -84,6 +84,14 @@ class Unavailable(DomainError):
 
 
 @dataclass
+class OutOfRange(DomainError):
+    """A position past the end of something that will not grow (a finished run's events)."""
+
+    code: ClassVar[str] = "OUT_OF_RANGE"
+    reason: str = "OUT_OF_RANGE"
+
+
+@dataclass
 class DeadlineExceeded(DomainError):
     """Something memgrpc waited on (e.g. an LLM provider) did not answer in time."""
 
