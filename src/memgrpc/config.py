@@ -68,6 +68,10 @@ ENV: Mapping[str, str] = {
     "watch_heartbeat_s": "MEMGRPC_WATCH_HEARTBEAT",
     "watch_buffer": "MEMGRPC_WATCH_BUFFER",
     "watch_stall_s": "MEMGRPC_WATCH_STALL",
+    "sim_max_runs": "MEMGRPC_SIM_MAX_RUNS",
+    "sim_max_run_s": "MEMGRPC_SIM_MAX_RUN",
+    "sim_lease_s": "MEMGRPC_SIM_LEASE",
+    "sim_heartbeat_s": "MEMGRPC_SIM_HEARTBEAT",
 }
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -168,6 +172,13 @@ class ServerConfig:
     watch_heartbeat_s: float = 15.0
     watch_buffer: int = 1000
     watch_stall_s: float = 30.0
+    # simulation runs (core/simulation/runs.py): queued or running at once per project, the
+    # wall-clock cap of one run, the lease after which a RUNNING run's owner counts as gone,
+    # and the idle time after which an event stream sends a heartbeat
+    sim_max_runs: int = 2
+    sim_max_run_s: float = 900.0
+    sim_lease_s: float = 30.0
+    sim_heartbeat_s: float = 10.0
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -315,7 +326,7 @@ def _parse(name: str, value: Any) -> Any:
             return int(value)
         except ValueError:
             raise ConfigError(f"{_label(name)}: {value!r} is not a whole number of MiB") from None
-    if name in ("rate_limit_burst", "recall_cache_rows", "watch_buffer"):
+    if name in ("rate_limit_burst", "recall_cache_rows", "watch_buffer", "sim_max_runs"):
         try:
             return int(value)
         except ValueError:
@@ -498,6 +509,16 @@ def _check_extractor(c: ServerConfig) -> None:
         raise ConfigError(f"{_label('watch_stall_s')}: must be between 0.1 s and 1 hour")
     if isinstance(c.watch_buffer, bool) or not 1 <= c.watch_buffer <= 1_000_000:
         raise ConfigError(f"{_label('watch_buffer')}: must be a whole number from 1 to 1000000")
+    if isinstance(c.sim_max_runs, bool) or not 1 <= c.sim_max_runs <= 1000:
+        raise ConfigError(f"{_label('sim_max_runs')}: must be between 1 and 1000")
+    for name, low, high in (
+        ("sim_max_run_s", 1.0, 86400.0),
+        ("sim_lease_s", 1.0, 3600.0),
+        ("sim_heartbeat_s", 0.05, 3600.0),
+    ):
+        value = getattr(c, name)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{_label(name)}: must be between {low:g} s and {high:g} s")
 
 
 def _check_addr(addr: str, name: str = "addr") -> None:

@@ -27,6 +27,7 @@ from memgrpc.api.conflicts import ConflictServicer
 from memgrpc.api.context import ContextServicer
 from memgrpc.api.memory import MemoryServicer
 from memgrpc.api.sessions import SessionServicer
+from memgrpc.api.simulation import SimulationServicer
 from memgrpc.api.users import UserServicer
 from memgrpc.config import BYOK_MODELS, ServerConfig, decode_master_key
 from memgrpc.core.access import AdminService, Authenticator
@@ -75,6 +76,7 @@ from memgrpc.core.providers import (
     Sealer,
     load_or_create,
 )
+from memgrpc.core.simulation import EventLog, Limits, RunService, TemplateService
 from memgrpc.embed import BatchingEmbedder, Embedder, load_embedder
 from memgrpc.embed.shared import SharingEmbedder
 from memgrpc.llm import LLMConfig, OpenAIProvider, Provider, Providers, build_providers, check_key
@@ -99,6 +101,8 @@ from memgrpc.v1 import (
     memory_pb2_grpc,
     sessions_pb2,
     sessions_pb2_grpc,
+    simulation_pb2,
+    simulation_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
@@ -115,6 +119,7 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     conflicts_pb2.DESCRIPTOR.services_by_name["ConflictService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    simulation_pb2.DESCRIPTOR.services_by_name["SimulationService"].full_name,
 )
 
 
@@ -379,6 +384,8 @@ class App:
     agent_engine: AgentEngine
     instances: InstanceService
     agent_memory: AgentMemory
+    templates: TemplateService
+    runs: RunService
     health: HealthServicer = field(default_factory=HealthServicer)
     telemetry: Telemetry | None = None  # metrics / tracing (server/telemetry.py), when enabled
 
@@ -400,6 +407,8 @@ class RunningServer:
             grace = self.app.config.grace_period_s if grace is None else grace
             log.info("shutdown_started", grace_s=grace)
             await self.app.health.enter_graceful_shutdown()
+            # runs end first (FAILED, "server shutdown"), so the streams following them end too
+            await self.app.runs.stop()
             await self.server.stop(grace)
             await _close(self.app)
             self._done.set()
@@ -417,6 +426,7 @@ class RunningServer:
 async def _close(app: App) -> None:
     if app.telemetry is not None:
         await app.telemetry.aclose()
+    await app.runs.stop()
     await app.chat.stop()
     await app.maintainer.stop()
     await app.conversations.sweeper.stop()
@@ -503,6 +513,10 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         Profiles(reconciler, canonical_value, _profile_of, conversations.users.get),
     )
     agent_engine = AgentEngine.build(config, store, memories, providers, agents, conversations, own)
+    chats = Chats.build(
+        config, store, memories, conversations, batching, providers, intel.profiles, own, agents
+    )
+    templates = TemplateService(store)
     app = App(
         config=config,
         store=store,
@@ -513,17 +527,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         memories=memories,
         maintainer=maintainer,
         conversations=conversations,
-        chat=Chats.build(
-            config,
-            store,
-            memories,
-            conversations,
-            batching,
-            providers,
-            intel.profiles,
-            own,
-            agents,
-        ),
+        chat=chats,
         provider_keys=provider_keys,
         intelligence=intel,
         agents=agents,
@@ -531,6 +535,20 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
         agent_engine=agent_engine,
         instances=instances,
         agent_memory=AgentMemory(memories, agents),
+        templates=templates,
+        runs=RunService(
+            store,
+            EventLog(store, heartbeat_s=config.sim_heartbeat_s),
+            templates,
+            conversations.sessions,
+            chats.service,
+            conversations.jobs,
+            providers,
+            agents.check_scope,
+            conversations.users.delete,
+            Limits(config.sim_max_runs, config.sim_max_run_s, config.sim_lease_s),
+            llm_model=config.openai_model or "",
+        ),
     )
     conversations.sessions.check_scope_with(agents.check_scope)
     memories.check_scope_with(agents.check_scope)
@@ -538,6 +556,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     app.chat.set_turn_hook(agent_engine.engine)  # chat turns and SubmitTurn move the mood
     try:
         await app.admin.bootstrap(config.admin_key, key_file_path(config))
+        await app.runs.recover()  # runs a dead server left RUNNING end FAILED
     except BaseException:
         await _close(app)
         raise
@@ -617,6 +636,10 @@ async def start(
                 instances=app.instances,
                 agent_memory=app.agent_memory,
             ),
+            server,
+        )
+        simulation_pb2_grpc.add_SimulationServiceServicer_to_server(
+            SimulationServicer(app.templates, app.runs, app.agents.check_scope, conv.idempotency),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(app.health, server)

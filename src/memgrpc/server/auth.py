@@ -26,6 +26,7 @@ _SESSIONS = "/memgrpc.v1.SessionService/"
 _CHAT = "/memgrpc.v1.ChatService/"
 _CONFLICTS = "/memgrpc.v1.ConflictService/"
 _AGENTS = "/memgrpc.v1.AgentService/"
+_SIM = "/memgrpc.v1.SimulationService/"
 
 METHOD_SCOPES: Mapping[str, Scope] = {
     # MemoryService
@@ -105,6 +106,22 @@ METHOD_SCOPES: Mapping[str, Scope] = {
     _AGENTS + "ConsumeNotification": Scope.WRITE,
     _AGENTS + "RunNotificationChecks": Scope.WRITE,
     _AGENTS + "AddFacts": Scope.WRITE,
+    # SimulationService (a run or an evaluation drives real chat turns: write)
+    _SIM + "GetEvalTemplate": Scope.READ,
+    _SIM + "ListEvalTemplates": Scope.READ,
+    _SIM + "GetRun": Scope.READ,
+    _SIM + "ListRuns": Scope.READ,
+    _SIM + "StreamRunEvents": Scope.READ,
+    _SIM + "CreateEvalTemplate": Scope.WRITE,
+    _SIM + "UpdateEvalTemplate": Scope.WRITE,
+    _SIM + "DeleteEvalTemplate": Scope.WRITE,
+    _SIM + "Evaluate": Scope.WRITE,
+    _SIM + "StartRun": Scope.WRITE,
+    _SIM + "CancelRun": Scope.WRITE,
+    _SIM + "DeleteRun": Scope.WRITE,
+    _SIM + "Simulate": Scope.WRITE,
+    _SIM + "RunEval": Scope.WRITE,
+    _SIM + "EvalOnly": Scope.WRITE,
     # AdminService (project and key rules beyond the scope live in core.access.keys)
     _ADMIN + "GetProject": Scope.READ,
     _ADMIN + "CreateProject": Scope.ADMIN,

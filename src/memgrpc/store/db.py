@@ -90,6 +90,9 @@ def _specs(dim: int) -> dict[str, _Spec]:
         ),
         "agent_instances": _Spec(schemas.AGENT_INSTANCES, "id", btree=("id", "agent_id")),
         "memory_changes": _Spec(schemas.MEMORY_CHANGES, "pk", btree=("pk", "project_id")),
+        "eval_templates": _Spec(schemas.EVAL_TEMPLATES, "id", btree=("id", "project_id")),
+        "runs": _Spec(schemas.RUNS, "id", btree=("id", "project_id", "status")),
+        "run_events": _Spec(schemas.RUN_EVENTS, "pk", btree=("run_id",)),
     }
 
 

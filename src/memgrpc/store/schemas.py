@@ -268,6 +268,65 @@ CONFLICTS = pa.schema(
     ]
 )
 
+
+EVAL_TEMPLATES = pa.schema(
+    [
+        # `tpl_...`
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("name", pa.string()),
+        _f("scoring_rubric", pa.string()),
+        # [{"name", "weight", "criteria"}] as JSON
+        _f("categories", pa.string()),
+        _f("create_time", TS),
+        _f("update_time", TS),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        # `run_...`
+        _f("id", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("agent_id", pa.string()),
+        # simulation, run_eval, eval_only
+        _f("kind", pa.string()),
+        # queued, running, completed, failed, cancelled
+        _f("status", pa.string()),
+        # {"persona": {...}, "config": {...}, "template_id", "source_run_id", "judge"} as JSON
+        _f("spec", pa.string()),
+        _f("user_id", pa.string()),
+        _f("sessions_done", pa.int32()),
+        _f("turns_done", pa.int32()),
+        _f("score", pa.float64()),
+        _f("recall_correct", pa.int32()),
+        _f("recall_total", pa.int32()),
+        _f("error", pa.string()),
+        _f("event_count", pa.int32()),
+        # set by CancelRun on any replica; the owner stops at its next step
+        _f("cancel_requested", pa.bool_()),
+        # the owner renews it while the run goes on; a stale lease means the owner is gone
+        _f("lease_time", TS),
+        _f("create_time", TS),
+        _f("update_time", TS),
+        _f("end_time", TS),
+    ]
+)
+
+RUN_EVENTS = pa.schema(
+    [
+        # `<run_id>/<index>`
+        _f("pk", pa.string(), False),
+        _f("project_id", pa.string(), False),
+        _f("run_id", pa.string(), False),
+        _f("index", pa.int32(), False),
+        _f("type", pa.string()),
+        _f("message", pa.string()),
+        # JSON object
+        _f("data", pa.string()),
+        _f("time", TS),
+    ]
+)
 AGENTS = pa.schema(
     [
         # `agt_...`

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -60,6 +61,11 @@ _CLOSED = {"processing": "SESSION_PROCESSING", "processed": "SESSION_PROCESSED"}
 # told about the messages stored in a session that talks to an agent (the context engine's
 # TurnHook.observe_turn); it must be idempotent per message
 TurnObserver = Callable[[str, Session, Sequence[Message]], Awaitable[object]]
+# added to "now" for messages stored without a time in this context: a simulation dates each
+# session's messages (chat turns included, whose tasks copy the context) on its own clock
+TIME_SHIFT: contextvars.ContextVar[timedelta] = contextvars.ContextVar(
+    "message_time_shift", default=timedelta(0)
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ class MessageService:
                 v.add(f"messages[{i}].id", f"duplicates messages[{first_of[m.id]}].id")
             first_of.setdefault(m.id, i)
         v.raise_if_any()
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) + TIME_SHIFT.get()
         return [
             replace(
                 m,

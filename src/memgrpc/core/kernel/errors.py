@@ -77,12 +77,6 @@ class ResourceExhausted(DomainError):
 
 
 @dataclass
-class OutOfRange(DomainError):
-    code: ClassVar[str] = "OUT_OF_RANGE"
-    reason: str = "OUT_OF_RANGE"
-
-
-@dataclass
 class Aborted(DomainError):
     """The call ended early and may be resumed (metadata says from where)."""
 
@@ -95,6 +89,15 @@ class Unavailable(DomainError):
     code: ClassVar[str] = "UNAVAILABLE"
     reason: str = "UNAVAILABLE"
     retry_after_s: float | None = None
+
+
+@dataclass
+class OutOfRange(DomainError):
+    """A position outside what exists or is kept (a finished run's events, a change-feed cursor
+    older than the retention)."""
+
+    code: ClassVar[str] = "OUT_OF_RANGE"
+    reason: str = "OUT_OF_RANGE"
 
 
 @dataclass
