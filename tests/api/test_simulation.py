@@ -266,6 +266,34 @@ async def test_cancel_delete_and_heartbeats(
     assert await server.app.store.table("run_events").count_rows(str(ev)) == 0
 
 
+async def test_delete_agent_deletes_its_runs(
+    sim: Stub, channel: grpc.aio.Channel, new_key: NewKey, server: ServerHandle
+) -> None:
+    project, key = await new_key()
+    agent_id = await new_agent(channel, key)
+    other = await new_agent(channel, key)
+    runs = []
+    for a in (agent_id, other):
+        run = await sim.StartRun(
+            pb.StartRunRequest(
+                kind=pb.RUN_KIND_SIMULATION, agent_id=a, user_persona=ALEX, config=config(1, 2)
+            ),
+            metadata=md(key),
+        )
+        runs.append(await wait_status(sim, key, run.id, pb.RUN_STATUS_COMPLETED))
+    agents = agents_pb2_grpc.AgentServiceStub(channel)
+    await agents.DeleteAgent(agents_pb2.DeleteAgentRequest(id=agent_id), metadata=md(key))
+    await fails(
+        sim.GetRun(pb.GetRunRequest(id=runs[0].id), metadata=md(key)), grpc.StatusCode.NOT_FOUND
+    )
+    gone = Where().eq("run_id", runs[0].id)
+    assert await server.app.store.table("run_events").count_rows(str(gone)) == 0
+    user = Where().eq("project_id", project).eq("user_id", runs[0].user_id)
+    assert await server.app.store.table("messages").count_rows(str(user)) == 0
+    kept = await sim.GetRun(pb.GetRunRequest(id=runs[1].id), metadata=md(key))
+    assert kept.status == pb.RUN_STATUS_COMPLETED  # another agent's run stays
+
+
 async def test_concurrent_run_cap(sim: Stub, channel: grpc.aio.Channel, new_key: NewKey) -> None:
     _, key = await new_key()
     agent_id = await new_agent(channel, key)

@@ -552,6 +552,7 @@ async def _build(config: ServerConfig, embedder: Embedder | None) -> App:
     )
     conversations.sessions.check_scope_with(agents.check_scope)
     memories.check_scope_with(agents.check_scope)
+    agents.purge_with(app.runs.purge_agent)  # runs first: their sessions are the agent's too
     agents.purge_with(instances.purge_agent)
     app.chat.set_turn_hook(agent_engine.engine)  # chat turns and SubmitTurn move the mood
     try:

@@ -36,7 +36,7 @@ class AgentService:
         self._table = Table(store, "agents")
         self._instances = Table(store, "agent_instances")
         self._locks = KeyedLocks()
-        self._purge: Purge | None = None
+        self._purges: list[Purge] = []
 
     @staticmethod
     def _where(project_id: str, agent_id: str) -> Where:
@@ -72,9 +72,10 @@ class AgentService:
                 )
 
     def purge_with(self, purge: Purge) -> None:
-        """Have `purge` delete the agent's state (instances, agent-scoped rows) on DeleteAgent,
-        before its row: core.agents.instances plugs it in."""
-        self._purge = purge
+        """Have `purge` delete some of the agent's state on DeleteAgent, before its row, in the
+        order plugged in: the simulation runs (core.simulation), then the instances and
+        agent-scoped rows (core.agents.instances)."""
+        self._purges.append(purge)
 
     async def create(self, project_id: str, a: Agent) -> Agent:
         v = Violations()
@@ -136,12 +137,12 @@ class AgentService:
             return changed.capabilities
 
     async def delete(self, project_id: str, agent_id: str) -> None:
-        """The agent's state (every AGENT_TABLES row, its instances: see `purge_with`), then its
+        """The agent's state (its runs, every AGENT_TABLES row, its instances: `purge_with`), then its
         row: a failure part-way leaves the agent, and the delete retryable."""
         async with self._locks.hold(f"{project_id}/{agent_id}"):
             await self._require(project_id, agent_id, "id")
-            if self._purge is not None:
-                await self._purge(project_id, agent_id)
+            for purge in self._purges:
+                await purge(project_id, agent_id)
             await self._table.writer.delete(str(self._where(project_id, agent_id)))
 
     async def list(self, project_id: str, page: PageRequest) -> Page[Agent]:

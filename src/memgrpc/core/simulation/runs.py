@@ -38,7 +38,7 @@ from memgrpc.core.kernel.errors import (
 )
 from memgrpc.core.kernel.ids import new_id
 from memgrpc.core.kernel.locks import KeyedLocks
-from memgrpc.core.kernel.paging import Cursor, Page, PageRequest
+from memgrpc.core.kernel.paging import Page, PageRequest
 from memgrpc.core.simulation import judge
 from memgrpc.core.simulation.events import EventLog
 from memgrpc.core.simulation.model import (
@@ -60,7 +60,7 @@ from memgrpc.core.simulation.templates import TemplateService
 from memgrpc.llm import Provider, Providers
 from memgrpc.store.db import Store
 from memgrpc.store.filters import Where
-from memgrpc.store.tables import Row, Table
+from memgrpc.store.tables import Table
 
 log = structlog.get_logger(__name__)
 SHUTDOWN = "server shutdown"
@@ -150,21 +150,8 @@ class RunService:
         where = Where().eq("project_id", project_id)
         if agent_id:
             where = where.eq("agent_id", agent_id)
-        table = self._table
-
-        async def read(after: Cursor[datetime] | None, limit: int) -> tuple[list[Row], int]:
-            rows = await table.page(where, "create_time", "id", desc=True, after=after, limit=limit)
-            return rows, await table.count(where)
-
-        return await paging.fetch(
-            size,
-            page.token,
-            paging.fingerprint(project_id, "runs", agent_id),
-            read,
-            order=("create_time", "id"),
-            kind=datetime,
-            item=run_from_row,
-        )
+        fp = paging.fingerprint(project_id, "runs", agent_id)
+        return await paging.newest_first(self._table, where, size, page.token, fp, run_from_row)
 
     async def stream(
         self, project_id: str, run_id: str, from_index: int
@@ -279,6 +266,14 @@ class RunService:
                     await self._purge_user(project_id, run.user_id)
             await self.events.delete(project_id, run_id)
             await self._table.writer.delete(str(self._where(project_id, run_id)))
+
+    async def purge_agent(self, project_id: str, agent_id: str) -> None:
+        """Delete every run of the agent (DeleteAgent): FAILED_PRECONDITION while one is still
+        running on another server (it is asked to stop; the delete can be retried)."""
+        where = Where().eq("project_id", project_id).eq("agent_id", agent_id)
+        for row in await self._table.rows(where, ["id"]):
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                await self.delete(project_id, row["id"])
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def recover(self) -> int:
