@@ -29,6 +29,7 @@ import asyncio
 import functools
 import json
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,7 @@ TABLE = "memory_changes"
 # and a batch row never (its key taken means the race was lost)
 _CAS = f"target.pk = '{CHANGE_ANCHOR_PK}' OR target.last_sequence = source.expect"
 MAX_TRIES = 50
+HEAD_CACHE_S = 60.0  # how long a committed head is trusted without reading it again
 
 
 class ChangeRaceLost(RuntimeError):
@@ -65,6 +67,11 @@ class ChangeTable:
         self._store = store
         self.commits = 0
         self.races_lost = 0
+        # project -> (the head this process last committed, when): the next commit starts from
+        # it without reading the head again. A stale one (another replica committed since) loses
+        # the compare-and-set like any race and is read afresh; kept briefly, so a batch it
+        # would collide with can never have been pruned (retention is days)
+        self._heads: dict[str, tuple[int, float]] = {}
 
     @property
     def _tbl(self) -> Any:
@@ -88,7 +95,9 @@ class ChangeTable:
         """Commit `changes` (JSON-ready) as the project's next sequences; returns the first.
         Returns once they are committed (durable)."""
         for attempt in range(MAX_TRIES):
-            head = await self.head(project_id, latest=True)
+            cached = self._heads.pop(project_id, None)
+            fresh = cached is not None and time.monotonic() - cached[1] < HEAD_CACHE_S
+            head = cached[0] if fresh and cached else await self.head(project_id, latest=True)
             first, last = head + 1, head + len(changes)
             now = datetime.now(UTC)
             rows = [
@@ -109,6 +118,7 @@ class ChangeTable:
                 writer.on_pressure(writer.commits_since_compaction)
             if int(res.num_inserted_rows):
                 self.commits += 1
+                self._heads[project_id] = (last, time.monotonic())
                 return first
             self.races_lost += 1
             log.info("change_race_lost", attempt=attempt + 1, sequence=first)
