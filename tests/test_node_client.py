@@ -60,3 +60,6 @@ async def test_node_client(server: ServerHandle, new_key: NewKey) -> None:
     assert _tap_count(out, "pass") >= 3, out
     if "memgrpc.v1.ChatService" in SERVICE_NAMES:  # served: the chat test must not skip
         assert _tap_count(out, "skipped") == 0, out
+    if "memgrpc.v1.SimulationService" in SERVICE_NAMES:  # served: the run tests ran and passed
+        for name in ("simulate streams a run", "a client that leaves the stream resumes"):
+            assert re.search(rf"^ok \d+ - {name}", out, re.MULTILINE), out

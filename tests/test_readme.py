@@ -156,3 +156,7 @@ async def test_js_block(walkthrough: Walkthrough) -> None:
     assert first == "User prefers dark mode" and reply.strip(), (
         out
     )  # the hit, then a streamed reply
+    # then a simulation streamed to its end, replayed from index 3, and its run
+    assert "[0] run_started: " in out and re.search(r"^\[\d+\] run_completed: ", out, re.M), out
+    assert "again [2]" not in out and "again [3] " in out, out
+    assert out.rstrip().endswith("RUN_STATUS_COMPLETED"), out

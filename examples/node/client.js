@@ -9,6 +9,9 @@
 //   for await (const event of client.chat({ userId: 'alice', message: 'What do I drink?' })) { ... }
 //   const agent = await client.createAgent({ displayName: 'Ava', systemPrompt: 'You are upbeat.' });
 //   for await (const event of client.chat({ userId: 'alice', agentId: agent.id, messages: [...] })) { ... }
+//   for await (const event of client.simulate({ agentId: agent.id, userPersona: {...}, config: {...} })) { ... }
+//   for await (const event of client.streamRunEvents({ runId, fromIndex: 5 })) { ... }   // resume
+//   const run = await client.getRun(runId);
 //
 // Field names are the proto names in lowerCamelCase (user_id -> userId); enums are their names
 // ('MEMORY_TYPE_PREFERENCE'; createMemory also takes the short 'preference'); int64 values are
@@ -209,10 +212,11 @@ class MemgrpcClient {
   /**
    * @param {string} address host:port of a memgrpc server
    * @param {object} options apiKey (sent as `x-api-key`), timeoutMs (per unary call, 10 s),
-   *   chatTimeoutMs (a whole chat stream, 120 s), credentials (insecure by default)
+   *   chatTimeoutMs (a whole chat stream, 120 s), runTimeoutMs (a whole simulation run stream,
+   *   900 s: the server's default limit on a run), credentials (insecure by default)
    */
   constructor(address, options = {}) {
-    const { apiKey, timeoutMs = 10_000, chatTimeoutMs = 120_000, credentials } = options;
+    const { apiKey, timeoutMs = 10_000, chatTimeoutMs = 120_000, runTimeoutMs = 900_000, credentials } = options;
     if (!apiKey) throw new Error('MemgrpcClient: apiKey is required');
     const v1 = loadServices();
     const creds = credentials || grpc.credentials.createInsecure();
@@ -221,9 +225,11 @@ class MemgrpcClient {
     const shared = { channelOverride: this._memoryStub.getChannel() };
     this._chatStub = v1.ChatService ? new v1.ChatService(address, creds, shared) : null;
     this._agentStub = v1.AgentService ? new v1.AgentService(address, creds, shared) : null;
+    this._simStub = v1.SimulationService ? new v1.SimulationService(address, creds, shared) : null;
     this.apiKey = apiKey;
     this.timeoutMs = timeoutMs;
     this.chatTimeoutMs = chatTimeoutMs;
+    this.runTimeoutMs = runTimeoutMs;
   }
 
   _metadata(extra = {}) {
@@ -302,6 +308,62 @@ class MemgrpcClient {
       options.signal?.removeEventListener('abort', onAbort);
       call.cancel(); // a no-op once the stream has ended
     }
+  }
+
+  _sim() {
+    if (this._simStub === null) throw new Error('this protos/ has no memgrpc.v1.SimulationService');
+    return this._simStub;
+  }
+
+  /**
+   * Simulate: starts a SIMULATION run (a scripted persona, or the LLM when one is configured,
+   * talks to the agent through the real chat turn) and streams its events to the terminal one.
+   * `request` = {agentId, userPersona: {name, background, personalityTraits?,
+   * communicationStyle?}, config?: {maxSessions?, maxTurnsPerSession?, advanceTime?: {seconds}}}.
+   * Yields RunEvent objects ({runId, index, type, message, data: a plain object, time}); see
+   * streamRunEvents for heartbeats. The run lives on the server, not in the stream: leaving the
+   * loop early only stops watching, and streamRunEvents({runId, fromIndex}) picks it up again.
+   */
+  simulate(request, options = {}) {
+    return this._runEvents('Simulate', request, options);
+  }
+
+  /**
+   * StreamRunEvents: a run's stored events from `fromIndex` (0 = the start; resume with the
+   * last index seen + 1), then its new ones as they happen, until the terminal event
+   * (run_completed, run_failed, run_cancelled). Indexes have no gaps. The server's
+   * `heartbeat` events (not stored, sent while nothing happens) are dropped unless
+   * `options.heartbeats` is true, so a consumer can rely on index === previous index + 1.
+   * A `fromIndex` past a finished run's last event rejects with OUT_OF_RANGE.
+   */
+  streamRunEvents(request, options = {}) {
+    return this._runEvents('StreamRunEvents', request, options);
+  }
+
+  async *_runEvents(method, request, options) {
+    const stub = this._sim();
+    const deadline = Date.now() + (options.timeoutMs ?? this.runTimeoutMs);
+    const call = stub[method](request, this._metadata(options.metadata), { deadline });
+    const onAbort = () => call.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const event of call) {
+        if (event.type === 'heartbeat' && !options.heartbeats) continue;
+        yield { ...event, data: fromStruct(event.data) };
+      }
+    } catch (err) {
+      throw toMemgrpcError(err);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      call.cancel(); // a no-op once the stream has ended
+    }
+  }
+
+  /** GetRun: the run's status ('RUN_STATUS_COMPLETED', ...), progress and eventCount. */
+  async getRun(id, options = {}) {
+    const run = await this._unary(this._sim(), 'GetRun', { id }, options);
+    delete run._score; // proto-loader's name for the proto3 `optional`; `score` is set or absent
+    return run;
   }
 
   close() {

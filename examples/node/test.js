@@ -137,3 +137,78 @@ test('agent chat: the agent speaks from the Sonzai-style messages; bad tools are
     },
   );
 });
+
+const ALEX = {
+  name: 'Alex',
+  background: 'Alex works as a nurse in Leeds. She has a dog named Pepper.',
+  personalityTraits: ['curious'],
+  communicationStyle: 'casual',
+};
+
+async function collect(stream) {
+  const out = [];
+  for await (const event of stream) out.push(event);
+  return out;
+}
+
+const brief = (events) => events.map((e) => [e.index, e.type, e.message]);
+
+test('simulate streams a run to its terminal event; streamRunEvents resumes from any index; getRun', { skip: missing }, async () => {
+  const agent = await client.createAgent({ displayName: 'Sim' });
+  const events = await collect(
+    client.simulate({ agentId: agent.id, userPersona: ALEX, config: { maxSessions: 2, maxTurnsPerSession: 2 } }),
+  );
+  const n = events.length;
+  assert.deepEqual(events.map((e) => e.index), [...Array(n).keys()], 'indexes 0..n-1, no gaps');
+  const types = events.map((e) => e.type);
+  assert.equal(types[0], 'run_started', types.join(','));
+  assert.equal(types.at(-1), 'run_completed', types.join(','));
+  assert.ok(!types.includes('heartbeat'), 'heartbeats are dropped by default');
+  assert.equal(types.filter((t) => t === 'session_started').length, 2, types.join(','));
+  assert.equal(types.filter((t) => t === 'user_message').length, 4, types.join(','));
+  assert.equal(types.filter((t) => t === 'agent_message').length, 4, types.join(','));
+  const runId = events[0].runId;
+  assert.match(runId, /^run_/);
+  assert.ok(events.every((e) => e.runId === runId));
+  assert.ok(events.some((e) => e.type === 'user_message' && /nurse/.test(e.message)), 'the persona tells its facts');
+  assert.ok(events.every((e) => e.data !== null && typeof e.data === 'object' && !('fields' in e.data)), 'data is a plain object');
+
+  for (const k of [0, Math.floor(n / 2), n - 1]) {
+    const resumed = await collect(client.streamRunEvents({ runId, fromIndex: k }));
+    assert.deepEqual(brief(resumed), brief(events.slice(k)), `resumed from ${k}`);
+    assert.deepEqual(resumed.map((e) => e.data), events.slice(k).map((e) => e.data));
+  }
+
+  const run = await client.getRun(runId);
+  assert.equal(run.id, runId);
+  assert.equal(run.status, 'RUN_STATUS_COMPLETED');
+  assert.equal(run.kind, 'RUN_KIND_SIMULATION');
+  assert.equal(run.agentId, agent.id);
+  assert.equal(run.userPersona.name, 'Alex');
+  assert.deepEqual([run.sessionsDone, run.turnsDone, run.eventCount], [2, 4, n]);
+  assert.equal(run.score, undefined, 'a SIMULATION is not scored');
+
+  await assert.rejects(collect(client.streamRunEvents({ runId, fromIndex: n })), (err) => {
+    assert.ok(err instanceof MemgrpcError, String(err));
+    assert.equal(err.codeName, 'OUT_OF_RANGE');
+    assert.equal(err.reason, 'RUN_EVENT_INDEX_OUT_OF_RANGE');
+    return true;
+  });
+  await assert.rejects(client.getRun('run_missing'), (err) => err instanceof MemgrpcError && err.codeName === 'NOT_FOUND');
+});
+
+test('a client that leaves the stream resumes the run where it left off', { skip: missing }, async () => {
+  const agent = await client.createAgent({ displayName: 'Sim' });
+  const seen = [];
+  for await (const e of client.simulate({ agentId: agent.id, userPersona: ALEX, config: { maxSessions: 2, maxTurnsPerSession: 2 } })) {
+    seen.push(e);
+    if (e.type === 'agent_message') break; // cancels the stream, not the run
+  }
+  const { runId } = seen[0];
+  const rest = await collect(client.streamRunEvents({ runId, fromIndex: seen.at(-1).index + 1 }));
+  const all = [...seen, ...rest];
+  assert.deepEqual(all.map((e) => e.index), [...Array(all.length).keys()]);
+  assert.equal(all.at(-1).type, 'run_completed');
+  assert.deepEqual(brief(all), brief(await collect(client.streamRunEvents({ runId }))));
+  assert.equal((await client.getRun(runId)).status, 'RUN_STATUS_COMPLETED');
+});
