@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from memgrpc.core.simulation.model import Persona
 
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*")
+_WORD = re.compile(r"[^\W_][\w'-]*")  # any script's letters: "Lucía" is one word, not "luc"
+# a place is what follows "in" / "at" ("lives with ... Bess" names a dog, "moved from Osaka" an
+# origin: neither is where the user is)
+_PLACE = re.compile(r"\b(?:in|at)\s+([^\W\d_][\w'-]*)")
 _STOP = frozenset(
     [
         "a",
@@ -242,7 +245,7 @@ def _change(p: Persona, facts: list[Fact]) -> tuple[Fact, Fact] | None:
         old = next((f for f in facts if f.key == key), None)
         if old is None:
             continue
-        names = [t for i, t in enumerate(_WORD.findall(old.text)) if i > 0 and t[0].isupper()]
+        names = [t for t in _PLACE.findall(old.text) if t[0].isupper()]
         if not names or not options:
             continue
         place = options[_seed(p) % len(options)]
