@@ -44,6 +44,18 @@ def test_earlier_user_turns_ground_too_but_not_questions_or_the_assistant() -> N
     assert reply.count("favourite colour") == 1  # the earlier question is not an answer
 
 
+def test_a_summarys_assistant_lines_are_not_facts() -> None:
+    summary = Fact(
+        "user: My sister Ines lives in Porto.\nassistant: Your sister lives in Madrid, I think.",
+        "",
+        0.9,
+    )
+    reply = answer(prompt("Where does my sister live?", summary))
+    assert "Porto" in reply and "Madrid" not in reply
+    only_assistant = Fact("assistant: Your sister lives in Madrid.", "", 0.9)
+    assert "Madrid" not in answer(prompt("Where does my sister live?", only_assistant))
+
+
 def test_answers_a_question_from_what_recall_found_by_meaning() -> None:
     """README: "What theme do I like?" shares no word with "User prefers dark mode"; recall
     found it by meaning and ranked it first, and the reply uses it (and says what it is)."""

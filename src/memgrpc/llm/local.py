@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Final
 
@@ -83,11 +83,26 @@ class _Candidate:
     covered: float = 0.0  # share of the question's words the sentence has
 
 
+def _own_words_out(f: Fact) -> Fact | None:
+    """A summary's `assistant: ...` lines taken out: what the assistant said is no ground for
+    an answer (it would quote its own earlier replies back as facts)."""
+    lines = f.text.split("\n")
+    kept = [line for line in lines if not line.lower().startswith("assistant:")]
+    if len(kept) == len(lines):
+        return f
+    return replace(f, text="\n".join(kept)) if kept else None
+
+
+def _grounding(messages: Sequence[ChatMessage]) -> list[Fact]:
+    """The grounding of every message (in rank order), never the assistant's own words."""
+    facts = [f for m in messages for f in m.grounding if f.speaker.lower() != "assistant"]
+    return [g for g in (_own_words_out(f) for f in facts) if g is not None]
+
+
 def _facts(messages: Sequence[ChatMessage]) -> list[Fact]:
-    """Grounding of every message (in rank order), then the earlier user turns."""
-    facts = [f for m in messages for f in m.grounding]
-    facts += [Fact(m.content, "user", _TURN_SCORE) for m in messages[:-1] if m.role == "user"]
-    return [f for f in facts if f.speaker.lower() != "assistant"]
+    """The grounding, then the earlier user turns."""
+    turns = [Fact(m.content, "user", _TURN_SCORE) for m in messages[:-1] if m.role == "user"]
+    return _grounding(messages) + turns
 
 
 def _candidates(question: str, facts: Sequence[Fact]) -> list[_Candidate]:
@@ -144,10 +159,9 @@ def answer(messages: Sequence[ChatMessage]) -> str:
     # a sentence with at most half the question's words is weaker evidence than recall's own
     # ranking, which matched by meaning too ("theme" finds "dark mode"; "like" finds anything)
     weak = not ranked or ranked[0].covered <= _WEAK_MATCH
-    if weak and _is_question(question):
-        grounding = [f for m in messages for f in m.grounding if f.speaker.lower() != "assistant"]
-        if recalled := _recalled(grounding):
-            ranked, lead = recalled, "The closest I have stored:"
+    recalled = _recalled(_grounding(messages)) if weak and _is_question(question) else []
+    if recalled:
+        ranked, lead = recalled, "The closest I have stored:"
     if not ranked:
         return NOTHING_TO_GROUND
     best = ranked[0].score
