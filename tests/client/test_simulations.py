@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -102,6 +103,25 @@ async def proxy(server: ServerHandle) -> AsyncIterator[Proxy]:
         await p.stop()
 
 
+def settled(client: MemgrpcClient, run_id: str) -> dict[str, Any]:
+    """The run once its status is final (it is stored just after the terminal event)."""
+    for _ in range(100):
+        run = client.eval_runs.get(run_id)
+        if run["status"] not in ("queued", "running"):
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} stayed {run['status']}")
+
+
+async def asettled(client: AsyncMemgrpcClient, run_id: str) -> dict[str, Any]:
+    for _ in range(100):
+        run = await client.eval_runs.get(run_id)
+        if run["status"] not in ("queued", "running"):
+            return run
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} stayed {run['status']}")
+
+
 def gapless(events: list[dict[str, Any]]) -> None:
     assert [e["index"] for e in events] == list(range(len(events)))
     assert len({e["run_id"] for e in events}) == 1
@@ -134,7 +154,7 @@ async def test_simulate_streams_and_replays_from_any_index(
             for k in (0, 5, len(events) - 1):
                 assert list(client.simulations.stream_events(run_id, from_index=k)) == events[k:]
             assert list(client.eval_runs.stream_events(run_id, 3)) == events[3:]
-            run = client.eval_runs.get(run_id)
+            run = settled(client, run_id)
             assert (run["kind"], run["status"], run["judge"]) == (
                 "simulation",
                 "completed",
@@ -206,7 +226,7 @@ async def test_run_eval_eval_only_and_evaluate(new_key: NewKey, make_client: Mak
             assert data["template_id"] == "tpl_memory_continuity" and data["judge"] == "offline"
             assert data["recall_total"] >= 3
             assert 0 <= data["recall_correct"] <= data["recall_total"]
-            source = client.eval_runs.get(events[0]["run_id"])
+            source = settled(client, events[0]["run_id"])
             assert source["kind"] == "run_eval"
             assert source["score"] == pytest.approx(data["score"])
             assert source["recall_total"] == data["recall_total"]
@@ -327,7 +347,7 @@ async def test_async_simulate_cancel_delete_and_heartbeats(
         gapless(events)
         assert events[-1]["type"] == "run_completed"
         assert [e async for e in client.eval_runs.stream_events(run["id"], 4)] == events[4:]
-        done = await client.eval_runs.get(run["id"])
+        done = await asettled(client, run["id"])
         assert done["status"] == "completed" and done["event_count"] == len(events)
 
         # a long run: cancel while following it, then delete
