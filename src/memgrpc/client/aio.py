@@ -24,6 +24,11 @@ from memgrpc.client.context import AsyncContextResource
 from memgrpc.client.memory import AsyncMemoryResource
 from memgrpc.client.recall import AsyncRecallResource
 from memgrpc.client.sessions import AsyncJobsResource, AsyncSessionsResource
+from memgrpc.client.simulations import (
+    AsyncEvalRunsResource,
+    AsyncSimulationsResource,
+    EvalTemplates,
+)
 from memgrpc.client.users import AsyncUsersResource
 
 
@@ -75,6 +80,9 @@ class AsyncMemgrpcClient:
         self.admin = AsyncAdminResource(self._caller)
         self.conflicts = AsyncConflictsResource(self._caller)
         self.agents = AsyncAgentsResource(self._caller)
+        self.simulations = AsyncSimulationsResource(self._caller)
+        self.eval_templates: EvalTemplates[Any] = EvalTemplates(self._caller.unary)
+        self.eval_runs = AsyncEvalRunsResource(self._caller)
 
     @property
     def address(self) -> str:

@@ -29,6 +29,7 @@ from memgrpc.client.context import ContextResource
 from memgrpc.client.memory import MemoryResource
 from memgrpc.client.recall import RecallResource
 from memgrpc.client.sessions import JobsResource, SessionsResource
+from memgrpc.client.simulations import EvalRunsResource, EvalTemplates, SimulationsResource
 from memgrpc.client.users import UsersResource
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -68,7 +69,8 @@ def health_call(service: str) -> Unary[health_pb2.HealthCheckResponse, dict[str,
 
 class MemgrpcClient:
     """A memgrpc server, as resource groups: memory, users, recall, sessions, jobs, context, chat,
-    admin, conflicts, agents.
+    admin, conflicts, agents,
+    simulations, eval_templates, eval_runs.
 
     `api_key` defaults to $MEMGRPC_API_KEY. `timeout` (seconds, None = none) is each attempt's
     deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried up to `max_retries` times with
@@ -122,6 +124,9 @@ class MemgrpcClient:
         self.admin = AdminResource(self._caller)
         self.conflicts = ConflictsResource(self._caller)
         self.agents = AgentsResource(self._caller)
+        self.simulations = SimulationsResource(self._caller)
+        self.eval_templates: EvalTemplates[Any] = EvalTemplates(self._caller.unary)
+        self.eval_runs = EvalRunsResource(self._caller)
 
     @property
     def address(self) -> str:
