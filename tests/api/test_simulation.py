@@ -144,6 +144,33 @@ async def test_simulate_streams_gapless_events_and_replays_from_any_index(
     )
 
 
+async def test_a_stream_past_the_end_stops_when_the_run_ends_and_getrun_agrees(
+    sim: Stub, channel: grpc.aio.Channel, new_key: NewKey
+) -> None:
+    """A follower asked for an index the run never reaches is told so once the run ends (not
+    kept on heartbeats forever); GetRun read right after the terminal event says it ended."""
+    _, key = await new_key()
+    agent_id = await new_agent(channel, key)
+    run = await sim.StartRun(
+        pb.StartRunRequest(
+            kind=pb.RUN_KIND_SIMULATION, agent_id=agent_id, user_persona=ALEX, config=config(1, 1)
+        ),
+        metadata=md(key),
+    )
+    far = sim.StreamRunEvents(
+        pb.StreamRunEventsRequest(run_id=run.id, from_index=1000), metadata=md(key)
+    )
+    assert "RUN_EVENT_INDEX_OUT_OF_RANGE" in await fails(
+        asyncio.wait_for(collect(far, heartbeats=True), 30), grpc.StatusCode.OUT_OF_RANGE
+    )
+    events = await collect(
+        sim.StreamRunEvents(pb.StreamRunEventsRequest(run_id=run.id), metadata=md(key))
+    )
+    assert events[-1].type == "run_completed"
+    got = await sim.GetRun(pb.GetRunRequest(id=run.id), metadata=md(key))
+    assert got.status == pb.RUN_STATUS_COMPLETED
+
+
 async def test_disconnect_and_resume_misses_nothing(
     sim: Stub, channel: grpc.aio.Channel, new_key: NewKey
 ) -> None:

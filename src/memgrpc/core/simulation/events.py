@@ -122,6 +122,14 @@ class EventLog:
             if time.monotonic() - last_sent >= self.heartbeat_s:
                 if idle is not None:
                     await idle()
+                n = await self.finished_count(project_id, run_id)
+                if n is not None and next_index >= n:  # it ended before the index asked for
+                    raise OutOfRange(
+                        f"run {run_id} finished with {n} events (indexes 0..{n - 1}): "
+                        f"from_index {from_index} is past its end",
+                        reason="RUN_EVENT_INDEX_OUT_OF_RANGE",
+                        metadata={"run_id": run_id, "event_count": str(n)},
+                    )
                 yield RunEvent(run_id, next_index, HEARTBEAT, "", {}, datetime.now(UTC))
                 last_sent = time.monotonic()
             with contextlib.suppress(TimeoutError):

@@ -48,6 +48,7 @@ from memgrpc.core.simulation.model import (
     Run,
     RunEvent,
     RunSpec,
+    RunStatus,
     Template,
     Turn,
     check_spec,
@@ -95,6 +96,14 @@ class _Live:
     stop_reason: str = ""  # set before the task is cancelled: "" = CancelRun
 
 
+# the status a run's terminal event means
+ENDED_BY: dict[str, RunStatus] = {
+    "run_completed": "completed",
+    "run_failed": "failed",
+    "run_cancelled": "cancelled",
+}
+
+
 class RunService:
     def __init__(
         self,
@@ -139,8 +148,13 @@ class RunService:
             raise NotFound(
                 f"run {run_id} not found", reason="RUN_NOT_FOUND", metadata={"id": run_id}
             )
-        run = run_from_row(row)
-        return replace(run, event_count=await self.events.count(project_id, run_id))
+        run = replace(run_from_row(row), event_count=await self.events.count(project_id, run_id))
+        if run.status in ACTIVE and run.event_count:
+            # the terminal event is stored before the row's status: report what it says
+            last = await self.events.read(project_id, run_id, run.event_count - 1, 1)
+            if last and last[0].type in ENDED_BY:
+                run = replace(run, status=ENDED_BY[last[0].type])
+        return run
 
     async def list(self, project_id: str, agent_id: str, page: PageRequest) -> Page[Run]:
         v = Violations()
