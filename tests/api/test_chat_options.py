@@ -159,6 +159,14 @@ async def test_agent_persona_user_details_and_history_reach_the_model(
     # the next turn in the session needs no agent_id: the session's agent speaks
     await events(chat, key, session_id=session_id, message="And dessert?", provider="openai")
     assert "You are Ava." in system_of(fake_llm, "fast")
+    # an update shows in the very next turn (turns read the agent through a short cache)
+    await agents.UpdateAgent(
+        apb.UpdateAgentRequest(agent=apb.Agent(id=ava.id, system_prompt="You bake bread.")),
+        metadata=md(key),
+    )
+    await events(chat, key, session_id=session_id, message="And now?", provider="openai")
+    system = system_of(fake_llm, "fast")
+    assert "You bake bread." in system and "stew" not in system
 
 
 async def test_bad_options_are_field_violations_and_write_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from memgrpc.store.tables import Table
 Purge = Callable[[str, str], Awaitable[None]]
 
 UPDATABLE = ("display_name", "system_prompt", "personality", "capabilities", "metadata")
+RECENT_S = 5.0  # how stale an agent a chat turn reads may be (another replica's update)
+RECENT_MAX = 10_000
 
 
 class AgentService:
@@ -37,6 +40,8 @@ class AgentService:
         self._instances = Table(store, "agent_instances")
         self._locks = KeyedLocks()
         self._purges: list[Purge] = []
+        # (project, agent) -> (the agent, when read): chat turns read their agent each turn
+        self._recent: dict[tuple[str, str], tuple[Agent, float]] = {}
 
     @staticmethod
     def _where(project_id: str, agent_id: str) -> Where:
@@ -89,6 +94,19 @@ class AgentService:
     async def get(self, project_id: str, agent_id: str) -> Agent:
         return await self._require(project_id, agent_id, "id")
 
+    async def recent(self, project_id: str, agent_id: str) -> Agent:
+        """The agent as read at most RECENT_S ago (every chat turn of an agent session reads
+        it): this server's own changes show at once, another replica's within RECENT_S."""
+        key = (project_id, agent_id)
+        hit = self._recent.get(key)
+        if hit is not None and time.monotonic() - hit[1] < RECENT_S:
+            return hit[0]
+        agent = await self._require(project_id, agent_id, "agent_id")
+        if len(self._recent) >= RECENT_MAX:
+            self._recent.clear()
+        self._recent[key] = (agent, time.monotonic())
+        return agent
+
     async def personality(self, project_id: str, agent_id: str) -> Personality:
         return (await self._require(project_id, agent_id, "agent_id")).personality
 
@@ -111,6 +129,7 @@ class AgentService:
                 current, **{f: getattr(a, f) for f in fields}, update_time=datetime.now(UTC)
             )
             await self._table.writer.patch([agent_row(project_id, changed)])
+            self._recent.pop((project_id, a.id), None)
             return changed
 
     async def update_capabilities(
@@ -134,6 +153,7 @@ class AgentService:
                     }
                 ]
             )
+            self._recent.pop((project_id, agent_id), None)
             return changed.capabilities
 
     async def delete(self, project_id: str, agent_id: str) -> None:
@@ -144,6 +164,7 @@ class AgentService:
             for purge in self._purges:
                 await purge(project_id, agent_id)
             await self._table.writer.delete(str(self._where(project_id, agent_id)))
+            self._recent.pop((project_id, agent_id), None)
 
     async def list(self, project_id: str, page: PageRequest) -> Page[Agent]:
         """Newest first, keyset-paged by (create_time, id), with the total count."""

@@ -125,7 +125,9 @@ class ChatRequest:
 
 
 class AgentSource(Protocol):
-    async def get(self, project_id: str, agent_id: str) -> Agent: ...
+    async def recent(self, project_id: str, agent_id: str) -> Agent:
+        """The agent, as read at most a few seconds ago (it is read on every turn)."""
+        ...
 
 
 class TurnExtraction(Protocol):
@@ -656,7 +658,7 @@ class ChatService:
     async def _agent(self, project_id: str, s: Session) -> tuple[Agent | None, Mood | None]:
         if not s.agent_id or self.agents is None:
             return None, None
-        agent = await self.agents.get(project_id, s.agent_id)
+        agent = await self.agents.recent(project_id, s.agent_id)
         mood = None
         if self.hook is not None:
             mood = await self.hook.mood(project_id, Scope(s.agent_id, s.user_id, s.instance_id))
