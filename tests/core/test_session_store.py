@@ -128,3 +128,14 @@ async def test_held_counters_below_the_stored_ones_are_dropped(
         assert (await _on_disk(store, "s1"))["message_count"] == 3
     finally:
         await other.close()
+
+
+async def test_nothing_is_written_behind_after_stop(store: Store) -> None:
+    """A write racing shutdown is held, not flushed into a closing store by a loop that would
+    retry (and log) forever; the session's next write after a restart recounts."""
+    sessions = SessionStore(store)
+    await sessions.insert("p", Session(id="s1", user_id="u"), None)
+    await sessions.stop()
+    sessions.patch_behind("p", _counters("s1", 5))
+    assert sessions._flusher is None or sessions._flusher.done()
+    assert (await _on_disk(store, "s1"))["message_count"] == 0

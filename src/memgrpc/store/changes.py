@@ -54,6 +54,12 @@ class ChangeRaceLost(RuntimeError):
     """Every try to commit lost to other writers (a pathological write rate across replicas)."""
 
 
+def _contended(exc: RuntimeError) -> bool:
+    """Lance's own commit retries ran out under other writers (retryable by us)."""
+    text = str(exc)
+    return "Too many concurrent writers" in text or "Retryable commit conflict" in text
+
+
 def _head_pk(project_id: str) -> str:
     return f"{project_id}/head"
 
@@ -109,7 +115,18 @@ class ChangeTable:
             writer = self._store.writer(TABLE)
             # through the table's writer, between its commits: never racing this process's
             # compaction of the table (which every commit here would otherwise preempt)
-            res = await writer.exclusive(functools.partial(self._merge, data))
+            try:
+                res = await writer.exclusive(functools.partial(self._merge, data))
+            except RuntimeError as exc:
+                if not _contended(exc):
+                    raise
+                res = None  # Lance gave up retrying its own commit: a lost race like any other
+            if res is None:
+                self.races_lost += 1
+                self._heads.pop(project_id, None)
+                log.info("change_commit_contended", attempt=attempt + 1)
+                await asyncio.sleep(random.uniform(0.0, 0.01 * min(attempt + 1, 10)))
+                continue
             writer.versions.record(getattr(res, "version", None))
             # each try is a commit (fragments and deletion files): the maintainer compacts
             # on this pressure as it does for the writer's own commits

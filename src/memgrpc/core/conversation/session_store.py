@@ -52,6 +52,8 @@ class SessionStore:
         )
         self._behind: dict[str, Row] = {}  # session key -> counters not written yet
         self._flusher: asyncio.Task[None] | None = None
+        # set by stop(): the store is closing, so counters are no longer written behind
+        self._stopped = False
 
     @staticmethod
     def scope(project_id: str) -> Where:
@@ -140,6 +142,8 @@ class SessionStore:
         with other sessions'."""
         key = session_key(project_id, values["id"])
         self._behind[key] = self._behind.get(key, {}) | values
+        if self._stopped:  # a write racing shutdown: the session's next write recounts
+            return
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush_soon(), name="session-counters"
@@ -152,7 +156,7 @@ class SessionStore:
                 await self.flush()
             except Exception as exc:  # the sessions' next writes recount (MessageService._heal)
                 log.warning("session_counters_flush_failed", error=str(exc))
-            if not self._behind:
+            if not self._behind or self._stopped:
                 return
 
     async def flush(self, keys: Sequence[str] | None = None) -> None:
@@ -174,7 +178,8 @@ class SessionStore:
                 settles[key](old if kept else self._merged(key, values))
 
     async def stop(self) -> None:
-        """Write what is held (before the store closes)."""
+        """Write what is held (before the store closes); nothing is written behind after it."""
+        self._stopped = True
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
