@@ -167,8 +167,9 @@ async def client_turns(address: str, users: int, turns: int, seed: int) -> int:
             )
             first, session_id, reply = await one_turn(chat, req)
             sessions[user] = session_id
-            # the built-in responder says what it is, then "From what I remember: ..."
-            grounded = "From what I remember:" in reply
+            # the built-in responder says what it is, then quotes recall: "From what I
+            # remember: ..." (a word match) or "The closest I have stored: ..." (recall's best)
+            grounded = "From what I remember:" in reply or "The closest I have stored:" in reply
             turn = {"first_ms": first, "session_id": session_id, "grounded": grounded}
             print(json.dumps(turn), flush=True)
         adds, searches = await baselines(ch, sessions, rng.sample(questions, 100))
