@@ -30,11 +30,9 @@ from memgrpc.core.chat.options import PriorMessage
 from memgrpc.core.chat.replay import ChatReplays
 from memgrpc.core.chat.turn import ChatRequest, ChatService
 from memgrpc.core.kernel.idempotency import Idempotency
-from memgrpc.core.memory.model import SearchHit
 from memgrpc.llm import Tool, ToolCall, Usage
 from memgrpc.v1 import chat_pb2 as pb
 from memgrpc.v1 import chat_pb2_grpc
-from memgrpc.v1 import memory_pb2 as mpb
 
 _STATUSES = {
     "queued": pb.CHAT_STATUS_QUEUED,
@@ -82,10 +80,6 @@ def _effects(e: SideEffects) -> pb.ChatSideEffects:
     return out
 
 
-def _hits(hits: list[SearchHit]) -> list[mpb.SearchResult]:
-    return [mpb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score) for h in hits]
-
-
 def _usage(u: Usage | None) -> pb.ChatUsage | None:
     if u is None:
         return None
@@ -101,7 +95,7 @@ def _event(ev: ChatEvent) -> pb.ChatEvent:
                 pb.ChatStarted(user_message_id=body.user_message_id, session_id=body.session_id)
             )
         case ContextUsed():
-            out.context.CopyFrom(pb.ChatContext(memories=_hits(body.memories)))
+            out.context.CopyFrom(pb.ChatContext(memories=convert.hits_to_pb(body.memories)))
         case Delta():
             out.delta.text = body.text
         case ToolCalled():
@@ -133,7 +127,7 @@ def _result(r: ChatResult) -> pb.ChatResult:
         user_message_id=r.user_message_id,
         assistant_message_id=r.assistant_message_id,
         usage=_usage(r.usage),
-        memories=_hits(r.memories),
+        memories=convert.hits_to_pb(r.memories),
         phase=r.phase,
         tool_calls=[_call(c) for c in r.tool_calls],
     )

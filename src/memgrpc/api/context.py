@@ -12,7 +12,6 @@ from memgrpc.core.chat.context import ContextRequest, ContextService, Strategy
 from memgrpc.core.kernel.errors import Violations
 from memgrpc.v1 import context_pb2 as pb
 from memgrpc.v1 import context_pb2_grpc
-from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import users_pb2 as upb
 
 _STRATEGIES: dict[int, Strategy] = {
@@ -64,10 +63,7 @@ class ContextServicer(context_pb2_grpc.ContextServiceServicer):
         c = await self._svc.get(principal.current().project_id, r)
         return pb.GetContextResponse(
             context=c.text,
-            memories=[
-                mpb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score)
-                for h in c.memories
-            ],
+            memories=convert.hits_to_pb(c.memories),
             recent_messages=[
                 convert.message_to_pb(replace(m.record, content=m.content))
                 for m in c.recent_messages

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from memgrpc.core.memory.model import (
     Memory,
     MemoryQuery,
     MemoryVersion,
+    SearchHit,
     default_origin,
 )
 from memgrpc.v1 import memory_pb2 as pb
@@ -139,6 +140,11 @@ def memory_from_pb(v: Violations, m: pb.Memory, prefix: str = "memory") -> Memor
 def set_fields(m: pb.Memory) -> frozenset[str]:
     """The fields a PATCH without update_mask touches: those that are set (non-default)."""
     return frozenset(f.name for f, _ in m.ListFields()) - _OUTPUT_ONLY
+
+
+def hits_to_pb(hits: Sequence[SearchHit]) -> list[pb.SearchResult]:
+    """Recall's hits as SearchResults (search, context, chat, SubmitTurn's next context)."""
+    return [pb.SearchResult(memory=memory_to_pb(h.memory), score=h.score) for h in hits]
 
 
 def memory_to_pb(m: Memory) -> pb.Memory:

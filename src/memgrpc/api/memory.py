@@ -189,11 +189,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServiceServicer):
             mode=mode or "hybrid",
             min_score=request.min_score,
         )
-        return pb.SearchMemoriesResponse(
-            results=[
-                pb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score) for h in hits
-            ]
-        )
+        return pb.SearchMemoriesResponse(results=convert.hits_to_pb(hits))
 
     async def BatchMemories(
         self, request: pb.BatchMemoriesRequest, context: grpc.aio.ServicerContext

@@ -13,7 +13,6 @@ from memgrpc.api.moods import mood_to_pb
 from memgrpc.core.access import principal
 from memgrpc.core.chat.loop import EndRequest, SessionLoop, TurnRequest
 from memgrpc.core.kernel.errors import Violations
-from memgrpc.v1 import memory_pb2 as mpb
 from memgrpc.v1 import sessions_pb2 as pb
 
 
@@ -53,10 +52,7 @@ class TurnRpcs:
                 out.next_context.CopyFrom(
                     pb.NextContext(
                         context=c.text,
-                        memories=[
-                            mpb.SearchResult(memory=convert.memory_to_pb(h.memory), score=h.score)
-                            for h in c.memories
-                        ],
+                        memories=convert.hits_to_pb(c.memories),
                         token_count=c.token_count,
                     )
                 )
